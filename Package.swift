@@ -1,0 +1,36 @@
+// swift-tools-version:6.0
+// SynthVM: a Hyper-V-compatible VMM for Linux/KVM, split into a minimal monitor and
+// sandboxed workers. See ../shared/design/ARCHITECTURE.md and docs/.
+import PackageDescription
+
+let package = Package(
+    name: "SynthVM",
+    products: [
+        .executable(name: "synthvm", targets: ["synthvm"]),
+        .executable(name: "synthvm-bench", targets: ["synthvm-bench"]),
+    ],
+    dependencies: [
+        // Pinned to the versions mirrored on our build machines.
+        .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
+    ],
+    targets: [
+        // C shims: linux/kvm.h constants and the calls Swift cannot make directly
+        // (ioctl with struct arguments, memfd_create, eventfd, signal kicks).
+        .target(name: "CSynthVM", path: "Sources/CSynthVM"),
+        // Thin, typed, errno-checked Swift over /dev/kvm.
+        .target(name: "KVM", dependencies: ["CSynthVM"]),
+        // Guest memory layout, loaders, CPUID table, legacy devices. Mostly pure.
+        .target(name: "Machine", dependencies: ["KVM", "CSynthVM"]),
+        // vCPU threads, the exit loop, shutdown and crash reports.
+        .target(name: "Monitor", dependencies: ["Machine", "KVM", "CSynthVM"]),
+        .executableTarget(
+            name: "synthvm",
+            dependencies: ["Monitor", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .executableTarget(
+            name: "synthvm-bench",
+            dependencies: ["Monitor", "KVM", "Machine", "CSynthVM"]),
+        .testTarget(name: "MachineTests", dependencies: ["Machine"]),
+        .testTarget(name: "GuestTests", dependencies: ["Monitor", "Machine"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,42 @@
+/// Why a kernel could not be loaded. Each case prints as one line for the operator.
+public enum BootError: Error, CustomStringConvertible {
+    case unknownFormat
+    case elf(ElfError)
+    case multiboot(MultibootError)
+    case elf32WithoutMultiboot
+    case segmentOutsideRAM(index: Int, address: UInt64, size: UInt64)
+    case entryOutsideImage(UInt64)
+    case commandLineTooLong(Int)
+    case tooManyModules(Int)
+    case moduleNamesTooLong
+    case modulesDoNotFit(name: String, size: UInt64)
+    case memory(GuestMemoryError)
+
+    public var description: String {
+        switch self {
+        case .unknownFormat:
+            return "unknown kernel format: not an ELF64 x86-64 image and no multiboot header"
+        case let .elf(e):
+            return "bad ELF kernel: \(e)"
+        case let .multiboot(e):
+            return "bad multiboot kernel: \(e)"
+        case .elf32WithoutMultiboot:
+            return "ELF32 kernel without a multiboot header (32-bit kernels must be multiboot)"
+        case let .segmentOutsideRAM(i, a, s):
+            return "kernel segment \(i) at 0x\(String(a, radix: 16)) (0x\(String(s, radix: 16)) bytes) "
+                + "does not fit in guest RAM at or above 1 MiB (is the kernel larger than --memory?)"
+        case let .entryOutsideImage(e):
+            return "kernel entry point 0x\(String(e, radix: 16)) is not inside a loaded segment"
+        case let .commandLineTooLong(n):
+            return "command line is \(n) bytes; at most \(BootLayout.commandLineMax) fit"
+        case let .tooManyModules(n):
+            return "\(n) modules given; at most \(BootLayout.maxModules) are supported"
+        case .moduleNamesTooLong:
+            return "module names do not fit in 4 KiB"
+        case let .modulesDoNotFit(name, size):
+            return "module \(name) (\(size) bytes) does not fit in guest RAM after the kernel"
+        case let .memory(e):
+            return "loading failed: \(e)"
+        }
+    }
+}

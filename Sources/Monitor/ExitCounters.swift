@@ -1,0 +1,49 @@
+/// Per-vCPU exit statistics, kept by the vCPU thread without locks and summed at the end.
+public struct ExitCounters: Sendable, Equatable {
+    public var exits = 0
+    public var portIO = 0
+    public var mmio = 0
+    public var msr = 0
+    public var kicks = 0
+    public var unknownPortReads = 0
+    public var unknownPortWrites = 0
+    public var unknownMMIOReads = 0
+    public var unknownMMIOWrites = 0
+    public var unknownMSRReads = 0
+    public var unknownMSRWrites = 0
+
+    public init() {}
+
+    public static func + (a: ExitCounters, b: ExitCounters) -> ExitCounters {
+        var r = a
+        r.exits += b.exits
+        r.portIO += b.portIO
+        r.mmio += b.mmio
+        r.msr += b.msr
+        r.kicks += b.kicks
+        r.unknownPortReads += b.unknownPortReads
+        r.unknownPortWrites += b.unknownPortWrites
+        r.unknownMMIOReads += b.unknownMMIOReads
+        r.unknownMMIOWrites += b.unknownMMIOWrites
+        r.unknownMSRReads += b.unknownMSRReads
+        r.unknownMSRWrites += b.unknownMSRWrites
+        return r
+    }
+
+    public var summary: String {
+        "exits=\(exits) pio=\(portIO) mmio=\(mmio) msr=\(msr) kicks=\(kicks) "
+            + "unknown: port r/w=\(unknownPortReads)/\(unknownPortWrites) "
+            + "mmio r/w=\(unknownMMIOReads)/\(unknownMMIOWrites) msr r/w=\(unknownMSRReads)/\(unknownMSRWrites)"
+    }
+}
+
+/// What a finished run reports.
+public struct RunOutcome: Sendable {
+    public var reason: StopReason
+    public var counters: [ExitCounters]
+    /// The one-screen report for a guest crash or triple fault, if any.
+    public var crashReport: String?
+
+    public var exitStatus: Int32 { reason.exitStatus }
+    public var totals: ExitCounters { counters.reduce(ExitCounters(), +) }
+}

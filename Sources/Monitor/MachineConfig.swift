@@ -1,0 +1,130 @@
+import Glibc
+import Machine
+
+/// Everything needed to build a VM, already read and validated. `load` is the one path from
+/// operator input (paths, strings) to a config: the CLI and the guest tests both use it, so a
+/// test boots a guest exactly as `synthvm run` would.
+public struct MachineConfig: Sendable {
+    public var kernel: [UInt8]
+    public var kernelName: String
+    public var modules: [BootModule]
+    public var commandLine: String
+    public var cpuCount: Int
+    public var layout: GuestMemoryLayout
+    public var console: ConsoleSink.Target
+    /// How often the supervisor checks for "every vCPU halted with IF=0".
+    public var haltPollMilliseconds: Int32 = 10
+    /// Whether SIGINT/SIGTERM stop the VM (the CLI); tests leave signals alone.
+    public var handleSignals = false
+
+    public static let cpuRange = 1...64
+    public static let defaultMemory = "256M"
+
+    public init(kernel: [UInt8], kernelName: String, modules: [BootModule] = [], commandLine: String = "",
+                cpuCount: Int = 1, layout: GuestMemoryLayout, console: ConsoleSink.Target) {
+        self.kernel = kernel
+        self.kernelName = kernelName
+        self.modules = modules
+        self.commandLine = commandLine
+        self.cpuCount = cpuCount
+        self.layout = layout
+        self.console = console
+    }
+
+    /// Reads and checks operator input. Every failure is one line naming what is wrong, and
+    /// happens before any VM exists. `kernelPath == nil` selects the built-in guest.
+    public static func load(kernelPath: String?, modulePaths: [String] = [], commandLine: String = "",
+                            cpus: Int = 1, memory: String = defaultMemory,
+                            serial: String = "stdio") throws(MonitorError) -> MachineConfig {
+        guard cpuRange.contains(cpus) else {
+            throw .config("--cpus \(cpus) is out of range (\(cpuRange.lowerBound)...\(cpuRange.upperBound))")
+        }
+        let size: UInt64
+        do { size = try MemorySize.parse(memory) } catch { throw .config("--memory: \(error)") }
+        let layout: GuestMemoryLayout
+        do { layout = try GuestMemoryLayout(ramSize: size) } catch { throw .config("--memory: \(error)") }
+        let console = try parseSerial(serial)
+        let kernel: [UInt8]
+        let name: String
+        if let path = kernelPath {
+            kernel = try readFile(path, what: "kernel")
+            name = path
+        } else {
+            kernel = BuiltinGuest.elf()
+            name = BuiltinGuest.name
+        }
+        var modules: [BootModule] = []
+        for p in modulePaths { modules.append(BootModule(name: p, bytes: try readFile(p, what: "module"))) }
+        let config = MachineConfig(kernel: kernel, kernelName: name, modules: modules, commandLine: commandLine,
+                                   cpuCount: cpus, layout: layout, console: console)
+        try config.validate()
+        return config
+    }
+
+    /// Runs the loader against a memory that only checks bounds: the same code that will load
+    /// the kernel rejects it now, before /dev/kvm is touched.
+    public func validate() throws(MonitorError) {
+        do {
+            _ = try KernelLoader.load(kernel: kernel, modules: modules, commandLine: commandLine, cpuCount: cpuCount,
+                                      into: BoundsCheckingMemory(layout: layout))
+        } catch {
+            throw .config("\(kernelName): \(error)")
+        }
+    }
+
+    static func parseSerial(_ s: String) throws(MonitorError) -> ConsoleSink.Target {
+        switch s {
+        case "stdio": return .stdout
+        case "none": return .none
+        default:
+            if s.hasPrefix("file:"), s.count > 5 { return .file(String(s.dropFirst(5))) }
+            throw .config("--serial \(s): expected stdio, none or file:PATH")
+        }
+    }
+
+    static func readFile(_ path: String, what: String) throws(MonitorError) -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 { throw .config("cannot read \(what) \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var st = stat()
+        if fstat(fd, &st) != 0 { throw .config("cannot stat \(what) \(path): \(String(cString: strerror(errno)))") }
+        if (st.st_mode & S_IFMT) != S_IFREG { throw .config("\(what) \(path) is not a regular file") }
+        let limit = 1 << 34
+        if st.st_size > limit { throw .config("\(what) \(path) is larger than 16 GiB") }
+        var bytes = [UInt8](repeating: 0, count: Int(st.st_size))
+        var off = 0
+        while off < bytes.count {
+            let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + off, $0.count - off, off_t(off)) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw .config("cannot read \(what) \(path): \(String(cString: strerror(errno)))")
+            }
+            if n == 0 { break }
+            off += n
+        }
+        if off == 0 { throw .config("\(what) \(path) is empty") }
+        return Array(bytes.prefix(off))
+    }
+}
+
+/// A guest memory that stores nothing and checks every access against the layout.
+final class BoundsCheckingMemory: GuestPhysicalMemory, @unchecked Sendable {
+    let layout: GuestMemoryLayout
+    init(layout: GuestMemoryLayout) { self.layout = layout }
+
+    func write(_ bytes: UnsafeRawBufferPointer, at gpa: UInt64) throws(GuestMemoryError) {
+        guard layout.backingOffset(gpa: gpa, length: UInt64(bytes.count)) != nil else {
+            throw .outOfRange(gpa: gpa, length: UInt64(bytes.count))
+        }
+    }
+
+    func read(into buffer: UnsafeMutableRawBufferPointer, at gpa: UInt64) throws(GuestMemoryError) {
+        guard layout.backingOffset(gpa: gpa, length: UInt64(buffer.count)) != nil else {
+            throw .outOfRange(gpa: gpa, length: UInt64(buffer.count))
+        }
+    }
+
+    func zero(at gpa: UInt64, count: UInt64) throws(GuestMemoryError) {
+        guard layout.backingOffset(gpa: gpa, length: count) != nil else { throw .outOfRange(gpa: gpa, length: count) }
+    }
+}

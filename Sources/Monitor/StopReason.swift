@@ -1,0 +1,46 @@
+/// Why a VM stopped, and the process status `synthvm run` exits with for it.
+///
+/// | status | meaning |
+/// |---|---|
+/// | 0 | every vCPU halted with interrupts disabled |
+/// | odd | the exit device: `(v << 1) | 1` (QEMU isa-debug-exit) |
+/// | 2 | triple fault (KVM_EXIT_SHUTDOWN) |
+/// | 4 | guest crash: KVM internal error, failed entry, unhandled exit |
+/// | 6 | host failure while running (a KVM ioctl failed) |
+/// | 64 | bad command line or input, before any VM is created |
+/// | 70 | the VM could not be created (KVM missing, setup ioctl failed) |
+/// | 130 | stopped by SIGINT or SIGTERM |
+public enum StopReason: Sendable, Equatable {
+    case halted
+    case exitDevice(value: UInt32)
+    case tripleFault(vcpu: UInt32)
+    case guestCrash(vcpu: UInt32, summary: String)
+    case hostFailure(String)
+    case signal(Int32)
+
+    public var exitStatus: Int32 {
+        switch self {
+        case .halted: return 0
+        case let .exitDevice(v): return Int32(truncatingIfNeeded: ((v << 1) | 1) & 0xFF)
+        case .tripleFault: return 2
+        case .guestCrash: return 4
+        case .hostFailure: return 6
+        case .signal: return 130
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .halted: return "all vCPUs halted with interrupts disabled"
+        case let .exitDevice(v): return "guest wrote 0x\(String(v, radix: 16)) to the exit device"
+        case let .tripleFault(c): return "triple fault on vCPU \(c)"
+        case let .guestCrash(c, s): return "guest crash on vCPU \(c): \(s)"
+        case let .hostFailure(s): return "host failure: \(s)"
+        case let .signal(s): return "stopped by signal \(s)"
+        }
+    }
+
+    /// Exit statuses the CLI uses before a VM exists.
+    public static let usageStatus: Int32 = 64
+    public static let setupFailureStatus: Int32 = 70
+}

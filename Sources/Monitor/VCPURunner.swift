@@ -1,0 +1,166 @@
+import CSynthVM
+import KVM
+import Machine
+
+/// One vCPU's thread: KVM_RUN, decode the exit, dispatch, repeat. The hot path touches only
+/// kvm_run, the port table and local counters.
+final class VCPURunner: @unchecked Sendable {
+    let index: Int
+    let vcpu: KVMVCPU
+    let bus: PortIOBus
+    let control: VMControl
+    let memory: GuestMemory
+    private(set) var counters = ExitCounters()
+    private(set) var crashReport: String?
+
+    init(index: Int, vcpu: KVMVCPU, bus: PortIOBus, control: VMControl, memory: GuestMemory) {
+        self.index = index
+        self.vcpu = vcpu
+        self.bus = bus
+        self.control = control
+        self.memory = memory
+    }
+
+    func run() {
+        VCPUKick.register(vcpu)
+        control.register(vcpu: index, thread: VCPUKick.currentThread())
+        defer { control.unregister(vcpu: index) }
+        let run = vcpu.run
+        while !control.isStopping {
+            let result: KVMVCPU.RunResult
+            do { result = try vcpu.runOnce() } catch {
+                control.requestStop(.hostFailure(error.description))
+                return
+            }
+            switch result {
+            case .again:
+                continue
+            case .interrupted:
+                VCPUKick.clear()
+                counters.kicks += 1
+                reportParkState()
+                continue
+            case .exited:
+                break
+            }
+            counters.exits += 1
+            switch run.pointee.exit_reason {
+            case KVMExitReason.io:
+                handlePortIO(run)
+            case KVMExitReason.mmio:
+                handleMMIO(run)
+            case KVMExitReason.x86RDMSR, KVMExitReason.x86WRMSR:
+                handleMSR(run)
+            case KVMExitReason.intr:
+                VCPUKick.clear()
+                counters.kicks += 1
+                reportParkState()
+            case KVMExitReason.shutdown:
+                crash(headline: "triple fault (KVM_EXIT_SHUTDOWN)", detail: [], stop: .tripleFault(vcpu: vcpu.id))
+                return
+            case KVMExitReason.systemEvent:
+                let type = run.pointee.system_event.type
+                crash(headline: "KVM_EXIT_SYSTEM_EVENT type \(type)", detail: [],
+                      stop: type == UInt32(KVM_SYSTEM_EVENT_CRASH)
+                        ? .guestCrash(vcpu: vcpu.id, summary: "system event crash") : .tripleFault(vcpu: vcpu.id))
+                return
+            case KVMExitReason.internalError:
+                let ie = run.pointee.internal
+                let name = KVMExitReason.internalErrorName(ie.suberror)
+                var words: [String] = []
+                withUnsafeBytes(of: ie.data) { raw in
+                    let d = raw.bindMemory(to: UInt64.self)
+                    for i in 0..<min(Int(ie.ndata), d.count) { words.append(CrashReport.hex(d[i])) }
+                }
+                crash(headline: "KVM internal error, \(name)",
+                      detail: words.isEmpty ? [] : ["KVM data: " + words.joined(separator: " ")],
+                      stop: .guestCrash(vcpu: vcpu.id, summary: "KVM internal error, \(name)"))
+                return
+            case KVMExitReason.failEntry:
+                let reason = run.pointee.fail_entry.hardware_entry_failure_reason
+                crash(headline: "KVM_EXIT_FAIL_ENTRY (hardware reason 0x\(String(reason, radix: 16)))", detail: [],
+                      stop: .guestCrash(vcpu: vcpu.id, summary: "VM entry failed"))
+                return
+            default:
+                let name = KVMExitReason.name(run.pointee.exit_reason)
+                crash(headline: "unhandled \(name)", detail: [],
+                      stop: .guestCrash(vcpu: vcpu.id, summary: "unhandled \(name)"))
+                return
+            }
+        }
+    }
+
+    private func crash(headline: String, detail: [String], stop: StopReason) {
+        crashReport = CrashReport.make(vcpu: vcpu, headline: headline, detail: detail, memory: memory)
+        control.requestStop(stop)
+    }
+
+    /// After a kick: is this vCPU parked for good (HLT with IF=0, or an AP awaiting SIPI)?
+    private func reportParkState() {
+        guard let mp = try? vcpu.getMPState() else { return }
+        var parked = false
+        if mp == KVMMPState.uninitialized || mp == KVMMPState.initReceived {
+            parked = true
+        } else if mp == KVMMPState.halted, let regs = try? vcpu.getRegs() {
+            parked = regs.rflags & 0x200 == 0
+        }
+        control.report(vcpu: index, parked: parked)
+    }
+
+    @inline(__always)
+    private func handlePortIO(_ run: UnsafeMutablePointer<kvm_run>) {
+        counters.portIO += 1
+        let io = run.pointee.io
+        let size = Int(io.size)
+        let data = UnsafeMutableRawPointer(run).advanced(by: Int(io.data_offset))
+        let device = bus.device(at: io.port)
+        let isOut = io.direction == UInt8(KVM_EXIT_IO_OUT)
+        for i in 0..<Int(io.count) {
+            let p = data.advanced(by: i * size)
+            if isOut {
+                let value: UInt32
+                switch size {
+                case 1: value = UInt32(p.load(as: UInt8.self))
+                case 2: value = UInt32(p.loadUnaligned(as: UInt16.self))
+                default: value = p.loadUnaligned(as: UInt32.self)
+                }
+                if let d = device { d.write(port: io.port, size: size, value: value) } else { counters.unknownPortWrites += 1 }
+            } else {
+                let value: UInt32
+                if let d = device { value = d.read(port: io.port, size: size) } else {
+                    counters.unknownPortReads += 1
+                    value = 0xFFFF_FFFF
+                }
+                switch size {
+                case 1: p.storeBytes(of: UInt8(truncatingIfNeeded: value), as: UInt8.self)
+                case 2: p.storeBytes(of: UInt16(truncatingIfNeeded: value), as: UInt16.self)
+                default: p.storeBytes(of: value, as: UInt32.self)
+                }
+            }
+        }
+    }
+
+    /// No MMIO devices live in user space yet: reads return all-ones, writes are dropped.
+    private func handleMMIO(_ run: UnsafeMutablePointer<kvm_run>) {
+        counters.mmio += 1
+        if run.pointee.mmio.is_write != 0 {
+            counters.unknownMMIOWrites += 1
+        } else {
+            counters.unknownMMIOReads += 1
+            withUnsafeMutableBytes(of: &run.pointee.mmio.data) { b in
+                for i in 0..<b.count { b[i] = 0xFF }
+            }
+        }
+    }
+
+    /// MSRs KVM does not know reach us (KVM_CAP_X86_USER_SPACE_MSR); the guest gets #GP.
+    private func handleMSR(_ run: UnsafeMutablePointer<kvm_run>) {
+        counters.msr += 1
+        if run.pointee.exit_reason == KVMExitReason.x86RDMSR {
+            counters.unknownMSRReads += 1
+        } else {
+            counters.unknownMSRWrites += 1
+        }
+        run.pointee.msr.error = 1
+    }
+}

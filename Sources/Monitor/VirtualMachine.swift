@@ -1,0 +1,191 @@
+import CSynthVM
+import Glibc
+import KVM
+import Machine
+
+/// A VM built from a `MachineConfig`: KVM VM with in-kernel irqchip and PIT, guest RAM in a
+/// memfd, one vCPU per configured CPU with our CPUID table, the kernel loaded and the boot vCPU
+/// set up. `run()` runs it to the end on one thread per vCPU; the calling thread supervises.
+public final class VirtualMachine: @unchecked Sendable {
+    public let config: MachineConfig
+    public let system: KVMSystem
+    public let vm: KVMVirtualMachine
+    public let memory: GuestMemory
+    public let vcpus: [KVMVCPU]
+    public let console: ConsoleSink
+    public let bootPlan: BootPlan
+    /// The CPUID table given to each vCPU, as built (what a normal KVM shows the guest).
+    public let cpuidTables: [[CPUIDEntry]]
+    let control: VMControl
+    public let bus: PortIOBus
+
+    /// Addresses KVM needs for its real-mode helpers on Intel; inside the MMIO hole.
+    static let tssAddress: UInt64 = 0xFFFB_D000
+    static let identityMapAddress: UInt64 = 0xFFFB_C000
+
+    public init(config: MachineConfig, extraDevices: [(any PortIODevice, ClosedRange<UInt16>)] = [])
+        throws(MonitorError) {
+        self.config = config
+        console = try ConsoleSink(config.console)
+        control = try VMControl(vcpuCount: config.cpuCount)
+        do {
+            system = try KVMSystem()
+            guard system.checkExtension(KVMCap.irqchip) > 0 else {
+                throw MonitorError.config("this KVM has no in-kernel irqchip (KVM_CAP_IRQCHIP)")
+            }
+            vm = try system.createVM()
+            try vm.setIdentityMapAddress(Self.identityMapAddress)
+            try vm.setTSSAddress(Self.tssAddress)
+            try vm.createIRQChip()
+            try vm.createPIT2()
+            // MSRs KVM does not handle come to us (and get #GP) instead of being dropped in the kernel.
+            if system.checkExtension(KVMCap.x86UserSpaceMSR) > 0 {
+                try vm.enableCap(UInt32(KVMCap.x86UserSpaceMSR),
+                                 args: [KVMCap.msrExitReasonUnknown | KVMCap.msrExitReasonInval])
+            }
+        } catch let e as KVMError {
+            throw .kvm(e)
+        } catch {
+            throw error as! MonitorError
+        }
+
+        do { memory = try GuestMemory(layout: config.layout) } catch { throw .memory(error) }
+        do {
+            for (slot, region) in config.layout.ramRegions.enumerated() {
+                try vm.setUserMemoryRegion(slot: UInt32(slot), guestPhysicalAddress: region.guestAddress,
+                                           size: region.size, hostAddress: memory.hostAddress(of: region))
+            }
+        } catch { throw .kvm(error) }
+
+        do {
+            bootPlan = try KernelLoader.load(kernel: config.kernel, modules: config.modules,
+                                             commandLine: config.commandLine, cpuCount: config.cpuCount,
+                                             into: memory)
+        } catch { throw .boot(error) }
+
+        var vcpus: [KVMVCPU] = []
+        var tables: [[CPUIDEntry]] = []
+        do {
+            let supported = try system.supportedCPUID().map(CPUIDEntry.init)
+            for i in 0..<config.cpuCount {
+                let vcpu = try vm.createVCPU(id: UInt32(i))
+                let table = CPUIDTable.build(supported: supported, vcpuIndex: UInt32(i),
+                                             vcpuCount: UInt32(config.cpuCount))
+                try vcpu.setCPUID(table.map(\.kvmEntry))
+                vcpus.append(vcpu)
+                tables.append(table)
+            }
+            try BootRegisters.apply(bootPlan.cpu, to: vcpus[0])
+        } catch { throw .kvm(error) }
+        self.vcpus = vcpus
+        cpuidTables = tables
+
+        var builder = PortIOBus.Builder()
+        builder.attach(SerialPort(sink: console), ports: SerialPort.com1)
+        builder.attach(ExitDevice(control: control), ports: ExitDevice.port...ExitDevice.port)
+        builder.attach(POSTPort(), ports: POSTPort.port...POSTPort.port)
+        for (device, ports) in extraDevices { builder.attach(device, ports: ports) }
+        bus = builder.build()
+    }
+
+    /// Asks the VM to stop (from any thread).
+    public func requestStop(_ reason: StopReason) { control.requestStop(reason) }
+
+    /// Runs the VM until it stops; returns why, with per-vCPU counters.
+    public func run() -> RunOutcome {
+        do { try VCPUKick.install() } catch {
+            return RunOutcome(reason: .hostFailure(error.description), counters: [], crashReport: nil)
+        }
+        var signalFD: Int32 = -1
+        if config.handleSignals {
+            // Blocked here, so vCPU threads (spawned below) inherit the mask and only the
+            // signalfd sees SIGINT/SIGTERM.
+            _ = svm_block_signals_for_wait()
+            signalFD = svm_stop_signalfd()
+        }
+        defer { if signalFD >= 0 { close(signalFD) } }
+
+        let runners = vcpus.enumerated().map {
+            VCPURunner(index: $0.offset, vcpu: $0.element, bus: bus, control: control, memory: memory)
+        }
+        var threads: [HostThread] = []
+        for r in runners {
+            do { threads.append(try HostThread.spawn { r.run() }) } catch {
+                control.requestStop(.hostFailure(error.description))
+                break
+            }
+        }
+        supervise(signalFD: signalFD)
+        // Stopping: keep kicking until every vCPU thread has left KVM_RUN and returned.
+        let done = DoneFlag()
+        let started = threads
+        let joiner = try? HostThread.spawn {
+            for t in started { t.join() }
+            done.set()
+        }
+        while !done.isSet {
+            control.kickAll()
+            var ts = timespec(tv_sec: 0, tv_nsec: 2_000_000)
+            nanosleep(&ts, nil)
+        }
+        joiner?.join()
+        console.flush()
+        let reason = control.stopReason ?? .hostFailure("stopped without a reason")
+        return RunOutcome(reason: reason, counters: runners.map(\.counters),
+                          crashReport: runners.compactMap(\.crashReport).first)
+    }
+
+    private func supervise(signalFD: Int32) {
+        var fds = [pollfd(fd: control.wakeFD, events: Int16(POLLIN), revents: 0)]
+        if signalFD >= 0 { fds.append(pollfd(fd: signalFD, events: Int16(POLLIN), revents: 0)) }
+        while !control.isStopping {
+            _ = poll(&fds, nfds_t(fds.count), config.haltPollMilliseconds)
+            if signalFD >= 0, fds[1].revents != 0 {
+                let sig = svm_read_signalfd(signalFD)
+                if sig > 0 { control.requestStop(.signal(Int32(sig))) }
+            }
+            if control.isStopping { break }
+            if control.everyoneParked() {
+                control.requestStop(.halted)
+                break
+            }
+            control.beginRound()
+        }
+    }
+}
+
+/// A set-once flag for the joiner thread.
+final class DoneFlag: @unchecked Sendable {
+    private var value = false
+    private var lock = pthread_mutex_t()
+    init() { pthread_mutex_init(&lock, nil) }
+    func set() {
+        pthread_mutex_lock(&lock)
+        value = true
+        pthread_mutex_unlock(&lock)
+    }
+    var isSet: Bool {
+        pthread_mutex_lock(&lock)
+        defer { pthread_mutex_unlock(&lock) }
+        return value
+    }
+}
+
+extension CPUIDEntry {
+    init(_ e: kvm_cpuid_entry2) {
+        self.init(function: e.function, index: e.index, flags: e.flags,
+                  eax: e.eax, ebx: e.ebx, ecx: e.ecx, edx: e.edx)
+    }
+
+    var kvmEntry: kvm_cpuid_entry2 {
+        var e = kvm_cpuid_entry2()
+        e.function = function
+        e.index = index
+        e.flags = flags
+        e.eax = eax
+        e.ebx = ebx
+        e.ecx = ecx
+        e.edx = edx
+        return e
+    }
+}

@@ -1,0 +1,98 @@
+import ArgumentParser
+import Glibc
+import Monitor
+
+struct RunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Boot a guest kernel in a new VM and run it to the end.",
+        discussion: """
+            The kernel format is detected from the file: an ELF64 x86-64 image is entered directly in \
+            64-bit long mode (SynthVM direct boot, see docs/boot-protocol.md); an ELF32 or a.out-kludge \
+            image with a multiboot v1 header is entered in 32-bit protected mode. Without --kernel, the \
+            built-in default guest runs.
+
+            Exit status: 0 when every vCPU halted with interrupts off; (v << 1) | 1 when the guest wrote \
+            v to the exit device at port 0xf4; 2 triple fault; 4 guest crash (a report goes to stderr); \
+            6 host failure while running; 64 bad input; 70 the VM could not be created; 130 SIGINT/SIGTERM.
+            """)
+
+    @Option(name: .long, help: ArgumentHelp("Guest kernel: ELF64, or a multiboot v1 kernel. Default: the built-in guest.",
+                                            valueName: "path"))
+    var kernel: String?
+
+    @Option(name: .long, help: ArgumentHelp("A file to load as a boot module (multiboot module / boot-info module). Repeatable.",
+                                            valueName: "path"))
+    var initrd: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("Same as --initrd: another module. Repeatable; modules keep command-line order.",
+                                            valueName: "path"))
+    var module: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("Kernel command line (at most 4095 bytes).", valueName: "string"))
+    var cmdline: String = ""
+
+    @Option(name: .long, help: ArgumentHelp("Number of vCPUs (1-64).", valueName: "n"))
+    var cpus: Int = 1
+
+    @Option(name: .long, help: ArgumentHelp("Guest RAM: bytes or K/M/G suffix, a multiple of 4 KiB (2M-64G).",
+                                            valueName: "size"))
+    var memory: String = MachineConfig.defaultMemory
+
+    @Option(name: .long, help: ArgumentHelp("Guest serial (COM1) output: stdio, none, or file:PATH.", valueName: "sink"))
+    var serial: String = "stdio"
+
+    @Flag(name: .long, help: "Print exit statistics to stderr when the VM stops.")
+    var stats = false
+
+    func run() throws {
+        var config: MachineConfig
+        do {
+            // Modules keep their command-line order across --initrd and --module.
+            config = try MachineConfig.load(kernelPath: kernel, modulePaths: orderedModules(), commandLine: cmdline,
+                                            cpus: cpus, memory: memory, serial: serial)
+        } catch {
+            fail("\(error)", status: StopReason.usageStatus)
+        }
+        config.handleSignals = true
+        let vm: VirtualMachine
+        do { vm = try VirtualMachine(config: config) } catch {
+            fail("cannot create the VM: \(error)", status: StopReason.setupFailureStatus)
+        }
+        let outcome = vm.run()
+        if let report = outcome.crashReport { printErr(report) }
+        switch outcome.reason {
+        case .halted, .exitDevice: break
+        default: printErr("synthvm: \(outcome.reason.description)")
+        }
+        if stats {
+            printErr("synthvm: \(outcome.reason.description); status \(outcome.exitStatus)")
+            for (i, c) in outcome.counters.enumerated() { printErr("synthvm: vCPU \(i): \(c.summary)") }
+        }
+        Glibc.exit(outcome.exitStatus)
+    }
+
+    /// --initrd and --module values in the order they were typed.
+    private func orderedModules() -> [String] {
+        var out: [String] = []
+        var initrds = initrd[...]
+        var modules = module[...]
+        var args = CommandLine.arguments.dropFirst()
+        while let a = args.popFirst() {
+            if a == "--initrd" || a.hasPrefix("--initrd="), let v = initrds.popFirst() { out.append(v) }
+            if a == "--module" || a.hasPrefix("--module="), let v = modules.popFirst() { out.append(v) }
+        }
+        return out + initrds + modules
+    }
+}
+
+func printErr(_ s: String) {
+    var line = s
+    if !line.hasSuffix("\n") { line += "\n" }
+    _ = line.withCString { Glibc.write(2, $0, strlen($0)) }
+}
+
+func fail(_ message: String, status: Int32) -> Never {
+    printErr("synthvm: error: \(message)")
+    Glibc.exit(status)
+}
