@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Builds the SynthVM test guests into OUTDIR with the machine's gcc and binutils:
+#   hello.elf smp.elf exceptions.elf cpuid.elf bench.elf  (ELF64, SynthVM direct boot)
+#   mbhello.elf                                           (ELF32, multiboot v1)
+# Usage: bash Tests/Guests/build.sh OUTDIR
+set -eu
+
+if [ $# -ne 1 ] || [ -z "$1" ]; then
+    echo "usage: $0 OUTDIR" >&2
+    exit 2
+fi
+SRC="$(cd "$(dirname "$0")" && pwd)"
+mkdir -p "$1"
+OUT="$(cd "$1" && pwd)"
+OBJ="$(mktemp -d "${TMPDIR:-/tmp}/synthvm-guests.XXXXXX")"
+trap 'rm -rf "$OBJ"' EXIT
+
+CC="${CC:-gcc}"
+CFLAGS=(-ffreestanding -nostdlib -nostdinc -mno-red-zone -mgeneral-regs-only -static
+        -fno-pic -fno-pie -fno-stack-protector -fno-asynchronous-unwind-tables -fno-unwind-tables
+        -fcf-protection=none -fno-tree-loop-distribute-patterns
+        -O2 -Wall -Werror -I "$SRC/runtime/include")
+LDFLAGS=(-nostdlib -static -no-pie -Wl,-T,"$SRC/link.ld" -Wl,--build-id=none
+         -Wl,-z,max-page-size=0x1000 -Wl,-z,noexecstack -Wl,--no-warn-rwx-segments)
+
+# compile ARCH OBJECT SOURCE
+compile() {
+    "$CC" "$1" "${CFLAGS[@]}" -c "$3" -o "$2"
+}
+
+# link ARCH NAME OBJECTS...: writes OUT/NAME.elf atomically
+link() {
+    local arch="$1" name="$2"
+    shift 2
+    "$CC" "$arch" "${LDFLAGS[@]}" -o "$OUT/$name.elf.tmp" "$@"
+    mv -f "$OUT/$name.elf.tmp" "$OUT/$name.elf"
+}
+
+# 64-bit runtime
+RT64=()
+for f in common.c start64.S isr64.S idt64.c boot64.c; do
+    compile -m64 "$OBJ/rt64-$f.o" "$SRC/runtime/$f"
+    RT64+=("$OBJ/rt64-$f.o")
+done
+
+# guest64 NAME SOURCES...
+guest64() {
+    local name="$1" s
+    shift
+    local objs=()
+    for s in "$@"; do
+        compile -m64 "$OBJ/$name-$s.o" "$SRC/$s"
+        objs+=("$OBJ/$name-$s.o")
+    done
+    link -m64 "$name" "${RT64[@]}" "${objs[@]}"
+}
+
+guest64 hello hello.c
+guest64 smp smp.c smp_asm.S
+guest64 exceptions exceptions.c exceptions_asm.S
+guest64 cpuid cpuid.c
+guest64 bench bench.c bench_asm.S
+
+# 32-bit multiboot guest (mbstart.S first: the multiboot header must be in the first 8 KiB)
+compile -m32 "$OBJ/rt32-mbstart.o" "$SRC/runtime/mbstart.S"
+compile -m32 "$OBJ/rt32-common.o" "$SRC/runtime/common.c"
+compile -m32 "$OBJ/mbhello.o" "$SRC/mbhello.c"
+link -m32 mbhello "$OBJ/rt32-mbstart.o" "$OBJ/rt32-common.o" "$OBJ/mbhello.o"
+
+echo "guests: built hello smp exceptions cpuid bench mbhello in $OUT"
