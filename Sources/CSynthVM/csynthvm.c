@@ -129,7 +129,15 @@ int svm_kick_install(int signo) {
     return sigaction(signo, &sa, NULL) < 0 ? -errno : 0;
 }
 
-void svm_kick_register(struct kvm_run *run) { kick_run = run; }
+void svm_kick_register(struct kvm_run *run) {
+    kick_run = run;
+    // Threads inherit their creator's mask; a thread pool (e.g. libdispatch's) may block
+    // everything, and a blocked kick would leave the vCPU in KVM_RUN forever.
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR1);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+}
 
 void svm_kick_clear(void) {
     if (kick_run) kick_run->immediate_exit = 0;

@@ -60,6 +60,9 @@ public enum CPUIDTable {
                 entry.ecx |= 1 << 31  // hypervisor present: guests then look at 0x40000000
                 entry.ecx &= ~leaf1ClearedECX
                 entry.edx &= ~leaf1ClearedEDX
+                // HTT: without it guests ignore the logical count in EBX[23:16] (QEMU sets it
+                // likewise for more than one vCPU).
+                if logicalCount > 1 { entry.edx |= 1 << 28 } else { entry.edx &= ~(1 << 28) }
             case 0x5:
                 // MONITOR/MWAIT is not exposed (ECX bit 3 cleared above); its leaf goes too.
                 entry.eax = 0

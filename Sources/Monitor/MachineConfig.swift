@@ -16,6 +16,8 @@ public struct MachineConfig: Sendable {
     public var haltPollMilliseconds: Int32 = 10
     /// Whether SIGINT/SIGTERM stop the VM (the CLI); tests leave signals alone.
     public var handleSignals = false
+    /// Wall-clock limit for the whole run; nil runs until the guest stops.
+    public var timeoutSeconds: Int?
 
     public static let cpuRange = 1...64
     public static let defaultMemory = "256M"

@@ -9,6 +9,7 @@
 /// | 6 | host failure while running (a KVM ioctl failed) |
 /// | 64 | bad command line or input, before any VM is created |
 /// | 70 | the VM could not be created (KVM missing, setup ioctl failed) |
+/// | 124 | the --timeout elapsed |
 /// | 130 | stopped by SIGINT or SIGTERM |
 public enum StopReason: Sendable, Equatable {
     case halted
@@ -17,6 +18,7 @@ public enum StopReason: Sendable, Equatable {
     case guestCrash(vcpu: UInt32, summary: String)
     case hostFailure(String)
     case signal(Int32)
+    case timedOut(seconds: Int)
 
     public var exitStatus: Int32 {
         switch self {
@@ -26,6 +28,7 @@ public enum StopReason: Sendable, Equatable {
         case .guestCrash: return 4
         case .hostFailure: return 6
         case .signal: return 130
+        case .timedOut: return 124
         }
     }
 
@@ -37,6 +40,7 @@ public enum StopReason: Sendable, Equatable {
         case let .guestCrash(c, s): return "guest crash on vCPU \(c): \(s)"
         case let .hostFailure(s): return "host failure: \(s)"
         case let .signal(s): return "stopped by signal \(s)"
+        case let .timedOut(s): return "timed out after \(s) s"
         }
     }
 

@@ -138,7 +138,12 @@ public final class VirtualMachine: @unchecked Sendable {
     private func supervise(signalFD: Int32) {
         var fds = [pollfd(fd: control.wakeFD, events: Int16(POLLIN), revents: 0)]
         if signalFD >= 0 { fds.append(pollfd(fd: signalFD, events: Int16(POLLIN), revents: 0)) }
+        let deadline = config.timeoutSeconds.map { monotonicSeconds() + Double($0) }
         while !control.isStopping {
+            if let d = deadline, monotonicSeconds() >= d {
+                control.requestStop(.timedOut(seconds: config.timeoutSeconds ?? 0))
+                break
+            }
             _ = poll(&fds, nfds_t(fds.count), config.haltPollMilliseconds)
             if signalFD >= 0, fds[1].revents != 0 {
                 let sig = svm_read_signalfd(signalFD)
@@ -152,6 +157,12 @@ public final class VirtualMachine: @unchecked Sendable {
             control.beginRound()
         }
     }
+}
+
+func monotonicSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }
 
 /// A set-once flag for the joiner thread.

@@ -14,7 +14,8 @@ struct RunCommand: ParsableCommand {
 
             Exit status: 0 when every vCPU halted with interrupts off; (v << 1) | 1 when the guest wrote \
             v to the exit device at port 0xf4; 2 triple fault; 4 guest crash (a report goes to stderr); \
-            6 host failure while running; 64 bad input; 70 the VM could not be created; 130 SIGINT/SIGTERM.
+            6 host failure while running; 64 bad input; 70 the VM could not be created; 124 --timeout elapsed; \
+            130 SIGINT/SIGTERM.
             """)
 
     @Option(name: .long, help: ArgumentHelp("Guest kernel: ELF64, or a multiboot v1 kernel. Default: the built-in guest.",
@@ -42,6 +43,9 @@ struct RunCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Guest serial (COM1) output: stdio, none, or file:PATH.", valueName: "sink"))
     var serial: String = "stdio"
 
+    @Option(name: .long, help: ArgumentHelp("Stop the VM after this many seconds (status 124).", valueName: "seconds"))
+    var timeout: Int?
+
     @Flag(name: .long, help: "Print exit statistics to stderr when the VM stops.")
     var stats = false
 
@@ -55,6 +59,10 @@ struct RunCommand: ParsableCommand {
             fail("\(error)", status: StopReason.usageStatus)
         }
         config.handleSignals = true
+        if let t = timeout {
+            guard t > 0 else { fail("--timeout \(t) must be positive", status: StopReason.usageStatus) }
+            config.timeoutSeconds = t
+        }
         let vm: VirtualMachine
         do { vm = try VirtualMachine(config: config) } catch {
             fail("cannot create the VM: \(error)", status: StopReason.setupFailureStatus)

@@ -85,11 +85,13 @@ private func entry(_ table: [CPUIDEntry], _ function: UInt32, _ index: UInt32 = 
     @Test func leaf1TopologyLimits() throws {
         let single = try #require(entry(CPUIDTable.build(supported: hostSupported, vcpuIndex: 0, vcpuCount: 1), 0x1))
         #expect(single.ebx >> 16 == 0x0001)
+        #expect(single.edx & (1 << 28) == 0)  // HTT only with more than one logical processor
         let zero = try #require(entry(CPUIDTable.build(supported: hostSupported, vcpuIndex: 0, vcpuCount: 0), 0x1))
         #expect(zero.ebx >> 16 == 0x0001)  // a count of 0 is treated as 1
         let many = try #require(entry(CPUIDTable.build(supported: hostSupported, vcpuIndex: 300, vcpuCount: 300), 0x1))
         #expect(many.ebx >> 24 == 300 & 0xFF)  // 8-bit field; x2APIC leaves carry the full ID
         #expect((many.ebx >> 16) & 0xFF == 0xFF)
+        #expect(many.edx & (1 << 28) != 0)
         let bigX2 = CPUIDTable.build(supported: hostSupported, vcpuIndex: 300, vcpuCount: 300)
         #expect(entry(bigX2, 0xB, 1)?.edx == 300)
     }

@@ -73,7 +73,7 @@ void svm_free(void *p);
 // thread sets immediate_exit for that run and signals the thread, so KVM_RUN
 // returns (EINTR) even if the signal lands just before the thread enters it.
 int svm_kick_install(int signo);
-void svm_kick_register(struct kvm_run *run);
+void svm_kick_register(struct kvm_run *run);  // also unblocks the kick signal in this thread
 void svm_kick_clear(void);
 int svm_kick_thread(unsigned long thread, int signo);
 unsigned long svm_thread_self(void);

@@ -1,0 +1,117 @@
+import CSynthVM
+import Glibc
+import KVM
+import Machine
+import Monitor
+
+/// `synthvm-bench exits`: cost of a port-write exit and of an unknown-MSR exit through SynthVM's
+/// exit loop, against the floor: the same guest in an identically built VM driven by the most
+/// minimal KVM_RUN loop possible in this process. Both sides run the same guest instructions,
+/// so the ratio isolates what SynthVM's dispatch adds to the bare round trip.
+struct ExitBenchmark {
+    let benchGuest: String
+    let pio: Int
+    let msr: Int
+    let rounds: Int
+
+    struct Sample {
+        var pioNs: Double
+        var msrNs: Double
+    }
+
+    func config() throws -> MachineConfig {
+        try MachineConfig.load(kernelPath: benchGuest, commandLine: "pio=\(pio) msr=\(msr)", cpus: 1,
+                               memory: "64M", serial: "none")
+    }
+
+    /// SynthVM's own path: VirtualMachine.run() with its vCPU thread, bus and supervisor.
+    func synthvm() throws -> Sample {
+        let clock = PhaseClock()
+        let vm = try VirtualMachine(config: try config(), extraDevices: [(clock, PhaseClock.port...PhaseClock.port)])
+        let outcome = vm.run()
+        guard outcome.reason == .exitDevice(value: 0), let t1 = clock.mark(1), let t2 = clock.mark(2),
+              let t3 = clock.mark(3) else {
+            throw BenchError("bench guest did not finish under SynthVM: \(outcome.reason.description)")
+        }
+        return Sample(pioNs: Double(t2 - t1) / Double(pio), msrNs: Double(t3 - t2) / Double(msr))
+    }
+
+    /// The floor: KVM_RUN, switch on the exit, nothing else. Like SynthVM's vCPUs it runs on a
+    /// thread of its own, so thread placement is not part of the difference.
+    func raw() throws -> Sample {
+        nonisolated(unsafe) var result: Result<Sample, any Error> = .failure(BenchError("no result"))
+        let t = try HostThread.spawn { result = Result { try self.rawLoop() } }
+        t.join()
+        return try result.get()
+    }
+
+    func rawLoop() throws -> Sample {
+        let vm = try VirtualMachine(config: try config())
+        let vcpu = vm.vcpus[0]
+        let run = vcpu.run
+        var marks = [UInt64](repeating: 0, count: 4)
+        loop: while true {
+            let r = svm_ioctl_val(vcpu.fd.rawValue, svm_KVM_RUN, 0)
+            if r < 0 {
+                if r == -Int(EINTR) || r == -Int(EAGAIN) { continue }
+                throw BenchError("KVM_RUN failed: \(-r)")
+            }
+            switch run.pointee.exit_reason {
+            case UInt32(KVM_EXIT_IO):
+                let port = run.pointee.io.port
+                if port == 0x81 {
+                    let v = UnsafeMutableRawPointer(run).advanced(by: Int(run.pointee.io.data_offset)).load(as: UInt8.self)
+                    if v < 4 { marks[Int(v)] = nowNanoseconds() }
+                } else if port == 0xF4 {
+                    break loop
+                } else if run.pointee.io.direction == UInt8(KVM_EXIT_IO_IN) {
+                    // COM1 LSR polls by the guest's printf: say "transmitter empty".
+                    UnsafeMutableRawPointer(run).advanced(by: Int(run.pointee.io.data_offset)).storeBytes(of: 0x60, as: UInt8.self)
+                }
+            case UInt32(KVM_EXIT_X86_RDMSR), UInt32(KVM_EXIT_X86_WRMSR):
+                run.pointee.msr.error = 1
+            default:
+                throw BenchError("raw loop: unexpected \(KVMExitReason.name(run.pointee.exit_reason))")
+            }
+        }
+        guard marks[1] > 0, marks[2] > marks[1], marks[3] > marks[2] else { throw BenchError("raw loop: missing phase marks") }
+        return Sample(pioNs: Double(marks[2] - marks[1]) / Double(pio), msrNs: Double(marks[3] - marks[2]) / Double(msr))
+    }
+
+    static func median(_ xs: [Double]) -> Double {
+        let s = xs.sorted()
+        return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+    }
+
+    func runAndPrint() throws {
+        var rawSamples: [Sample] = []
+        var ourSamples: [Sample] = []
+        _ = try raw() // warm-up: page in guest memory and code paths
+        for _ in 0..<rounds {
+            rawSamples.append(try raw())
+            ourSamples.append(try synthvm())
+        }
+        let rawPIO = Self.median(rawSamples.map(\.pioNs)), rawMSR = Self.median(rawSamples.map(\.msrNs))
+        let ourPIO = Self.median(ourSamples.map(\.pioNs)), ourMSR = Self.median(ourSamples.map(\.msrNs))
+        let bestRawPIO = rawSamples.map(\.pioNs).min()!, bestOurPIO = ourSamples.map(\.pioNs).min()!
+        let bestRawMSR = rawSamples.map(\.msrNs).min()!, bestOurMSR = ourSamples.map(\.msrNs).min()!
+        func us(_ ns: Double) -> String { String(format2(ns / 1000)) + " us" }
+        print("synthvm-bench exits: \(pio) port writes + \(msr) unknown-MSR reads per run, median of \(rounds) runs")
+        print("  (each iteration also runs the guest's own loop instructions, identical on both sides)")
+        print("  port write (out 0x80): raw KVM_RUN loop \(us(rawPIO))/exit, SynthVM \(us(ourPIO))/exit, ratio \(format2(ourPIO / rawPIO))")
+        print("  unknown MSR (rdmsr, #GP): raw KVM_RUN loop \(us(rawMSR))/exit, SynthVM \(us(ourMSR))/exit, ratio \(format2(ourMSR / rawMSR))")
+        print("  best-of-\(rounds) ratios: port write \(format2(bestOurPIO / bestRawPIO)), unknown MSR \(format2(bestOurMSR / bestRawMSR))")
+        print("  target: ratio <= 1.10")
+    }
+}
+
+struct BenchError: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
+
+func format2(_ x: Double) -> String {
+    let scaled = (x * 100).rounded()
+    let whole = Int(scaled) / 100, frac = abs(Int(scaled) % 100)
+    return "\(whole).\(frac < 10 ? "0" : "")\(frac)"
+}

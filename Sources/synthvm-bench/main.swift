@@ -1,0 +1,54 @@
+import Glibc
+import Monitor
+
+// synthvm-bench: performance figures, printed as ratios against a floor measured in the same
+// run. Never asserted by tests: absolute times on our hosts are noisy.
+//
+// usage: synthvm-bench exits [--guest PATH] [--pio N] [--msr N] [--rounds N]
+// The bench guest is Tests/Guests/bench.c; by default it is built with Tests/Guests/build.sh.
+
+func usage() -> Never {
+    print("usage: synthvm-bench exits [--guest bench.elf] [--pio N] [--msr N] [--rounds N]")
+    exit(64)
+}
+
+let packageRoot: String = {
+    var path = #filePath
+    for _ in 0..<3 { path = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)]) }
+    return path
+}()
+
+var args = Array(CommandLine.arguments.dropFirst())
+guard args.first == "exits" else { usage() }
+args.removeFirst()
+var guest: String?
+var pio = 20000, msr = 20000, rounds = 5
+while !args.isEmpty {
+    let flag = args.removeFirst()
+    guard let value = args.first else { usage() }
+    args.removeFirst()
+    switch flag {
+    case "--guest": guest = value
+    case "--pio": pio = Int(value) ?? 0
+    case "--msr": msr = Int(value) ?? 0
+    case "--rounds": rounds = Int(value) ?? 0
+    default: usage()
+    }
+}
+guard pio > 0, msr > 0, rounds > 0 else { usage() }
+
+if guest == nil {
+    let out = packageRoot + "/.build/guests"
+    if system("bash '\(packageRoot)/Tests/Guests/build.sh' '\(out)' >/dev/null") != 0 {
+        print("synthvm-bench: building the bench guest failed (Tests/Guests/build.sh)")
+        exit(70)
+    }
+    guest = out + "/bench.elf"
+}
+
+do {
+    try ExitBenchmark(benchGuest: guest!, pio: pio, msr: msr, rounds: rounds).runAndPrint()
+} catch {
+    print("synthvm-bench: \(error)")
+    exit(70)
+}

@@ -1,0 +1,131 @@
+import Foundation
+import Machine
+import Testing
+
+/// Runs the real `synthvm` binary, as an operator would.
+@Suite("synthvm command line")
+struct CommandLineTests {
+    static var binary: URL {
+        // The test bundle and the synthvm executable are built into the same folder.
+        URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+            .appendingPathComponent("synthvm")
+    }
+
+    struct Result {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    static func synthvm(_ args: [String]) throws -> Result {
+        let p = Process()
+        p.executableURL = binary
+        p.arguments = args
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        let e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return Result(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
+                      stderr: String(decoding: e, as: UTF8.self))
+    }
+
+    @Test("the binary exists next to the tests")
+    func binaryExists() {
+        #expect(FileManager.default.isExecutableFile(atPath: Self.binary.path), "\(Self.binary.path)")
+    }
+
+    @Test("`synthvm run` boots the built-in guest and exits 0")
+    func runBuiltin() throws {
+        try GuestHarness.requireKVM()
+        let r = try Self.synthvm(["run", "--cmdline", "from-cli"])
+        #expect(r.status == 0)
+        #expect(r.stdout == BuiltinGuest.greeting + "from-cli\n")
+        #expect(r.stderr.isEmpty, "\(r.stderr)")
+    }
+
+    @Test("`synthvm run --kernel hello.elf --cpus 4` prints the greeting and exits 0")
+    func runHello() throws {
+        try GuestHarness.requireKVM()
+        let r = try Self.synthvm(["run", "--kernel", try GuestHarness.guestPath("hello"), "--cpus", "4"])
+        #expect(r.status == 0)
+        #expect(r.stdout.contains("Hello from SynthVM guest\n"))
+        #expect(r.stdout.contains("cpus: 4\n"))
+    }
+
+    @Test("--serial file: writes the console to a file")
+    func serialFile() throws {
+        try GuestHarness.requireKVM()
+        let path = try GuestHarness.temporaryFile([], name: "serial.log")
+        let r = try Self.synthvm(["run", "--serial", "file:\(path)", "--cmdline", "to-file"])
+        #expect(r.status == 0)
+        #expect(r.stdout.isEmpty)
+        #expect(try String(contentsOfFile: path, encoding: .utf8) == BuiltinGuest.greeting + "to-file\n")
+    }
+
+    @Test("bad input gets one line on stderr and status 64, before a VM exists", arguments: [
+        (["run", "--kernel", "/nonexistent/kernel"], "cannot read kernel /nonexistent/kernel"),
+        (["run", "--cpus", "0"], "--cpus 0 is out of range"),
+        (["run", "--cpus", "65"], "--cpus 65 is out of range"),
+        (["run", "--cpus", "four"], "'four' is invalid"),
+        (["run", "--memory", "lots"], "--memory"),
+        (["run", "--memory", "1M"], "--memory"),
+        (["run", "--memory", "100G"], "--memory"),
+        (["run", "--serial", "tcp:1"], "--serial tcp:1"),
+        (["run", "--kernel", "/etc/hostname"], "unknown kernel format"),
+        (["run", "--kernel", "/"], "is not a regular file"),
+        (["run", "--bogus"], "--bogus"),
+        (["run", "--timeout", "0"], "--timeout 0 must be positive"),
+    ])
+    func badInput(args: [String], message: String) throws {
+        let r = try Self.synthvm(args)
+        #expect(r.status == 64)
+        #expect(r.stdout.isEmpty)
+        let lines = r.stderr.split(separator: "\n")
+        #expect(lines.count == 1, "\(r.stderr)")
+        #expect(r.stderr.hasPrefix("synthvm: error: "))
+        #expect(r.stderr.contains(message), "\(r.stderr)")
+    }
+
+    @Test("a malformed or oversized kernel is rejected with a clear error")
+    func malformedKernels() throws {
+        let good = BuiltinGuest.elf()
+        let truncated = try GuestHarness.temporaryFile(Array(good.prefix(70)), name: "truncated.elf")
+        var badSegment = good
+        badSegment[64 + 32] = 0xFF // p_filesz low byte beyond the file
+        badSegment[64 + 33] = 0xFF
+        let outside = try GuestHarness.temporaryFile(badSegment, name: "badseg.elf")
+        // A segment at 1 MiB that is 64 MiB long cannot fit in 32 MiB of RAM.
+        var huge = good
+        huge.replaceSubrange((64 + 40)..<(64 + 48), with: withUnsafeBytes(of: UInt64(64 << 20).littleEndian, Array.init))
+        let big = try GuestHarness.temporaryFile(huge, name: "huge.elf")
+        for (path, message, extra) in [(truncated, "bad ELF kernel", [String]()),
+                                       (outside, "bad ELF kernel", []),
+                                       (big, "does not fit in guest RAM", ["--memory", "32M"])] {
+            let r = try Self.synthvm(["run", "--kernel", path] + extra)
+            #expect(r.status == 64)
+            #expect(r.stderr.split(separator: "\n").count == 1, "\(r.stderr)")
+            #expect(r.stderr.contains(message), "\(r.stderr)")
+        }
+    }
+
+    @Test("--timeout stops a guest that never ends, with status 124")
+    func timeout() throws {
+        try GuestHarness.requireKVM()
+        let spin = try GuestHarness.temporaryFile(GuestHarness.rawELF64(code: [0xEB, 0xFE]), name: "spin.elf")
+        let r = try Self.synthvm(["run", "--kernel", spin, "--timeout", "1"])
+        #expect(r.status == 124)
+        #expect(r.stderr.contains("timed out after 1 s"), "\(r.stderr)")
+    }
+
+    @Test("--help documents every run option")
+    func help() throws {
+        let r = try Self.synthvm(["run", "--help"])
+        #expect(r.status == 0)
+        for option in ["--kernel", "--initrd", "--module", "--cmdline", "--cpus", "--memory", "--serial", "--timeout", "--stats"] {
+            #expect(r.stdout.contains(option), "missing \(option)")
+        }
+    }
+}
