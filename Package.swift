@@ -19,10 +19,14 @@ let package = Package(
         .target(name: "CSynthVM", path: "Sources/CSynthVM"),
         // Thin, typed, errno-checked Swift over /dev/kvm.
         .target(name: "KVM", dependencies: ["CSynthVM"]),
+        // TLFS vocabulary: CPUID, MSRs, hypercall codes and status, layouts. No I/O.
+        .target(name: "HyperV"),
+        // HV#1 state machines: synthetic MSRs, hypercalls, reference time. Pure.
+        .target(name: "Partition", dependencies: ["HyperV"]),
         // Guest memory layout, loaders, CPUID table, legacy devices. Mostly pure.
         .target(name: "Machine", dependencies: ["KVM", "CSynthVM"]),
         // vCPU threads, the exit loop, shutdown and crash reports.
-        .target(name: "Monitor", dependencies: ["Machine", "KVM", "CSynthVM"]),
+        .target(name: "Monitor", dependencies: ["Machine", "KVM", "CSynthVM", "Partition", "HyperV"]),
         .executableTarget(
             name: "synthvm",
             dependencies: ["Monitor", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
@@ -30,6 +34,7 @@ let package = Package(
             name: "synthvm-bench",
             dependencies: ["Monitor", "KVM", "Machine", "CSynthVM"]),
         .testTarget(name: "MachineTests", dependencies: ["Machine"]),
+        .testTarget(name: "PartitionTests", dependencies: ["Partition", "HyperV"]),
         .testTarget(name: "GuestTests", dependencies: ["Monitor", "Machine"]),
     ],
     swiftLanguageModes: [.v6]
