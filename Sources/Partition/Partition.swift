@@ -1,4 +1,74 @@
-/// Partition: the HV#1 state machines (synthetic MSRs, hypercall dispatch, reference time,
-/// crash reporting). Pure: guest memory, interrupts, clocks and VM events are reached through
-/// the small protocols in PartitionEnvironment.swift, so everything runs in unit tests.
-public enum PartitionModule {}
+import HyperV
+import Synchronization
+
+/// One HV#1 partition: the state machines behind the Hyper-V guest interface (synthetic MSRs,
+/// hypercall page, reference time, crash reporting; the hypercall dispatcher extends it).
+///
+/// Pure: guest memory, interrupts, clocks and VM events are reached through the small protocols
+/// in PartitionEnvironment.swift, so everything runs in unit tests without KVM.
+///
+/// Thread safety: MSR exits arrive from every vCPU thread at once. All partition-wide and per-VP
+/// registers live in one `PartitionState` behind a `Mutex`, and the reference-time high-water mark
+/// is an atomic; everything else is immutable after `init`. That is what `@unchecked Sendable`
+/// asserts. Events (reset, crash) are raised after the lock is released, so a sink may call back
+/// into the partition.
+public final class Partition: @unchecked Sendable {
+    public let configuration: PartitionConfiguration
+    public let memory: any PartitionMemory
+    public let clock: any PartitionClock
+    public let interrupts: any PartitionInterrupts
+    public let events: any PartitionEvents
+    /// The scale/offset both TIME_REF_COUNT and the reference TSC page use.
+    public let referenceClock: ReferenceClock
+    /// The hypervisor CPUID leaves for this partition's enlightenments (empty when off).
+    public let cpuidLeaves: [HvCPUIDLeaf]
+
+    let state: Mutex<PartitionState>
+    /// The largest reference time handed out so far: TIME_REF_COUNT never goes backwards, even
+    /// across VPs whose reads race.
+    let referenceTimeHighWater = Atomic<UInt64>(0)
+
+    public init(configuration: PartitionConfiguration, memory: any PartitionMemory, clock: any PartitionClock,
+                interrupts: any PartitionInterrupts, events: any PartitionEvents) {
+        self.configuration = configuration
+        self.memory = memory
+        self.clock = clock
+        self.interrupts = interrupts
+        self.events = events
+        referenceClock = ReferenceClock(tscFrequencyHz: clock.tscFrequencyHz, tscAtCreation: clock.guestTSC())
+        cpuidLeaves = HvCPUIDLeaves.leaves(for: configuration.enlightenments,
+                                         maxVPs: UInt32(clamping: max(configuration.vpCount, 0)))
+        state = Mutex(PartitionState(vpCount: configuration.vpCount))
+    }
+
+    /// True when the guest may call the hypercall page: HYPERCALL.Enable is set and GUEST_OS_ID
+    /// is non-zero. The hypercall dispatcher refuses calls otherwise.
+    public var hypercallInterfaceEnabled: Bool {
+        state.withLock { $0.hypercallInterfaceEnabled }
+    }
+
+    /// Partition reference time now, in 100 ns units since the partition was created: what
+    /// TIME_REF_COUNT returns. Never smaller than a value returned before.
+    public func referenceTime() -> UInt64 {
+        let now = referenceClock.referenceTime(atTSC: clock.guestTSC())
+        var last = referenceTimeHighWater.load(ordering: .relaxed)
+        while now > last {
+            let (exchanged, original) = referenceTimeHighWater.compareExchange(
+                expected: last, desired: now, ordering: .relaxed)
+            if exchanged { return now }
+            last = original
+        }
+        return last
+    }
+
+    /// Puts every synthetic register back to its reset value (the RESET MSR's effect, or a VM
+    /// reboot): GUEST_OS_ID, HYPERCALL (including Locked), REFERENCE_TSC, CRASH_P0-P4 and the VP
+    /// assist pages read 0 again. Reference time keeps running (it counts from partition creation,
+    /// and a reboot is not a new partition), and the TSC page sequence keeps counting. Guest
+    /// memory is not touched: the hypercall and TSC pages stay in RAM until the guest reuses it.
+    public func reset() {
+        state.withLock { s in
+            s = PartitionState(vpCount: configuration.vpCount, tscSequence: s.tscSequence)
+        }
+    }
+}
