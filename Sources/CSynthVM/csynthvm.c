@@ -48,6 +48,18 @@ const unsigned long svm_KVM_GET_MP_STATE = KVM_GET_MP_STATE;
 const unsigned long svm_KVM_SET_MP_STATE = KVM_SET_MP_STATE;
 const unsigned long svm_KVM_GET_TSC_KHZ = KVM_GET_TSC_KHZ;
 const unsigned long svm_KVM_TRANSLATE = KVM_TRANSLATE;
+const unsigned long svm_KVM_GET_VCPU_EVENTS = KVM_GET_VCPU_EVENTS;
+const unsigned long svm_KVM_SET_VCPU_EVENTS = KVM_SET_VCPU_EVENTS;
+
+uint64_t svm_rdtsc(void) { return __builtin_ia32_rdtsc(); }
+
+uint64_t svm_thread_cpu_ns(unsigned long thread) {
+    clockid_t cid;
+    struct timespec ts;
+    if (pthread_getcpuclockid((pthread_t)thread, &cid) != 0) return 0;
+    if (clock_gettime(cid, &ts) != 0) return 0;
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
 
 long svm_ioctl_ptr(int fd, unsigned long request, void *arg) {
     long r = ioctl(fd, request, arg);

@@ -74,6 +74,11 @@ public enum KVMCap {
     public static let maxVCPUs = Int32(KVM_CAP_MAX_VCPUS)
     public static let immediateExit = Int32(KVM_CAP_IMMEDIATE_EXIT)
     public static let getTSCKHz = Int32(KVM_CAP_GET_TSC_KHZ)
+    public static let syncRegs = Int32(KVM_CAP_SYNC_REGS)
+
+    /// KVM_SYNC_X86_* fields for kvm_run.kvm_valid_regs / kvm_dirty_regs.
+    public static let syncX86Regs = UInt64(KVM_SYNC_X86_REGS)
+    public static let syncX86Sregs = UInt64(KVM_SYNC_X86_SREGS)
 
     /// KVM_MSR_EXIT_REASON_* bits for KVM_CAP_X86_USER_SPACE_MSR.
     public static let msrExitReasonInval = UInt64(KVM_MSR_EXIT_REASON_INVAL)

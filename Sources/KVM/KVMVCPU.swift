@@ -126,6 +126,28 @@ public final class KVMVCPU: @unchecked Sendable {
         _ = try check("KVM_SET_CPUID2", svm_ioctl_ptr(fd.rawValue, svm_KVM_SET_CPUID2, buf))
     }
 
+    public func getVCPUEvents() throws(KVMError) -> kvm_vcpu_events {
+        var e = kvm_vcpu_events()
+        _ = try check("KVM_GET_VCPU_EVENTS", svm_ioctl_ptr(fd.rawValue, svm_KVM_GET_VCPU_EVENTS, &e))
+        return e
+    }
+
+    public func setVCPUEvents(_ events: kvm_vcpu_events) throws(KVMError) {
+        var e = events
+        _ = try check("KVM_SET_VCPU_EVENTS", svm_ioctl_ptr(fd.rawValue, svm_KVM_SET_VCPU_EVENTS, &e))
+    }
+
+    /// Queues exception `vector` (without error code) for delivery at the next entry.
+    public func injectException(_ vector: UInt8) throws(KVMError) {
+        var e = try getVCPUEvents()
+        e.exception.injected = 1
+        e.exception.nr = vector
+        e.exception.has_error_code = 0
+        e.exception.error_code = 0
+        e.flags = 0
+        try setVCPUEvents(e)
+    }
+
     /// KVM_GET_TSC_KHZ: the guest TSC rate.
     public func tscKHz() throws(KVMError) -> UInt64 {
         UInt64(try check("KVM_GET_TSC_KHZ", svm_ioctl_val(fd.rawValue, svm_KVM_GET_TSC_KHZ, 0)))

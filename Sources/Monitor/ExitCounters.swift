@@ -1,3 +1,5 @@
+import Partition
+
 /// Per-vCPU exit statistics, kept by the vCPU thread without locks and summed at the end.
 public struct ExitCounters: Sendable, Equatable {
     public var exits = 0
@@ -11,6 +13,9 @@ public struct ExitCounters: Sendable, Equatable {
     public var unknownMMIOWrites = 0
     public var unknownMSRReads = 0
     public var unknownMSRWrites = 0
+    public var syntheticMSRReads = 0
+    public var syntheticMSRWrites = 0
+    public var hypercalls = 0
 
     public init() {}
 
@@ -27,13 +32,17 @@ public struct ExitCounters: Sendable, Equatable {
         r.unknownMMIOWrites += b.unknownMMIOWrites
         r.unknownMSRReads += b.unknownMSRReads
         r.unknownMSRWrites += b.unknownMSRWrites
+        r.syntheticMSRReads += b.syntheticMSRReads
+        r.syntheticMSRWrites += b.syntheticMSRWrites
+        r.hypercalls += b.hypercalls
         return r
     }
 
     public var summary: String {
         "exits=\(exits) pio=\(portIO) mmio=\(mmio) msr=\(msr) kicks=\(kicks) "
             + "unknown: port r/w=\(unknownPortReads)/\(unknownPortWrites) "
-            + "mmio r/w=\(unknownMMIOReads)/\(unknownMMIOWrites) msr r/w=\(unknownMSRReads)/\(unknownMSRWrites)"
+            + "mmio r/w=\(unknownMMIOReads)/\(unknownMMIOWrites) msr r/w=\(unknownMSRReads)/\(unknownMSRWrites) "
+            + "synthetic msr r/w=\(syntheticMSRReads)/\(syntheticMSRWrites) hypercalls=\(hypercalls)"
     }
 }
 
@@ -43,6 +52,8 @@ public struct RunOutcome: Sendable {
     public var counters: [ExitCounters]
     /// The one-screen report for a guest crash or triple fault, if any.
     public var crashReport: String?
+    /// What the guest reported through the Hyper-V crash MSRs.
+    public var guestCrashNotifications: [GuestCrashNotification] = []
 
     public var exitStatus: Int32 { reason.exitStatus }
     public var totals: ExitCounters { counters.reduce(ExitCounters(), +) }

@@ -1,5 +1,6 @@
 import Glibc
 import Machine
+import Partition
 
 /// Everything needed to build a VM, already read and validated. `load` is the one path from
 /// operator input (paths, strings) to a config: the CLI and the guest tests both use it, so a
@@ -18,12 +19,19 @@ public struct MachineConfig: Sendable {
     public var handleSignals = false
     /// Wall-clock limit for the whole run; nil runs until the guest stops.
     public var timeoutSeconds: Int?
+    /// The Hyper-V enlightenments the guest sees (`--hyperv`); `off` gives a plain x86 guest.
+    public var enlightenments: Enlightenments
+    /// Where to write a JSON report when the guest reports a crash through the crash MSRs.
+    public var crashReportPath: String?
+    public var onGuestCrash: GuestCrashAction = .stop
 
     public static let cpuRange = 1...64
     public static let defaultMemory = "256M"
 
     public init(kernel: [UInt8], kernelName: String, modules: [BootModule] = [], commandLine: String = "",
-                cpuCount: Int = 1, layout: GuestMemoryLayout, console: ConsoleSink.Target) {
+                cpuCount: Int = 1, layout: GuestMemoryLayout, console: ConsoleSink.Target,
+                enlightenments: Enlightenments) {
+        self.enlightenments = enlightenments
         self.kernel = kernel
         self.kernelName = kernelName
         self.modules = modules
@@ -37,7 +45,9 @@ public struct MachineConfig: Sendable {
     /// happens before any VM exists. `kernelPath == nil` selects the built-in guest.
     public static func load(kernelPath: String?, modulePaths: [String] = [], commandLine: String = "",
                             cpus: Int = 1, memory: String = defaultMemory,
-                            serial: String = "stdio") throws(MonitorError) -> MachineConfig {
+                            serial: String = "stdio", hyperv: String = "default") throws(MonitorError) -> MachineConfig {
+        let enlightenments: Enlightenments
+        do { enlightenments = try Enlightenments.parse(hyperv) } catch { throw .config("--hyperv: \(error)") }
         guard cpuRange.contains(cpus) else {
             throw .config("--cpus \(cpus) is out of range (\(cpuRange.lowerBound)...\(cpuRange.upperBound))")
         }
@@ -58,7 +68,7 @@ public struct MachineConfig: Sendable {
         var modules: [BootModule] = []
         for p in modulePaths { modules.append(BootModule(name: p, bytes: try readFile(p, what: "module"))) }
         let config = MachineConfig(kernel: kernel, kernelName: name, modules: modules, commandLine: commandLine,
-                                   cpuCount: cpus, layout: layout, console: console)
+                                   cpuCount: cpus, layout: layout, console: console, enlightenments: enlightenments)
         try config.validate()
         return config
     }

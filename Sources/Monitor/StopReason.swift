@@ -7,6 +7,8 @@
 /// | 2 | triple fault (KVM_EXIT_SHUTDOWN) |
 /// | 4 | guest crash: KVM internal error, failed entry, unhandled exit |
 /// | 6 | host failure while running (a KVM ioctl failed) |
+/// | 8 | the guest reported a crash through the Hyper-V crash MSRs |
+/// | 10 | the guest requested a reset (with `--on-reset exit`) |
 /// | 64 | bad command line or input, before any VM is created |
 /// | 70 | the VM could not be created (KVM missing, setup ioctl failed) |
 /// | 124 | the --timeout elapsed |
@@ -19,6 +21,8 @@ public enum StopReason: Sendable, Equatable {
     case hostFailure(String)
     case signal(Int32)
     case timedOut(seconds: Int)
+    case guestReportedCrash(vcpu: UInt32)
+    case resetRequested(vcpu: UInt32)
 
     public var exitStatus: Int32 {
         switch self {
@@ -29,6 +33,8 @@ public enum StopReason: Sendable, Equatable {
         case .hostFailure: return 6
         case .signal: return 130
         case .timedOut: return 124
+        case .guestReportedCrash: return 8
+        case .resetRequested: return 10
         }
     }
 
@@ -41,6 +47,8 @@ public enum StopReason: Sendable, Equatable {
         case let .hostFailure(s): return "host failure: \(s)"
         case let .signal(s): return "stopped by signal \(s)"
         case let .timedOut(s): return "timed out after \(s) s"
+        case let .guestReportedCrash(c): return "guest reported a crash (crash MSRs) on vCPU \(c)"
+        case let .resetRequested(c): return "guest requested a reset on vCPU \(c)"
         }
     }
 

@@ -1,6 +1,8 @@
 import CSynthVM
 import KVM
+import HyperV
 import Machine
+import Partition
 
 /// One vCPU's thread: KVM_RUN, decode the exit, dispatch, repeat. The hot path touches only
 /// kvm_run, the port table and local counters.
@@ -10,10 +12,17 @@ final class VCPURunner: @unchecked Sendable {
     let bus: PortIOBus
     let control: VMControl
     let memory: GuestMemory
+    let partition: Partition?
+    /// The hypercall page's trapping port; -1 (never matches) without a partition.
+    let hypercallPort: Int
     private(set) var counters = ExitCounters()
     private(set) var crashReport: String?
 
-    init(index: Int, vcpu: KVMVCPU, bus: PortIOBus, control: VMControl, memory: GuestMemory) {
+    init(index: Int, vcpu: KVMVCPU, bus: PortIOBus, control: VMControl, memory: GuestMemory, partition: Partition?,
+         syncRegs: Bool) {
+        self.partition = partition
+        self.syncRegs = syncRegs
+        hypercallPort = partition.map { Int($0.configuration.hypercallPort) } ?? -1
         self.index = index
         self.vcpu = vcpu
         self.bus = bus
@@ -21,7 +30,12 @@ final class VCPURunner: @unchecked Sendable {
         self.memory = memory
     }
 
+    /// With KVM_CAP_SYNC_REGS, KVM copies the GPRs and segment registers into kvm_run at every
+    /// exit and takes dirty GPRs back on entry, so a hypercall costs no register ioctls.
+    let syncRegs: Bool
+
     func run() {
+        if syncRegs { vcpu.run.pointee.kvm_valid_regs = KVMCap.syncX86Regs | KVMCap.syncX86Sregs }
         VCPUKick.register(vcpu)
         control.register(vcpu: index, thread: VCPUKick.currentThread())
         defer { control.unregister(vcpu: index) }
@@ -46,7 +60,11 @@ final class VCPURunner: @unchecked Sendable {
             counters.exits += 1
             switch run.pointee.exit_reason {
             case KVMExitReason.io:
-                handlePortIO(run)
+                if Int(run.pointee.io.port) == hypercallPort && run.pointee.io.direction == UInt8(KVM_EXIT_IO_OUT) {
+                    handleHypercall()
+                } else {
+                    handlePortIO(run)
+                }
             case KVMExitReason.mmio:
                 handleMMIO(run)
             case KVMExitReason.x86RDMSR, KVMExitReason.x86WRMSR:
@@ -107,6 +125,61 @@ final class VCPURunner: @unchecked Sendable {
         control.report(vcpu: index, parked: parked)
     }
 
+    /// The hypercall page's `out imm8, al` trapped: decode the registers, dispatch, write the
+    /// result back. RIP is left alone so KVM completes the OUT and the guest returns from the stub.
+    private func handleHypercall() {
+        guard let p = partition else { return }
+        counters.hypercalls += 1
+        do {
+            let run = vcpu.run
+            var regs = syncRegs ? run.pointee.s.regs.regs : try vcpu.getRegs()
+            let sregs = syncRegs ? run.pointee.s.regs.sregs : try vcpu.getSregs()
+            // TLFS: only LMA with CS.L makes a 64-bit caller; any other protected mode (compatibility
+            // mode included) uses the 32-bit convention; real and virtual-8086 mode get #UD.
+            let longMode = sregs.efer & (1 << 10) != 0 && sregs.cs.l == 1
+            let protected = sregs.cr0 & 1 != 0 && regs.rflags & (1 << 17) == 0
+            let mode: VPExecutionMode = longMode ? .long64 : (protected ? .protected32 : .other)
+            let e = p.configuration.enlightenments
+            var xmm: [UInt64] = []
+            let decoded = HypercallInput(registers: VPRegisters(rax: regs.rax, rbx: regs.rbx, rcx: regs.rcx, rdx: regs.rdx,
+                                                                rsi: regs.rsi, rdi: regs.rdi, r8: regs.r8, xmm: []),
+                                         mode: mode)
+            if let d = decoded, HypercallDispatcher.needsXMMInput(d, featuresEDX: e.featuresEDX) {
+                let fpu = try vcpu.getFPU()
+                withUnsafeBytes(of: fpu.xmm) { raw in
+                    let q = raw.bindMemory(to: UInt64.self)
+                    xmm = Array(q.prefix(12))
+                }
+            }
+            let input = VPRegisters(rax: regs.rax, rbx: regs.rbx, rcx: regs.rcx, rdx: regs.rdx,
+                                    rsi: regs.rsi, rdi: regs.rdi, r8: regs.r8, xmm: xmm)
+            let context = HypercallContext(
+                vp: UInt32(index), vpCount: p.configuration.vpCount, privilegesEBX: e.privilegesEBX,
+                featuresEDX: e.featuresEDX, hintsEAX: e.hintsEAX, interfaceEnabled: p.hypercallInterfaceEnabled,
+                cpl: UInt8(sregs.cs.selector & 3), mode: mode, memory: p.memory, interrupts: p.interrupts)
+            switch HypercallDispatcher.dispatch(input, context: context) {
+            case let .completed(out):
+                regs.rax = out.rax
+                regs.rbx = out.rbx
+                regs.rcx = out.rcx
+                regs.rdx = out.rdx
+                regs.rsi = out.rsi
+                regs.rdi = out.rdi
+                regs.r8 = out.r8
+                if syncRegs {
+                    run.pointee.s.regs.regs = regs
+                    run.pointee.kvm_dirty_regs |= KVMCap.syncX86Regs
+                } else {
+                    try vcpu.setRegs(regs)
+                }
+            case .invalidOpcode:
+                try vcpu.injectException(6)
+            }
+        } catch {
+            control.requestStop(.hostFailure("hypercall on vCPU \(index): \(error)"))
+        }
+    }
+
     @inline(__always)
     private func handlePortIO(_ run: UnsafeMutablePointer<kvm_run>) {
         counters.portIO += 1
@@ -153,10 +226,28 @@ final class VCPURunner: @unchecked Sendable {
         }
     }
 
-    /// MSRs KVM does not know reach us (KVM_CAP_X86_USER_SPACE_MSR); the guest gets #GP.
+    /// MSRs KVM does not handle reach us (KVM_CAP_X86_USER_SPACE_MSR and the filter over the
+    /// synthetic range): synthetic ones go to the partition, the rest get #GP.
     private func handleMSR(_ run: UnsafeMutablePointer<kvm_run>) {
         counters.msr += 1
-        if run.pointee.exit_reason == KVMExitReason.x86RDMSR {
+        let isRead = run.pointee.exit_reason == KVMExitReason.x86RDMSR
+        let index = run.pointee.msr.index
+        if let p = partition, HyperVPlatform.trappedMSRs.contains(index) {
+            let vp = UInt32(self.index)
+            let result = isRead ? p.readMSR(vp: vp, index: index) : p.writeMSR(vp: vp, index: index, value: run.pointee.msr.data)
+            switch result {
+            case let .value(v):
+                run.pointee.msr.data = v
+                run.pointee.msr.error = 0
+            case .written:
+                run.pointee.msr.error = 0
+            case .generalProtection:
+                run.pointee.msr.error = 1
+            }
+            if isRead { counters.syntheticMSRReads += 1 } else { counters.syntheticMSRWrites += 1 }
+            return
+        }
+        if isRead {
             counters.unknownMSRReads += 1
         } else {
             counters.unknownMSRWrites += 1

@@ -59,6 +59,11 @@ public final class VMControl: Sendable {
         reports.withLock { $0[index].thread = thread }
     }
 
+    /// The pthread of vCPU `index`, while it runs.
+    func thread(vcpu index: Int) -> UInt? {
+        reports.withLock { index < $0.count ? $0[index].thread : nil }
+    }
+
     func unregister(vcpu index: Int) {
         reports.withLock { $0[index].thread = nil }
     }

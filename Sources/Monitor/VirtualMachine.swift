@@ -2,6 +2,7 @@ import CSynthVM
 import Glibc
 import KVM
 import Machine
+import Partition
 
 /// A VM built from a `MachineConfig`: KVM VM with in-kernel irqchip and PIT, guest RAM in a
 /// memfd, one vCPU per configured CPU with our CPUID table, the kernel loaded and the boot vCPU
@@ -18,6 +19,9 @@ public final class VirtualMachine: @unchecked Sendable {
     public let cpuidTables: [[CPUIDEntry]]
     let control: VMControl
     public let bus: PortIOBus
+    /// The HV#1 partition; nil with `--hyperv off`.
+    public let partition: Partition?
+    let partitionEvents: PartitionEventSink
 
     /// Addresses KVM needs for its real-mode helpers on Intel; inside the MMIO hole.
     static let tssAddress: UInt64 = 0xFFFB_D000
@@ -38,10 +42,16 @@ public final class VirtualMachine: @unchecked Sendable {
             try vm.setTSSAddress(Self.tssAddress)
             try vm.createIRQChip()
             try vm.createPIT2()
-            // MSRs KVM does not handle come to us (and get #GP) instead of being dropped in the kernel.
-            if system.checkExtension(KVMCap.x86UserSpaceMSR) > 0 {
-                try vm.enableCap(UInt32(KVMCap.x86UserSpaceMSR),
-                                 args: [KVMCap.msrExitReasonUnknown | KVMCap.msrExitReasonInval])
+            // MSRs KVM does not handle come to us (and get #GP) instead of being dropped in the kernel,
+            // and the synthetic range is filtered so it always comes to us.
+            guard system.checkExtension(KVMCap.x86UserSpaceMSR) > 0 else {
+                throw MonitorError.config("this KVM cannot exit to user space on MSR accesses (KVM_CAP_X86_USER_SPACE_MSR)")
+            }
+            try vm.enableCap(UInt32(KVMCap.x86UserSpaceMSR),
+                             args: [KVMCap.msrExitReasonUnknown | KVMCap.msrExitReasonInval | KVMCap.msrExitReasonFilter])
+            if system.checkExtension(KVMCap.x86MSRFilter) > 0 {
+                let r = HyperVPlatform.trappedMSRs
+                try vm.setMSRFilter(deny: [.init(base: r.lowerBound, count: r.upperBound - r.lowerBound + 1)])
             }
         } catch let e as KVMError {
             throw .kvm(e)
@@ -65,14 +75,28 @@ public final class VirtualMachine: @unchecked Sendable {
 
         var vcpus: [KVMVCPU] = []
         var tables: [[CPUIDEntry]] = []
+        let control = self.control
+        partitionEvents = PartitionEventSink(control: control, crashReportPath: config.crashReportPath,
+                                             action: config.onGuestCrash)
         do {
+            for i in 0..<config.cpuCount { vcpus.append(try vm.createVCPU(id: UInt32(i))) }
+            if config.enlightenments.isOff {
+                partition = nil
+            } else {
+                let clock = try GuestTSCClock(bootVCPU: vcpus[0], threadOfVP: { control.thread(vcpu: Int($0)) })
+                partition = Partition(
+                    configuration: PartitionConfiguration(enlightenments: config.enlightenments, vpCount: config.cpuCount),
+                    memory: PartitionRAM(memory), clock: clock,
+                    interrupts: MSIInterrupts(vm: vm, vpCount: config.cpuCount), events: partitionEvents)
+            }
+            let hvLeaves = (partition?.cpuidLeaves ?? []).map {
+                CPUIDEntry(function: $0.function, eax: $0.eax, ebx: $0.ebx, ecx: $0.ecx, edx: $0.edx)
+            }
             let supported = try system.supportedCPUID().map(CPUIDEntry.init)
-            for i in 0..<config.cpuCount {
-                let vcpu = try vm.createVCPU(id: UInt32(i))
+            for (i, vcpu) in vcpus.enumerated() {
                 let table = CPUIDTable.build(supported: supported, vcpuIndex: UInt32(i),
-                                             vcpuCount: UInt32(config.cpuCount))
+                                             vcpuCount: UInt32(config.cpuCount)) + hvLeaves
                 try vcpu.setCPUID(table.map(\.kvmEntry))
-                vcpus.append(vcpu)
                 tables.append(table)
             }
             try BootRegisters.apply(bootPlan.cpu, to: vcpus[0])
@@ -91,6 +115,12 @@ public final class VirtualMachine: @unchecked Sendable {
     /// Asks the VM to stop (from any thread).
     public func requestStop(_ reason: StopReason) { control.requestStop(reason) }
 
+    /// Whether this KVM fills kvm_run with registers at each exit (KVM_CAP_SYNC_REGS).
+    var syncRegs: Bool {
+        let want = KVMCap.syncX86Regs | KVMCap.syncX86Sregs
+        return UInt64(system.checkExtension(KVMCap.syncRegs)) & want == want
+    }
+
     /// Runs the VM until it stops; returns why, with per-vCPU counters.
     public func run() -> RunOutcome {
         do { try VCPUKick.install() } catch {
@@ -106,7 +136,8 @@ public final class VirtualMachine: @unchecked Sendable {
         defer { if signalFD >= 0 { close(signalFD) } }
 
         let runners = vcpus.enumerated().map {
-            VCPURunner(index: $0.offset, vcpu: $0.element, bus: bus, control: control, memory: memory)
+            VCPURunner(index: $0.offset, vcpu: $0.element, bus: bus, control: control, memory: memory,
+                       partition: partition, syncRegs: syncRegs)
         }
         var threads: [HostThread] = []
         for r in runners {
@@ -132,7 +163,8 @@ public final class VirtualMachine: @unchecked Sendable {
         console.flush()
         let reason = control.stopReason ?? .hostFailure("stopped without a reason")
         return RunOutcome(reason: reason, counters: runners.map(\.counters),
-                          crashReport: runners.compactMap(\.crashReport).first)
+                          crashReport: runners.compactMap(\.crashReport).first,
+                          guestCrashNotifications: partitionEvents.all)
     }
 
     private func supervise(signalFD: Int32) {

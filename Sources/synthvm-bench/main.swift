@@ -5,10 +5,12 @@ import Monitor
 // run. Never asserted by tests: absolute times on our hosts are noisy.
 //
 // usage: synthvm-bench exits [--guest PATH] [--pio N] [--msr N] [--rounds N]
+//        synthvm-bench hyperv [--guest PATH] [--calls N] [--reads N] [--rounds N]
 // The bench guest is Tests/Guests/bench.c; by default it is built with Tests/Guests/build.sh.
 
 func usage() -> Never {
     print("usage: synthvm-bench exits [--guest bench.elf] [--pio N] [--msr N] [--rounds N]")
+    print("       synthvm-bench hyperv [--guest hvbench.elf] [--calls N] [--reads N] [--rounds N]")
     exit(64)
 }
 
@@ -19,7 +21,7 @@ let packageRoot: String = {
 }()
 
 var args = Array(CommandLine.arguments.dropFirst())
-guard args.first == "exits" else { usage() }
+guard let mode = args.first, mode == "exits" || mode == "hyperv" else { usage() }
 args.removeFirst()
 var guest: String?
 var pio = 20000, msr = 20000, rounds = 5
@@ -32,6 +34,8 @@ while !args.isEmpty {
     case "--pio": pio = Int(value) ?? 0
     case "--msr": msr = Int(value) ?? 0
     case "--rounds": rounds = Int(value) ?? 0
+    case "--calls": pio = Int(value) ?? 0
+    case "--reads": msr = Int(value) ?? 0
     default: usage()
     }
 }
@@ -43,11 +47,15 @@ if guest == nil {
         print("synthvm-bench: building the bench guest failed (Tests/Guests/build.sh)")
         exit(70)
     }
-    guest = out + "/bench.elf"
+    guest = out + (mode == "exits" ? "/bench.elf" : "/hvbench.elf")
 }
 
 do {
-    try ExitBenchmark(benchGuest: guest!, pio: pio, msr: msr, rounds: rounds).runAndPrint()
+    if mode == "exits" {
+        try ExitBenchmark(benchGuest: guest!, pio: pio, msr: msr, rounds: rounds).runAndPrint()
+    } else {
+        try HyperVBenchmark(guest: guest!, calls: pio, reads: msr, rounds: rounds).runAndPrint()
+    }
 } catch {
     print("synthvm-bench: \(error)")
     exit(70)

@@ -15,7 +15,8 @@ struct RunCommand: ParsableCommand {
             Exit status: 0 when every vCPU halted with interrupts off; (v << 1) | 1 when the guest wrote \
             v to the exit device at port 0xf4; 2 triple fault; 4 guest crash (a report goes to stderr); \
             6 host failure while running; 64 bad input; 70 the VM could not be created; 124 --timeout elapsed; \
-            130 SIGINT/SIGTERM.
+            130 SIGINT/SIGTERM; 8 the guest reported a crash through the Hyper-V crash MSRs; 10 the guest \
+            requested a reset and --on-reset is exit.
             """)
 
     @Option(name: .long, help: ArgumentHelp("Guest kernel: ELF64, or a multiboot v1 kernel. Default: the built-in guest.",
@@ -43,6 +44,23 @@ struct RunCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Guest serial (COM1) output: stdio, none, or file:PATH.", valueName: "sink"))
     var serial: String = "stdio"
 
+    @Option(name: .long, help: ArgumentHelp(
+        "Hyper-V enlightenments: off (a plain x86 guest), default, or a comma list of runtime, time, reset, "
+            + "frequencies, crash, relaxed, ipi, messages, xmm-input. See docs/hyperv.md.", valueName: "set"))
+    var hyperv: String = "default"
+
+    @Option(name: .long, help: ArgumentHelp("Write a JSON report here when the guest reports a crash (Hyper-V crash MSRs).",
+                                            valueName: "path"))
+    var crashReport: String?
+
+    @Option(name: .long, help: ArgumentHelp("When the guest reports a crash: stop (status 8) or continue.",
+                                            valueName: "stop|continue"))
+    var onGuestCrash: String = "stop"
+
+    @Option(name: .long, help: ArgumentHelp("When the guest resets the VM (Hyper-V RESET MSR): restart or exit (status 10).",
+                                            valueName: "restart|exit"))
+    var onReset: String = "restart"
+
     @Option(name: .long, help: ArgumentHelp("Stop the VM after this many seconds (status 124).", valueName: "seconds"))
     var timeout: Int?
 
@@ -54,20 +72,47 @@ struct RunCommand: ParsableCommand {
         do {
             // Modules keep their command-line order across --initrd and --module.
             config = try MachineConfig.load(kernelPath: kernel, modulePaths: orderedModules(), commandLine: cmdline,
-                                            cpus: cpus, memory: memory, serial: serial)
+                                            cpus: cpus, memory: memory, serial: serial, hyperv: hyperv)
         } catch {
             fail("\(error)", status: StopReason.usageStatus)
         }
         config.handleSignals = true
+        config.crashReportPath = crashReport
+        guard let crashAction = GuestCrashAction(rawValue: onGuestCrash) else {
+            fail("--on-guest-crash \(onGuestCrash): expected stop or continue", status: StopReason.usageStatus)
+        }
+        config.onGuestCrash = crashAction
+        guard onReset == "restart" || onReset == "exit" else {
+            fail("--on-reset \(onReset): expected restart or exit", status: StopReason.usageStatus)
+        }
         if let t = timeout {
             guard t > 0 else { fail("--timeout \(t) must be positive", status: StopReason.usageStatus) }
             config.timeoutSeconds = t
         }
-        let vm: VirtualMachine
-        do { vm = try VirtualMachine(config: config) } catch {
-            fail("cannot create the VM: \(error)", status: StopReason.setupFailureStatus)
-        }
-        let outcome = vm.run()
+        var outcome: RunOutcome
+        let started = monotonicNow()
+        // A guest-requested reset rebuilds the VM from the same configuration; --timeout covers
+        // all the restarts together.
+        repeat {
+            if let t = timeout {
+                let left = Double(t) - (monotonicNow() - started)
+                guard left > 0 else {
+                    printErr("synthvm: timed out after \(t) s")
+                    Glibc.exit(StopReason.timedOut(seconds: t).exitStatus)
+                }
+                config.timeoutSeconds = max(1, Int(left.rounded(.up)))
+            }
+            let vm: VirtualMachine
+            do { vm = try VirtualMachine(config: config) } catch {
+                fail("cannot create the VM: \(error)", status: StopReason.setupFailureStatus)
+            }
+            outcome = vm.run()
+            if case .resetRequested = outcome.reason, onReset == "restart" {
+                printErr("synthvm: guest requested a reset; restarting the VM")
+                continue
+            }
+            break
+        } while true
         if let report = outcome.crashReport { printErr(report) }
         switch outcome.reason {
         case .halted, .exitDevice: break
@@ -92,6 +137,12 @@ struct RunCommand: ParsableCommand {
         }
         return out + initrds + modules
     }
+}
+
+func monotonicNow() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }
 
 func printErr(_ s: String) {

@@ -25,8 +25,12 @@ struct BootGuestTests {
         #expect(lines.contains("e820 0x0000000000000000 0x000000000009fc00 1"))
         #expect(lines.contains("e820 0x000000000009fc00 0x0000000000060400 2"))
         #expect(lines.contains("e820 0x0000000000100000 0x0000000003f00000 1"))
+        #expect(lines.contains("unknown port: 0xffffffff"))
+        #expect(lines.contains("unknown mmio: 0xffffffff"))
         #expect(lines.contains("hello: ok"))
         #expect(run.status == 0)
+        #expect(run.outcome.totals.unknownPortReads == 1)
+        #expect(run.outcome.totals.unknownMMIOReads == 1)
     }
 
     @Test("RAM above 3 GiB continues at 4 GiB and the guest sees it in its e820 map")

@@ -78,6 +78,10 @@ struct CommandLineTests {
         (["run", "--kernel", "/"], "is not a regular file"),
         (["run", "--bogus"], "--bogus"),
         (["run", "--timeout", "0"], "--timeout 0 must be positive"),
+        (["run", "--hyperv", "bogus"], "--hyperv"),
+        (["run", "--hyperv", "time,time"], "--hyperv"),
+        (["run", "--on-guest-crash", "explode"], "--on-guest-crash explode"),
+        (["run", "--on-reset", "maybe"], "--on-reset maybe"),
     ])
     func badInput(args: [String], message: String) throws {
         let r = try Self.synthvm(args)
@@ -120,11 +124,54 @@ struct CommandLineTests {
         #expect(r.stderr.contains("timed out after 1 s"), "\(r.stderr)")
     }
 
+    /// Prints "B" on COM1, then writes 1 to the Hyper-V RESET MSR (0x40000003).
+    static let resetGuest: [UInt8] = [
+        0x66, 0xBA, 0xF8, 0x03, 0xB0, 0x42, 0xEE, 0xB0, 0x0A, 0xEE, // mov dx,0x3f8; "B\n"
+        0xB9, 0x03, 0x00, 0x00, 0x40, 0xB8, 0x01, 0x00, 0x00, 0x00, 0x31, 0xD2, 0x0F, 0x30, // wrmsr RESET=1
+        0xFA, 0xF4, // cli; hlt
+    ]
+
+    @Test("a guest RESET restarts the VM, or exits with status 10 with --on-reset exit")
+    func reset() throws {
+        try GuestHarness.requireKVM()
+        let path = try GuestHarness.temporaryFile(GuestHarness.rawELF64(code: Self.resetGuest), name: "reset.elf")
+        let exit = try Self.synthvm(["run", "--kernel", path, "--on-reset", "exit"])
+        #expect(exit.status == 10)
+        #expect(exit.stdout == "B\n")
+        let restart = try Self.synthvm(["run", "--kernel", path, "--timeout", "2"])
+        #expect(restart.status == 124)
+        #expect(restart.stdout.components(separatedBy: "B\n").count > 3, "booted only: \(restart.stdout)")
+        #expect(restart.stderr.contains("restarting the VM"))
+        // Without the reset enlightenment the MSR is not there: #GP, and with no IDT a triple fault.
+        let noReset = try Self.synthvm(["run", "--kernel", path, "--hyperv", "time"])
+        #expect(noReset.status == 2)
+    }
+
+    @Test("SIGTERM stops a running VM cleanly with status 130")
+    func sigterm() throws {
+        try GuestHarness.requireKVM()
+        let spin = try GuestHarness.temporaryFile(GuestHarness.rawELF64(code: [0xEB, 0xFE]), name: "spin-term.elf")
+        let p = Process()
+        p.executableURL = Self.binary
+        p.arguments = ["run", "--kernel", spin, "--timeout", "60"]
+        let err = Pipe()
+        p.standardError = err
+        try p.run()
+        usleep(500_000)
+        p.terminate() // SIGTERM
+        let e = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationReason == .exit)
+        #expect(p.terminationStatus == 130)
+        #expect(e.contains("stopped by signal 15"), "\(e)")
+    }
+
     @Test("--help documents every run option")
     func help() throws {
         let r = try Self.synthvm(["run", "--help"])
         #expect(r.status == 0)
-        for option in ["--kernel", "--initrd", "--module", "--cmdline", "--cpus", "--memory", "--serial", "--timeout", "--stats"] {
+        for option in ["--kernel", "--initrd", "--module", "--cmdline", "--cpus", "--memory", "--serial", "--timeout", "--stats",
+                       "--hyperv", "--crash-report", "--on-guest-crash", "--on-reset"] {
             #expect(r.stdout.contains(option), "missing \(option)")
         }
     }

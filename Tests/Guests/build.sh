@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the SynthVM test guests into OUTDIR with the machine's gcc and binutils:
 #   hello.elf smp.elf exceptions.elf cpuid.elf bench.elf  (ELF64, SynthVM direct boot)
-#   mbhello.elf                                           (ELF32, multiboot v1)
+#   hvprobe.elf hvmsr.elf hvcall.elf hvclock.elf hvipi.elf hvcrash.elf  (ELF64, HV#1 tests)
+#   mbhello.elf mbhvcall.elf                              (ELF32, multiboot v1)
 # Usage: bash Tests/Guests/build.sh OUTDIR
 set -eu
 
@@ -38,7 +39,7 @@ link() {
 
 # 64-bit runtime
 RT64=()
-for f in common.c start64.S isr64.S idt64.c boot64.c; do
+for f in common.c start64.S isr64.S idt64.c boot64.c safe64.S hyperv.c; do
     compile -m64 "$OBJ/rt64-$f.o" "$SRC/runtime/$f"
     RT64+=("$OBJ/rt64-$f.o")
 done
@@ -60,11 +61,21 @@ guest64 smp smp.c smp_asm.S
 guest64 exceptions exceptions.c exceptions_asm.S
 guest64 cpuid cpuid.c
 guest64 bench bench.c bench_asm.S
+guest64 hvprobe hvprobe.c
+guest64 hvmsr hvmsr.c
+guest64 hvcall hvcall.c hvcall_asm.S
+guest64 hvclock hvclock.c mp.c mp_asm.S
+guest64 hvipi hvipi.c hvipi_asm.S mp.c mp_asm.S
+guest64 hvcrash hvcrash.c
+guest64 hvbench hvbench.c
 
 # 32-bit multiboot guest (mbstart.S first: the multiboot header must be in the first 8 KiB)
 compile -m32 "$OBJ/rt32-mbstart.o" "$SRC/runtime/mbstart.S"
 compile -m32 "$OBJ/rt32-common.o" "$SRC/runtime/common.c"
 compile -m32 "$OBJ/mbhello.o" "$SRC/mbhello.c"
 link -m32 mbhello "$OBJ/rt32-mbstart.o" "$OBJ/rt32-common.o" "$OBJ/mbhello.o"
+compile -m32 "$OBJ/rt32-hyperv.o" "$SRC/runtime/hyperv.c"
+compile -m32 "$OBJ/mbhvcall.o" "$SRC/mbhvcall.c"
+link -m32 mbhvcall "$OBJ/rt32-mbstart.o" "$OBJ/rt32-common.o" "$OBJ/rt32-hyperv.o" "$OBJ/mbhvcall.o"
 
-echo "guests: built hello smp exceptions cpuid bench mbhello in $OUT"
+echo "guests: built hello smp exceptions cpuid bench hvprobe hvmsr hvcall hvclock hvipi hvcrash hvbench mbhello mbhvcall in $OUT"

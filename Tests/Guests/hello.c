@@ -1,6 +1,7 @@
 /* hello: prints the boot info the VMM passed (command line, memory, vCPUs, e820). */
 #include "rt.h"
 #include "bootinfo.h"
+#include "x86.h"
 
 void guest_main(const struct boot_info *bi)
 {
@@ -21,6 +22,11 @@ void guest_main(const struct boot_info *bi)
             printf("module %u 0x%llx 0x%llx %s\n", i, m[i].addr, m[i].size,
                    m[i].name ? (const char *)phys_ptr(m[i].name) : "");
     }
+
+    /* Nothing is at I/O port 0x510 or at the HPET's usual MMIO address in SynthVM: both must
+     * read as all-ones (and the VMM counts them). */
+    printf("unknown port: 0x%x\n", inl(0x510));
+    printf("unknown mmio: 0x%x\n", *(volatile u32 *)0xFED00000ull);
 
     /* Sanity checks on what was printed. */
     if (strlen(cmdline) != bi->cmdline_len)

@@ -46,6 +46,13 @@ extern const unsigned long svm_KVM_GET_MP_STATE;
 extern const unsigned long svm_KVM_SET_MP_STATE;
 extern const unsigned long svm_KVM_GET_TSC_KHZ;
 extern const unsigned long svm_KVM_TRANSLATE;
+extern const unsigned long svm_KVM_GET_VCPU_EVENTS;
+extern const unsigned long svm_KVM_SET_VCPU_EVENTS;
+
+// The host TSC (rdtsc).
+uint64_t svm_rdtsc(void);
+// CPU time of a thread (pthread_t as unsigned long), in nanoseconds; 0 if unavailable.
+uint64_t svm_thread_cpu_ns(unsigned long thread);
 
 // ioctl wrappers: return the kernel's result, or -errno on failure.
 long svm_ioctl_ptr(int fd, unsigned long request, void *arg);

@@ -1,6 +1,7 @@
 #include "rt.h"
 #include "x86.h"
 #include "idt.h"
+#include "extable.h"
 
 struct idt_gate {
     u16 offset_lo;
@@ -12,7 +13,9 @@ struct idt_gate {
     u32 reserved;
 } __attribute__((packed));
 
-static struct idt_gate idt[32] __attribute__((aligned(16)));
+/* All 256 vectors: 0-31 get the runtime's exception stubs, 32-255 stay not-present until a
+ * guest installs a gate (an unexpected interrupt there then shows up as #NP). */
+static struct idt_gate idt[256] __attribute__((aligned(16)));
 static exception_handler handlers[32];
 
 static const char *const names[32] = {
@@ -33,6 +36,8 @@ const char *exception_name(u32 vector)
 
 void idt_set_gate(u32 vector, void (*entry)(void))
 {
+    if (vector >= ARRAY_SIZE(idt))
+        return;
     u64 a = (u64)(uptr)entry;
     u16 cs;
     __asm__ volatile("mov %%cs, %0" : "=r"(cs));
@@ -45,15 +50,20 @@ void idt_set_gate(u32 vector, void (*entry)(void))
     idt[vector].reserved = 0;
 }
 
-void idt_init(void)
+void idt_load(void)
 {
     struct {
         u16 limit;
         u64 base;
     } __attribute__((packed)) idtr = { sizeof(idt) - 1, (u64)(uptr)idt };
+    __asm__ volatile("lidt %0" : : "m"(idtr) : "memory");
+}
+
+void idt_init(void)
+{
     for (u32 v = 0; v < 32; v++)
         idt_set_gate(v, isr_stubs[v]);
-    __asm__ volatile("lidt %0" : : "m"(idtr) : "memory");
+    idt_load();
 }
 
 void set_exception_handler(u32 vector, exception_handler h)
@@ -62,10 +72,28 @@ void set_exception_handler(u32 vector, exception_handler h)
         handlers[vector] = h;
 }
 
+/* Exception fixups (extable.h): __extable_start..__extable_end come from link.ld. */
+extern const struct extable_entry __extable_start[], __extable_end[];
+
+static bool extable_fixup(struct int_frame *f, u32 v)
+{
+    for (const struct extable_entry *e = __extable_start; e < __extable_end; e++) {
+        if (e->insn == f->rip && v < 32 && (e->vectors & (1u << v))) {
+            f->rip = e->fixup;
+            f->rax = v;
+            f->rdx = f->error;
+            return true;
+        }
+    }
+    return false;
+}
+
 void exception_dispatch(struct int_frame *f);
 void exception_dispatch(struct int_frame *f)
 {
     u32 v = (u32)f->vector;
+    if (extable_fixup(f, v))
+        return;
     if (v < 32 && handlers[v] && handlers[v](f))
         return;
     printf("exception %u (%s) at rip=0x%llx error=0x%llx\n", v, exception_name(v), f->rip, f->error);
