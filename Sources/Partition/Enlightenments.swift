@@ -110,8 +110,11 @@ public struct Enlightenments: Equatable, Sendable, CustomStringConvertible {
     /// (GUEST_OS_ID, HYPERCALL) and VP_INDEX, which "Hv#1" itself promises, and hint 9
     /// (deprecate AutoEOI), because a user-space SynIC cannot provide AutoEOI against KVM's
     /// in-kernel LAPIC: with the hint, Linux programs its SINTs without AutoEOI and EOIs itself.
+    /// HypercallMsrLock (feature EDX bit 18) is part of it too: the HYPERCALL Locked bit is
+    /// implemented, and a guest must be told so before it relies on it.
     public static let baseBits = CPUIDBits(
         privilegesEAX: HvPrivilegeEAX.accessHypercallMsrs | HvPrivilegeEAX.accessVpIndex,
+        featuresEDX: HvFeatureEDX.hypercallMsrLock,
         hintsEAX: HvHintEAX.deprecateAutoEOI)
 
     /// 0x40000004.EBX when enlightened: never notify on long spin waits (HvNotifyLongSpinWait is

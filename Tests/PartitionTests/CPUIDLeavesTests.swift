@@ -34,13 +34,13 @@ private func allSubsets() -> [Set<Enlightenments.Feature>] {
     }
 
     @Test func baseInterface() {
-        // Hypercall MSRs (5) and VP index (6); deprecate AutoEOI (hint 9).
-        #expect(words(.base) == (0x60, 0, 0, 0x200))
+        // Hypercall MSRs (5) and VP index (6); HypercallMsrLock (EDX 18); deprecate AutoEOI (hint 9).
+        #expect(words(.base) == (0x60, 0, 0x4_0000, 0x200))
     }
 
     @Test func defaultSet() {
-        // EAX: 0, 1, 5, 6, 7, 9, 11. EBX: 4, 5. EDX: 8, 10. Hints: 5, 9, 10, 11.
-        #expect(words(.default) == (0xAE3, 0x30, 0x500, 0xE20))
+        // EAX: 0, 1, 5, 6, 7, 9, 11. EBX: 4, 5. EDX: 8, 10, 18. Hints: 5, 9, 10, 11.
+        #expect(words(.default) == (0xAE3, 0x30, 0x4_0500, 0xE20))
     }
 
     @Test func everyFeatureMatchesTheTLFSBits() {
