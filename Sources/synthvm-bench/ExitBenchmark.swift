@@ -39,10 +39,7 @@ struct ExitBenchmark {
     /// The floor: KVM_RUN, switch on the exit, nothing else. Like SynthVM's vCPUs it runs on a
     /// thread of its own, so thread placement is not part of the difference.
     func raw() throws -> Sample {
-        nonisolated(unsafe) var result: Result<Sample, any Error> = .failure(BenchError("no result"))
-        let t = try HostThread.spawn { result = Result { try self.rawLoop() } }
-        t.join()
-        return try result.get()
+        try onOwnThread { try self.rawLoop() }
     }
 
     func rawLoop() throws -> Sample {
@@ -103,6 +100,14 @@ struct ExitBenchmark {
         print("  best-of-\(rounds) ratios: port write \(format2(bestOurPIO / bestRawPIO)), unknown MSR \(format2(bestOurMSR / bestRawMSR))")
         print("  target: ratio <= 1.10")
     }
+}
+
+/// Runs `body` on a fresh thread and waits for it, as a vCPU thread would run.
+func onOwnThread<T>(_ body: @escaping @Sendable () throws -> T) throws -> T {
+    nonisolated(unsafe) var result: Result<T, any Error> = .failure(BenchError("no result"))
+    let t = try HostThread.spawn { result = Result { try body() } }
+    t.join()
+    return try result.get()
 }
 
 struct BenchError: Error, CustomStringConvertible {

@@ -42,10 +42,7 @@ struct HyperVBenchmark {
     }
 
     func raw() throws -> Sample {
-        nonisolated(unsafe) var result: Result<Sample, any Error> = .failure(BenchError("no result"))
-        let t = try HostThread.spawn { result = Result { try self.rawLoop() } }
-        t.join()
-        return try result.get()
+        try onOwnThread { try self.rawLoop() }
     }
 
     func rawLoop() throws -> Sample {

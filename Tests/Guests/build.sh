@@ -57,7 +57,7 @@ guest64() {
 }
 
 guest64 hello hello.c
-guest64 smp smp.c smp_asm.S
+guest64 smp smp.c mp.c mp_asm.S
 guest64 exceptions exceptions.c exceptions_asm.S
 guest64 cpuid cpuid.c
 guest64 bench bench.c bench_asm.S

@@ -1,6 +1,6 @@
-/* Multiprocessor start-up shared by hvclock and hvipi (the smp guest has its own copy, which it
- * checks in detail): INIT, SIPI, SIPI through the xAPIC to APIC IDs 0..n-1, a real-mode
- * trampoline at 0x8000, long mode with the boot GDT and page tables, the runtime's IDT. */
+/* Multiprocessor start-up shared by smp, hvclock and hvipi: INIT, SIPI, SIPI through the xAPIC
+ * to APIC IDs 0..n-1, a real-mode trampoline at 0x8000, long mode with the boot GDT and page
+ * tables, the runtime's IDT. */
 #ifndef MP_H
 #define MP_H
 #include "rt.h"
