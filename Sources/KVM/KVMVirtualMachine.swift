@@ -81,21 +81,43 @@ public final class KVMVirtualMachine: @unchecked Sendable {
         }
     }
 
-    /// KVM_SET_GSI_ROUTING replaces the whole table; pass every route each time.
+    /// GSIs 0-23 belong to the in-kernel IOAPIC (and 0-15 to the PICs); MSI routes start here.
+    public static let firstMSIGSI: UInt32 = 24
+
+    /// KVM_SET_GSI_ROUTING replaces the whole table, including the IOAPIC/PIC routes that
+    /// KVM_CREATE_IRQCHIP installed, so those are always rebuilt here (as KVM's
+    /// kvm_setup_default_irq_routing does) before the given MSI routes. Pass every MSI route
+    /// each time.
     public func setGSIRouting(_ routes: [MSIRoute]) throws(KVMError) {
-        guard let table = svm_irq_routing_alloc(UInt32(routes.count)) else { throw KVMError("calloc", errno: ENOMEM) }
-        defer { svm_free(table) }
-        let raw = UnsafeMutableRawPointer(table).advanced(by: MemoryLayout<kvm_irq_routing>.size)
-        let entries = raw.assumingMemoryBound(to: kvm_irq_routing_entry.self)
-        for (i, r) in routes.enumerated() {
+        var entries: [kvm_irq_routing_entry] = []
+        for pin in UInt32(0)..<24 {
+            var e = kvm_irq_routing_entry()
+            e.gsi = pin
+            e.type = UInt32(KVM_IRQ_ROUTING_IRQCHIP)
+            e.u.irqchip.irqchip = UInt32(KVM_IRQCHIP_IOAPIC)
+            e.u.irqchip.pin = pin
+            entries.append(e)
+            if pin < 16 {
+                e.u.irqchip.irqchip = UInt32(pin < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE)
+                e.u.irqchip.pin = pin % 8
+                entries.append(e)
+            }
+        }
+        for r in routes {
+            precondition(r.gsi >= Self.firstMSIGSI, "GSI \(r.gsi) belongs to the irqchip")
             var e = kvm_irq_routing_entry()
             e.gsi = r.gsi
             e.type = UInt32(KVM_IRQ_ROUTING_MSI)
             e.u.msi.address_lo = UInt32(truncatingIfNeeded: r.address)
             e.u.msi.address_hi = UInt32(truncatingIfNeeded: r.address >> 32)
             e.u.msi.data = r.data
-            entries[i] = e
+            entries.append(e)
         }
+        guard let table = svm_irq_routing_alloc(UInt32(entries.count)) else { throw KVMError("calloc", errno: ENOMEM) }
+        defer { svm_free(table) }
+        let raw = UnsafeMutableRawPointer(table).advanced(by: MemoryLayout<kvm_irq_routing>.size)
+        let dst = raw.assumingMemoryBound(to: kvm_irq_routing_entry.self)
+        for (i, e) in entries.enumerated() { dst[i] = e }
         _ = try check("KVM_SET_GSI_ROUTING", svm_ioctl_ptr(fd.rawValue, svm_KVM_SET_GSI_ROUTING, table))
     }
 

@@ -68,6 +68,7 @@ guest64 hvclock hvclock.c mp.c mp_asm.S
 guest64 hvipi hvipi.c hvipi_asm.S mp.c mp_asm.S
 guest64 hvcrash hvcrash.c
 guest64 hvbench hvbench.c
+guest64 irq irq.c irq_asm.S mp.c mp_asm.S
 
 # 32-bit multiboot guest (mbstart.S first: the multiboot header must be in the first 8 KiB)
 compile -m32 "$OBJ/rt32-mbstart.o" "$SRC/runtime/mbstart.S"
@@ -78,4 +79,4 @@ compile -m32 "$OBJ/rt32-hyperv.o" "$SRC/runtime/hyperv.c"
 compile -m32 "$OBJ/mbhvcall.o" "$SRC/mbhvcall.c"
 link -m32 mbhvcall "$OBJ/rt32-mbstart.o" "$OBJ/rt32-common.o" "$OBJ/rt32-hyperv.o" "$OBJ/mbhvcall.o"
 
-echo "guests: built hello smp exceptions cpuid bench hvprobe hvmsr hvcall hvclock hvipi hvcrash hvbench mbhello mbhvcall in $OUT"
+echo "guests: built hello smp exceptions cpuid bench hvprobe hvmsr hvcall hvclock hvipi hvcrash hvbench irq mbhello mbhvcall in $OUT"
