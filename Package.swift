@@ -12,6 +12,7 @@ let package = Package(
     dependencies: [
         // Pinned to the versions mirrored on our build machines.
         .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-atomics", exact: "1.3.0"),
     ],
     targets: [
         // C shims: linux/kvm.h constants and the calls Swift cannot make directly
@@ -25,6 +26,9 @@ let package = Package(
         .target(name: "Partition", dependencies: ["HyperV"]),
         // Guest memory layout, loaders, CPUID table, legacy devices. Mostly pure.
         .target(name: "Machine", dependencies: ["KVM", "CSynthVM"]),
+        // Between processes: memfd regions, SPSC record rings, eventfd doorbells, fd passing,
+        // versioned wire records. Everything a peer writes is validated; nothing it writes traps.
+        .target(name: "IPC", dependencies: ["CSynthVM", .product(name: "Atomics", package: "swift-atomics")]),
         // vCPU threads, the exit loop, shutdown and crash reports.
         .target(name: "Monitor", dependencies: ["Machine", "KVM", "CSynthVM", "Partition", "HyperV"]),
         .executableTarget(
@@ -35,6 +39,7 @@ let package = Package(
             dependencies: ["Monitor", "KVM", "Machine", "CSynthVM"]),
         .testTarget(name: "MachineTests", dependencies: ["Machine"]),
         .testTarget(name: "PartitionTests", dependencies: ["Partition", "HyperV"]),
+        .testTarget(name: "IPCTests", dependencies: ["IPC", "CSynthVM"]),
         .testTarget(name: "GuestTests", dependencies: ["Monitor", "Machine"]),
     ],
     swiftLanguageModes: [.v6]

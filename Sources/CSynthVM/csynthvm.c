@@ -3,6 +3,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <spawn.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +13,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -85,6 +89,24 @@ int svm_memfd_seal_size(int fd) {
     return fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) < 0 ? -errno : 0;
 }
 
+#ifndef F_SEAL_FUTURE_WRITE
+#define F_SEAL_FUTURE_WRITE 0x0010
+#endif
+const int svm_F_SEAL_SEAL = F_SEAL_SEAL;
+const int svm_F_SEAL_SHRINK = F_SEAL_SHRINK;
+const int svm_F_SEAL_GROW = F_SEAL_GROW;
+const int svm_F_SEAL_WRITE = F_SEAL_WRITE;
+const int svm_F_SEAL_FUTURE_WRITE = F_SEAL_FUTURE_WRITE;
+
+int svm_memfd_add_seals(int fd, int seals) {
+    return fcntl(fd, F_ADD_SEALS, seals) < 0 ? -errno : 0;
+}
+
+int svm_memfd_get_seals(int fd) {
+    int r = fcntl(fd, F_GET_SEALS);
+    return r < 0 ? -errno : r;
+}
+
 int svm_eventfd(unsigned int initval, int flags) {
     int r = eventfd(initval, flags);
     return r < 0 ? -errno : r;
@@ -101,6 +123,74 @@ int svm_pidfd_open(pid_t pid, unsigned int flags) {
 }
 
 int svm_errno(void) { return errno; }
+
+const int svm_MSG_TRUNC = MSG_TRUNC;
+const int svm_MSG_CTRUNC = MSG_CTRUNC;
+
+int svm_socketpair_seqpacket(int sv[2]) {
+    return socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0 ? -errno : 0;
+}
+
+// Control buffer for the largest SCM_RIGHTS message, aligned for struct cmsghdr.
+union svm_fd_control {
+    char buf[CMSG_SPACE(SVM_MAX_PASSED_FDS * sizeof(int))];
+    struct cmsghdr align;
+};
+
+long svm_send_with_fds(int sock, const void *buf, size_t len, const int *fds, int nfds) {
+    if (nfds < 0 || nfds > SVM_MAX_PASSED_FDS) return -EINVAL;
+    union svm_fd_control ctl;
+    memset(&ctl, 0, sizeof ctl);
+    struct iovec iov = { (void *)buf, len };
+    struct msghdr msg;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    if (nfds > 0) {
+        msg.msg_control = ctl.buf;
+        msg.msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int));
+        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
+        memcpy(CMSG_DATA(c), fds, (size_t)nfds * sizeof(int));
+    }
+    ssize_t n;
+    do { n = sendmsg(sock, &msg, MSG_NOSIGNAL); } while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : (long)n;
+}
+
+long svm_recv_with_fds(int sock, void *buf, size_t len, int *fds, int fdcap, int *nfds, int *msg_flags) {
+    if (fdcap < 0 || fdcap > SVM_MAX_PASSED_FDS) return -EINVAL;
+    union svm_fd_control ctl;
+    struct iovec iov = { buf, len };
+    struct msghdr msg;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    if (fdcap > 0) {
+        msg.msg_control = ctl.buf;
+        msg.msg_controllen = CMSG_SPACE((size_t)fdcap * sizeof(int));
+    }
+    ssize_t n;
+    do { n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC); } while (n < 0 && errno == EINTR);
+    if (n < 0) return -errno;
+    int count = 0;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len < CMSG_LEN(0)) continue;
+        size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        const unsigned char *data = CMSG_DATA(c);
+        for (size_t i = 0; i < k; i++) {
+            int fd;
+            memcpy(&fd, data + i * sizeof(int), sizeof fd);
+            if (count < fdcap) fds[count] = fd; else close(fd);
+            count++;
+        }
+    }
+    *nfds = count;
+    *msg_flags = msg.msg_flags;
+    return (long)n;
+}
 
 struct kvm_cpuid2 *svm_cpuid2_alloc(uint32_t n) {
     struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + n * sizeof(struct kvm_cpuid_entry2));
@@ -194,4 +284,48 @@ int svm_read_signalfd(int fd) {
     ssize_t n = read(fd, &si, sizeof si);
     if (n < 0) return errno == EAGAIN ? 0 : -errno;
     return n == sizeof si ? (int)si.ssi_signo : 0;
+}
+
+int svm_spawn_worker(const char *path, char *const argv[], const int *fds, int nfds, pid_t *pid) {
+    // Move the handed fds out of the way first (close-on-exec copies above every target number),
+    // so dup2 onto 3, 4, ... can never clobber a source that is still needed.
+    int high[64];
+    if (nfds < 0 || nfds > 64) return -EINVAL;
+    for (int i = 0; i < nfds; i++) {
+        high[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 3 + nfds + 64);
+        if (high[i] < 0) {
+            int e = errno;
+            for (int j = 0; j < i; j++) close(high[j]);
+            return -e;
+        }
+    }
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    for (int i = 0; i < nfds; i++) posix_spawn_file_actions_adddup2(&fa, high[i], 3 + i);
+    posix_spawn_file_actions_addclosefrom_np(&fa, 3 + nfds);
+    extern char **environ;
+    char *const envp[] = { "PATH=/usr/bin:/bin", NULL };
+    (void)environ;
+    int r = posix_spawn(pid, path, &fa, NULL, argv, envp);
+    posix_spawn_file_actions_destroy(&fa);
+    for (int i = 0; i < nfds; i++) close(high[i]);
+    return -r;
+}
+
+int svm_pidfd_reap(int pidfd, int *code, int *status) {
+    siginfo_t info;
+    memset(&info, 0, sizeof info);
+    if (waitid((idtype_t)3 /* P_PIDFD */, (id_t)pidfd, &info, WEXITED) < 0) return -errno;
+    *code = info.si_code;
+    *status = info.si_status;
+    return 0;
+}
+
+int svm_pidfd_send_signal(int pidfd, int sig) {
+    long r = syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
+    return r < 0 ? -errno : 0;
+}
+
+int svm_set_parent_death_signal(int sig) {
+    return prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) < 0 ? -errno : 0;
 }

@@ -1,7 +1,8 @@
 // C shims for SynthVM: what Swift cannot express directly.
 // - the KVM ioctl request numbers (function-like macros in linux/kvm.h),
 // - ioctl() itself (variadic in glibc),
-// - memfd_create/eventfd/pidfd_open wrappers,
+// - memfd_create/eventfd/pidfd_open wrappers, memfd seals,
+// - sendmsg/recvmsg with SCM_RIGHTS (the CMSG_* macros are not importable),
 // - a per-thread "kick" so another thread can force a vCPU out of KVM_RUN.
 #ifndef CSYNTHVM_H
 #define CSYNTHVM_H
@@ -64,11 +65,37 @@ int svm_memfd_create(const char *name, unsigned int flags);
 int svm_memfd_create_sealable(const char *name);
 // Seals a memfd's size (F_SEAL_SHRINK | F_SEAL_GROW) so a peer cannot resize it under us.
 int svm_memfd_seal_size(int fd);
+// The memfd seal bits (fcntl.h only defines them under _GNU_SOURCE).
+extern const int svm_F_SEAL_SEAL;
+extern const int svm_F_SEAL_SHRINK;
+extern const int svm_F_SEAL_GROW;
+extern const int svm_F_SEAL_WRITE;
+extern const int svm_F_SEAL_FUTURE_WRITE;
+// fcntl(F_ADD_SEALS, seals): 0 or -errno.
+int svm_memfd_add_seals(int fd, int seals);
+// fcntl(F_GET_SEALS): the seal bits, or -errno (EINVAL: the fd cannot carry seals).
+int svm_memfd_get_seals(int fd);
 int svm_eventfd(unsigned int initval, int flags);
 // eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK).
 int svm_eventfd_nonblocking(void);
 int svm_pidfd_open(pid_t pid, unsigned int flags);
 int svm_errno(void);
+
+// Unix sockets with fd passing. At most SVM_MAX_PASSED_FDS fds per message (the kernel's
+// SCM_MAX_FD).
+#define SVM_MAX_PASSED_FDS 253
+extern const int svm_MSG_TRUNC;
+extern const int svm_MSG_CTRUNC;
+// socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC): message boundaries kept. 0 or -errno.
+int svm_socketpair_seqpacket(int sv[2]);
+// sendmsg(MSG_NOSIGNAL) of buf plus nfds fds as one SCM_RIGHTS message; retries EINTR.
+// Returns the bytes sent, or -errno (-EINVAL for nfds outside 0...SVM_MAX_PASSED_FDS).
+long svm_send_with_fds(int sock, const void *buf, size_t len, const int *fds, int nfds);
+// recvmsg(MSG_CMSG_CLOEXEC) with room for fdcap fds (rounded up by CMSG_SPACE, so one more
+// may fit); retries EINTR. Every SCM_RIGHTS fd that arrived is counted in *nfds; the first
+// fdcap are stored in fds, the rest are closed here. *msg_flags gets msg_flags (MSG_TRUNC,
+// MSG_CTRUNC). Returns the payload bytes received, or -errno. Policy is the caller's.
+long svm_recv_with_fds(int sock, void *buf, size_t len, int *fds, int fdcap, int *nfds, int *msg_flags);
 
 // Flexible-array structs, allocated zeroed with room for n entries. Free with free().
 struct kvm_cpuid2 *svm_cpuid2_alloc(uint32_t n);
@@ -93,5 +120,17 @@ int svm_wait_stop_signal(int timeout_ms);  // returns signo, 0 on timeout, -errn
 int svm_stop_signalfd(void);
 // Reads one signalfd_siginfo; returns the signal number, 0 if none, -errno on error.
 int svm_read_signalfd(int fd);
+
+// Worker processes. Spawns `path` with argv, handing it exactly `fds` as fds 3, 4, ...
+// (stdin/stdout/stderr are inherited; every other fd is closed in the child). Returns 0 and the
+// pid, or -errno.
+int svm_spawn_worker(const char *path, char *const argv[], const int *fds, int nfds, pid_t *pid);
+// Reaps the process behind a pidfd that has become readable: *code is CLD_EXITED, CLD_KILLED or
+// CLD_DUMPED, *status the exit status or signal. Returns 0, or -errno.
+int svm_pidfd_reap(int pidfd, int *code, int *status);
+// Sends a signal through a pidfd.
+int svm_pidfd_send_signal(int pidfd, int sig);
+// prctl(PR_SET_PDEATHSIG, sig): the calling process gets sig when its parent dies.
+int svm_set_parent_death_signal(int sig);
 
 #endif
