@@ -8,6 +8,7 @@ let package = Package(
     products: [
         .executable(name: "synthvm", targets: ["synthvm"]),
         .executable(name: "synthvm-bench", targets: ["synthvm-bench"]),
+        .executable(name: "synthvm-synic-router", targets: ["synthvm-synic-router"]),
     ],
     dependencies: [
         // Pinned to the versions mirrored on our build machines.
@@ -30,7 +31,10 @@ let package = Package(
         // versioned wire records. Everything a peer writes is validated; nothing it writes traps.
         .target(name: "IPC", dependencies: ["CSynthVM", .product(name: "Atomics", package: "swift-atomics")]),
         // vCPU threads, the exit loop, shutdown and crash reports.
-        .target(name: "Monitor", dependencies: ["Machine", "KVM", "CSynthVM", "Partition", "HyperV"]),
+        .target(name: "Monitor", dependencies: ["Machine", "KVM", "CSynthVM", "Partition", "HyperV", "IPC"]),
+        // Worker processes: one thin main.swift each (Workers/<name>), spawned by the supervisor.
+        .executableTarget(name: "synthvm-synic-router", dependencies: ["IPC", "CSynthVM"],
+                          path: "Workers/synic-router"),
         .executableTarget(
             name: "synthvm",
             dependencies: ["Monitor", .product(name: "ArgumentParser", package: "swift-argument-parser")]),

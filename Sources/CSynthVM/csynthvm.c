@@ -304,7 +304,9 @@ int svm_spawn_worker(const char *path, char *const argv[], const int *fds, int n
     for (int i = 0; i < nfds; i++) posix_spawn_file_actions_adddup2(&fa, high[i], 3 + i);
     posix_spawn_file_actions_addclosefrom_np(&fa, 3 + nfds);
     extern char **environ;
-    char *const envp[] = { "PATH=/usr/bin:/bin", NULL };
+    // Workers get no environment of ours. The Swift runtime's crash backtracer is off: it
+    // catches fatal signals, and the supervisor must see the signal that killed a worker.
+    char *const envp[] = { "PATH=/usr/bin:/bin", "SWIFT_BACKTRACE=enable=no", NULL };
     (void)environ;
     int r = posix_spawn(pid, path, &fa, NULL, argv, envp);
     posix_spawn_file_actions_destroy(&fa);

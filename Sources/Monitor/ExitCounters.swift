@@ -54,6 +54,8 @@ public struct RunOutcome: Sendable {
     public var crashReport: String?
     /// What the guest reported through the Hyper-V crash MSRs.
     public var guestCrashNotifications: [GuestCrashNotification] = []
+    /// Every worker the VM ran, and how it ended.
+    public var workers: [Supervisor.Status] = []
 
     public var exitStatus: Int32 { reason.exitStatus }
     public var totals: ExitCounters { counters.reduce(ExitCounters(), +) }

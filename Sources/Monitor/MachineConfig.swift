@@ -24,6 +24,9 @@ public struct MachineConfig: Sendable {
     /// Where to write a JSON report when the guest reports a crash through the crash MSRs.
     public var crashReportPath: String?
     public var onGuestCrash: GuestCrashAction = .stop
+    /// Worker processes to start with the VM (today: "synic-router").
+    public var workers: [String] = []
+    public static let knownWorkers = ["synic-router"]
 
     public static let cpuRange = 1...64
     public static let defaultMemory = "256M"

@@ -2,6 +2,7 @@ import CSynthVM
 import Glibc
 import KVM
 import Machine
+import IPC
 import Partition
 
 /// A VM built from a `MachineConfig`: KVM VM with in-kernel irqchip and PIT, guest RAM in a
@@ -21,6 +22,9 @@ public final class VirtualMachine: @unchecked Sendable {
     public let bus: PortIOBus
     /// The HV#1 partition; nil with `--hyperv off`.
     public let partition: Partition?
+    /// Watches the worker processes; nil when the VM runs without workers.
+    public let supervisor: Supervisor?
+    public private(set) var workerLinks: [WorkerLink] = []
     let partitionEvents: PartitionEventSink
 
     /// Addresses KVM needs for its real-mode helpers on Intel; inside the MMIO hole.
@@ -66,6 +70,22 @@ public final class VirtualMachine: @unchecked Sendable {
                                            size: region.size, hostAddress: memory.hostAddress(of: region))
             }
         } catch { throw .kvm(error) }
+
+        if config.workers.isEmpty {
+            supervisor = nil
+        } else {
+            for w in config.workers where !MachineConfig.knownWorkers.contains(w) {
+                throw MonitorError.config("unknown worker \(w) (known: \(MachineConfig.knownWorkers.joined(separator: ", ")))")
+            }
+            // A worker that dies is reported (by the supervisor) and the VM keeps running.
+            let sup = try Supervisor(onExit: { _ in })
+            supervisor = sup
+            for w in config.workers {
+                workerLinks.append(try WorkerLink(
+                    supervisor: sup, name: w, kind: .synicRouter,
+                    regions: [.init(id: WorkerLink.guestRAMRegion, fd: memory.fd, size: memory.size)]))
+            }
+        }
 
         do {
             bootPlan = try KernelLoader.load(kernel: config.kernel, modules: config.modules,
@@ -161,10 +181,24 @@ public final class VirtualMachine: @unchecked Sendable {
         }
         joiner?.join()
         console.flush()
+        stopWorkers()
         let reason = control.stopReason ?? .hostFailure("stopped without a reason")
         return RunOutcome(reason: reason, counters: runners.map(\.counters),
                           crashReport: runners.compactMap(\.crashReport).first,
-                          guestCrashNotifications: partitionEvents.all)
+                          guestCrashNotifications: partitionEvents.all,
+                          workers: supervisor?.status ?? [])
+    }
+
+    /// Closes the workers' control sockets (they exit on end-of-file), gives them a moment, then
+    /// lets the supervisor kill and reap whatever is left.
+    private func stopWorkers() {
+        guard let sup = supervisor else { return }
+        workerLinks.forEach { $0.close() }
+        for _ in 0..<100 where sup.status.contains(where: { $0.exit == nil }) {
+            var ts = timespec(tv_sec: 0, tv_nsec: 5_000_000)
+            nanosleep(&ts, nil)
+        }
+        sup.stop()
     }
 
     private func supervise(signalFD: Int32) {

@@ -1,0 +1,90 @@
+import CSynthVM
+import Glibc
+
+/// How a worker process ended, as the supervisor reports it.
+public enum WorkerExit: Sendable, Equatable, CustomStringConvertible {
+    case exited(status: Int32)
+    case killed(signal: Int32, coreDumped: Bool)
+
+    public var description: String {
+        switch self {
+        case let .exited(s): return "exited with status \(s)"
+        case let .killed(sig, core):
+            return "killed by signal \(sig) (\(WorkerExit.signalName(sig)))" + (core ? ", core dumped" : "")
+        }
+    }
+
+    static func signalName(_ s: Int32) -> String {
+        switch s {
+        case SIGKILL: return "SIGKILL"
+        case SIGSEGV: return "SIGSEGV"
+        case SIGABRT: return "SIGABRT"
+        case SIGSYS: return "SIGSYS"
+        case SIGTERM: return "SIGTERM"
+        case SIGBUS: return "SIGBUS"
+        case SIGILL: return "SIGILL"
+        case SIGTRAP: return "SIGTRAP"
+        case SIGFPE: return "SIGFPE"
+        case SIGINT: return "SIGINT"
+        case SIGHUP: return "SIGHUP"
+        case SIGPIPE: return "SIGPIPE"
+        default: return "signal \(s)"
+        }
+    }
+}
+
+/// One spawned worker: its pid and a pidfd (so the supervisor can poll for its death and
+/// signal it without pid-reuse races). The worker gets exactly the fds it was handed, as
+/// 3, 4, ..., and nothing else.
+public final class WorkerProcess: @unchecked Sendable {
+    public let name: String
+    public let pid: pid_t
+    public let pidfd: Int32
+
+    /// Spawns `executable` with the given fds as 3, 4, ... (every other fd is closed in the child).
+    public init(name: String, executable: String, arguments: [String] = [], fds: [Int32]) throws(MonitorError) {
+        self.name = name
+        var argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) }
+        argv.append(nil)
+        defer { argv.forEach { free($0) } }
+        var child: pid_t = 0
+        let r = fds.withUnsafeBufferPointer { f in
+            svm_spawn_worker(executable, argv, f.baseAddress, Int32(f.count), &child)
+        }
+        if r < 0 { throw .config("cannot start worker \(name) (\(executable)): \(String(cString: strerror(-r)))") }
+        pid = child
+        let p = svm_pidfd_open(child, 0)
+        if p < 0 {
+            kill(child, SIGKILL)
+            throw .config("pidfd_open(worker \(name)): \(String(cString: strerror(-p)))")
+        }
+        pidfd = p
+    }
+
+    deinit { close(pidfd) }
+
+    /// Sends a signal through the pidfd (never to a recycled pid).
+    public func signal(_ sig: Int32) {
+        _ = svm_pidfd_send_signal(pidfd, sig)
+    }
+
+    /// Reaps the worker once its pidfd is readable.
+    func reap() -> WorkerExit? {
+        var code: Int32 = 0, status: Int32 = 0
+        guard svm_pidfd_reap(pidfd, &code, &status) == 0 else { return nil }
+        switch code {
+        case Int32(CLD_EXITED): return .exited(status: status)
+        case Int32(CLD_DUMPED): return .killed(signal: status, coreDumped: true)
+        default: return .killed(signal: status, coreDumped: false)
+        }
+    }
+
+    /// Where worker executables live: next to the running binary (`synthvm`, or the test bundle).
+    public static func executablePath(for name: String) -> String {
+        var buf = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/exe", &buf, buf.count - 1)
+        let me = n > 0 ? String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : ""
+        let dir = me.lastIndex(of: "/").map { String(me[..<$0]) } ?? "."
+        return dir + "/synthvm-" + name
+    }
+}
