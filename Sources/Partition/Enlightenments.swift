@@ -38,6 +38,19 @@ public struct Enlightenments: Equatable, Sendable, CustomStringConvertible {
         case ipi
         /// HvPostMessage and HvSignalEvent (privileges EBX bits 4 and 5), VMBus's hypercalls.
         case messages
+        /// The SynIC MSRs: SCONTROL, SVERSION, SIEFP, SIMP, EOM, SINT0-15 (AccessSynicRegs, EAX
+        /// bit 2). Opt-in until the monitor delivers SINT interrupts.
+        case synic
+        /// SINT polling mode: SINTx bit 18 unmasks a source without generating interrupts
+        /// (feature EDX bit 17). Needs `synic`.
+        case synicPolling = "synic-polling"
+        /// The four synthetic timers per VP, STIMER0-3_CONFIG/COUNT (AccessSyntheticTimerRegs,
+        /// EAX bit 3). Needs `synic` (expiry messages) and `time` (counts are reference time),
+        /// as QEMU's hv-stimer does. Opt-in until the monitor arms host timers.
+        case stimer
+        /// Direct-mode synthetic timers: expiry asserts an APIC vector instead of sending a
+        /// message (feature EDX bit 19), what Linux uses for its clockevent. Needs `stimer`.
+        case stimerDirect = "stimer-direct"
         /// Fast hypercall input in XMM registers (feature EDX bit 4). Opt-in only, never part of
         /// `default`: this host's instruction emulator cannot run SSE at CPL0, so a guest that
         /// switches to XMM hypercalls because of this bit is not something every host can carry.
@@ -64,8 +77,28 @@ public struct Enlightenments: Equatable, Sendable, CustomStringConvertible {
                 CPUIDBits(hintsEAX: HvHintEAX.syntheticClusterIpi | HvHintEAX.exProcessorMasks)
             case .messages:
                 CPUIDBits(privilegesEBX: HvPrivilegeEBX.postMessages | HvPrivilegeEBX.signalEvents)
+            case .synic:
+                CPUIDBits(privilegesEAX: HvPrivilegeEAX.accessSynicRegs)
+            case .synicPolling:
+                CPUIDBits(featuresEDX: HvFeatureEDX.sintPollingMode)
+            case .stimer:
+                CPUIDBits(privilegesEAX: HvPrivilegeEAX.accessSyntheticTimerRegs)
+            case .stimerDirect:
+                CPUIDBits(featuresEDX: HvFeatureEDX.directSyntheticTimers)
             case .xmmInput:
                 CPUIDBits(featuresEDX: HvFeatureEDX.xmmHypercallInput)
+            }
+        }
+
+        /// The features this one is meaningless without. `parse` refuses a set that lacks one;
+        /// `Enlightenments(features:)` does not check (every combination still behaves: e.g.
+        /// message-mode timers without `synic` simply never find a message page).
+        public var requires: Set<Feature> {
+            switch self {
+            case .synicPolling: [.synic]
+            case .stimer: [.synic, .time]
+            case .stimerDirect: [.stimer]
+            default: []
             }
         }
 
@@ -121,7 +154,9 @@ public struct Enlightenments: Equatable, Sendable, CustomStringConvertible {
     /// not worth a VM exit; 0xFFFFFFFF is QEMU's default too).
     public static let spinlockRetriesNever: UInt32 = 0xFFFF_FFFF
 
-    /// What `default` names: everything SynthVM implements except the opt-in `xmm-input`.
+    /// What `default` names: everything SynthVM implements except the opt-in `xmm-input`, and
+    /// except the SynIC and the synthetic timers (`synic`, `synic-polling`, `stimer`,
+    /// `stimer-direct`) until the monitor delivers SINT interrupts and arms host timers.
     public static let defaultFeatures: Set<Feature> = [
         .runtime, .time, .reset, .frequencies, .crash, .relaxed, .ipi, .messages,
     ]
@@ -146,6 +181,15 @@ public struct Enlightenments: Equatable, Sendable, CustomStringConvertible {
     public static let `default` = Enlightenments(features: defaultFeatures)
 
     public func has(_ feature: Feature) -> Bool { features.contains(feature) }
+
+    /// The first feature (in table order) that lacks one of the features it `requires`, and the
+    /// missing one; nil when every dependency is there.
+    public var missingDependency: (feature: Feature, needs: Feature)? {
+        for f in features.sorted() {
+            if let needed = f.requires.sorted().first(where: { !features.contains($0) }) { return (f, needed) }
+        }
+        return nil
+    }
 
     // MARK: Derived CPUID bits
 
@@ -210,7 +254,11 @@ public struct Enlightenments: Equatable, Sendable, CustomStringConvertible {
                 guard features.insert(feature).inserted else { throw .duplicate(name) }
             }
         }
-        return Enlightenments(features: features)
+        let result = Enlightenments(features: features)
+        if let (feature, needed) = result.missingDependency {
+            throw .missingDependency(feature: feature.rawValue, needs: needed.rawValue)
+        }
+        return result
     }
 
     private static func trimmed(_ s: Substring) -> String {
@@ -237,6 +285,8 @@ public enum EnlightenmentsError: Error, Equatable, Sendable, CustomStringConvert
     case offNotAlone
     /// `default` or `base` anywhere but first.
     case setNotFirst(String)
+    /// A feature named without one it requires (`Enlightenments.Feature.requires`).
+    case missingDependency(feature: String, needs: String)
 
     public var description: String {
         let known = "off, base, default, " + Enlightenments.Feature.allCases.map(\.rawValue).joined(separator: ", ")
@@ -255,6 +305,8 @@ public enum EnlightenmentsError: Error, Equatable, Sendable, CustomStringConvert
             return "'off' cannot be combined with other enlightenments"
         case .setNotFirst(let name):
             return "'\(name)' must be the first item of the enlightenment list"
+        case .missingDependency(let feature, let needed):
+            return "enlightenment '\(feature)' needs '\(needed)'"
         }
     }
 }

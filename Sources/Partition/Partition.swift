@@ -8,16 +8,21 @@ import Synchronization
 /// in PartitionEnvironment.swift, so everything runs in unit tests without KVM.
 ///
 /// Thread safety: MSR exits arrive from every vCPU thread at once. All partition-wide and per-VP
-/// registers live in one `PartitionState` behind a `Mutex`, and the reference-time high-water mark
-/// is an atomic; everything else is immutable after `init`. That is what `@unchecked Sendable`
-/// asserts. Events (reset, crash) are raised after the lock is released, so a sink may call back
-/// into the partition.
+/// registers live in one `PartitionState` behind a `Mutex`, each VP's SynIC and synthetic timers
+/// in a `SynICVP` behind its own `Mutex` (never held together with the partition lock or with
+/// another VP's), and the reference-time high-water mark is an atomic; everything else is
+/// immutable after `init`. That is what `@unchecked Sendable` asserts. Events (reset, crash) and
+/// interrupts are raised after the lock is released, so a sink may call back into the partition.
 public final class Partition: @unchecked Sendable {
     public let configuration: PartitionConfiguration
     public let memory: any PartitionMemory
     public let clock: any PartitionClock
     public let interrupts: any PartitionInterrupts
     public let events: any PartitionEvents
+    /// Where SINT interrupts go (`FixedInterruptSINTs` over `interrupts` unless given).
+    public let synicInterrupts: any PartitionSynICInterrupts
+    /// Host timers for the synthetic timers (`NoPartitionTimers` unless given).
+    public let timers: any PartitionTimers
     /// The scale/offset both TIME_REF_COUNT and the reference TSC page use.
     public let referenceClock: ReferenceClock
     /// The hypervisor CPUID leaves for this partition's enlightenments (empty when off).
@@ -27,14 +32,20 @@ public final class Partition: @unchecked Sendable {
     /// The largest reference time handed out so far: TIME_REF_COUNT never goes backwards, even
     /// across VPs whose reads race.
     let referenceTimeHighWater = Atomic<UInt64>(0)
+    /// Per-VP SynIC and synthetic timers, indexed by VP index.
+    let synic: [SynICVP]
 
     public init(configuration: PartitionConfiguration, memory: any PartitionMemory, clock: any PartitionClock,
-                interrupts: any PartitionInterrupts, events: any PartitionEvents) {
+                interrupts: any PartitionInterrupts, events: any PartitionEvents,
+                synicInterrupts: (any PartitionSynICInterrupts)? = nil, timers: (any PartitionTimers)? = nil) {
         self.configuration = configuration
         self.memory = memory
         self.clock = clock
         self.interrupts = interrupts
         self.events = events
+        self.synicInterrupts = synicInterrupts ?? FixedInterruptSINTs(interrupts)
+        self.timers = timers ?? NoPartitionTimers()
+        synic = (0..<max(configuration.vpCount, 0)).map { _ in SynICVP() }
         referenceClock = ReferenceClock(tscFrequencyHz: clock.tscFrequencyHz, tscAtCreation: clock.guestTSC())
         cpuidLeaves = HvCPUIDLeaves.leaves(for: configuration.enlightenments,
                                          maxVPs: UInt32(clamping: max(configuration.vpCount, 0)))
@@ -63,12 +74,15 @@ public final class Partition: @unchecked Sendable {
 
     /// Puts every synthetic register back to its reset value (the RESET MSR's effect, or a VM
     /// reboot): GUEST_OS_ID, HYPERCALL (including Locked), REFERENCE_TSC, CRASH_P0-P4 and the VP
-    /// assist pages read 0 again. Reference time keeps running (it counts from partition creation,
-    /// and a reboot is not a new partition), and the TSC page sequence keeps counting. Guest
-    /// memory is not touched: the hypercall and TSC pages stay in RAM until the guest reuses it.
+    /// assist pages read 0 again; every VP's SynIC is disabled with its SINTs masked, its message
+    /// queues emptied and its timers stopped (host timers cancelled, SINT route changes reported).
+    /// Reference time keeps running (it counts from partition creation, and a reboot is not a new
+    /// partition), and the TSC page sequence keeps counting. Guest memory is not touched: the
+    /// hypercall, TSC, SIM and SIEF pages stay in RAM until the guest reuses it.
     public func reset() {
         state.withLock { s in
             s = PartitionState(vpCount: configuration.vpCount, tscSequence: s.tscSequence)
         }
+        resetSynIC()
     }
 }

@@ -10,12 +10,17 @@ public struct PartitionConfiguration: Equatable, Sendable {
     /// The port the hypercall stub writes to (`out imm8, al`). Must not collide with an emulated
     /// device, and must not be 0x7E (a KVM fast-PIO quirk).
     public var hypercallPort: UInt8
+    /// How many posted messages may wait per (VP, SINT) behind a busy slot before
+    /// `Partition.postMessage` answers HV_STATUS_INSUFFICIENT_BUFFERS. 16 is what the TLFS gives
+    /// each message port.
+    public var synicQueueDepth: Int
 
     public init(enlightenments: Enlightenments, vpCount: Int, apicFrequencyHz: UInt64 = 1_000_000_000,
-                hypercallPort: UInt8 = 0xE5) {
+                hypercallPort: UInt8 = 0xE5, synicQueueDepth: Int = 16) {
         self.enlightenments = enlightenments
         self.vpCount = vpCount
         self.apicFrequencyHz = apicFrequencyHz
         self.hypercallPort = hypercallPort
+        self.synicQueueDepth = synicQueueDepth
     }
 }

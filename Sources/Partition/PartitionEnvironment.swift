@@ -10,6 +10,22 @@ public protocol PartitionMemory: AnyObject, Sendable {
     /// Writes `bytes` at `gpa`; false (and nothing written) unless entirely RAM.
     @discardableResult
     func write(gpa: UInt64, bytes: [UInt8]) -> Bool
+    /// ORs `mask` into the byte at `gpa` and returns the byte as it was before; nil (and nothing
+    /// written) unless RAM. The SynIC sets event flags and MessagePending with it.
+    ///
+    /// The default implementation reads, then writes: enough for a single-threaded test, but a
+    /// guest vCPU clearing other bits of the same byte in between would see them set again. The
+    /// monitor's guest RAM overrides it with a locked OR on the shared mapping (what the TLFS
+    /// means by "atomically setting a bit"), which also makes the 0->1 test exact.
+    func fetchOr(gpa: UInt64, mask: UInt8) -> UInt8?
+}
+
+extension PartitionMemory {
+    public func fetchOr(gpa: UInt64, mask: UInt8) -> UInt8? {
+        guard let old = read(gpa: gpa, count: 1)?.first else { return nil }
+        if old & mask != mask { guard write(gpa: gpa, bytes: [old | mask]) else { return nil } }
+        return old
+    }
 }
 
 /// The guest's time base. The guest TSC is the same on every VP (KVM keeps them in step).
@@ -26,6 +42,60 @@ public protocol PartitionClock: AnyObject, Sendable {
 public protocol PartitionInterrupts: AnyObject, Sendable {
     /// A fixed, edge-triggered interrupt with `vector` to VP `vp`.
     func sendFixedInterrupt(vp: UInt32, vector: UInt8)
+}
+
+/// How the SynIC interrupts a VP: asserting one of its synthetic interrupt sources.
+///
+/// The monitor's implementation is meant to keep one KVM GSI route (an MSI to the VP's APIC ID
+/// with the SINT's vector) per (VP, SINT), bound to an irqfd, so that workers can raise SINTs
+/// without the monitor; `sintChanged` is its cue to update the route.
+public protocol PartitionSynICInterrupts: AnyObject, Sendable {
+    /// Assert SINTx on VP `vp`: a fixed, edge-triggered interrupt at `vector` (16...255). The
+    /// partition calls it only for unmasked, non-polling SINTs, after the message or flag that
+    /// it announces is in guest memory. With `autoEOI` the guest's handler will not EOI; making
+    /// that work against an in-kernel LAPIC is the implementation's business.
+    func raiseSINT(vp: UInt32, sint: Int, vector: UInt8, autoEOI: Bool)
+    /// The guest wrote SINTx of VP `vp` (or a reset put it back to 0x10000); `value` is the
+    /// register as now stored. Called after the write took effect, on the writing VP's thread.
+    func sintChanged(vp: UInt32, sint: Int, value: UInt64)
+}
+
+/// SINTs as plain fixed interrupts through `PartitionInterrupts`: what a partition uses when it
+/// is given no `PartitionSynICInterrupts`. AutoEOI is not honoured (the guest is told to
+/// deprecate it, CPUID hint 9); route changes need no action.
+public final class FixedInterruptSINTs: PartitionSynICInterrupts {
+    public let interrupts: any PartitionInterrupts
+
+    public init(_ interrupts: any PartitionInterrupts) {
+        self.interrupts = interrupts
+    }
+
+    public func raiseSINT(vp: UInt32, sint: Int, vector: UInt8, autoEOI: Bool) {
+        interrupts.sendFixedInterrupt(vp: vp, vector: vector)
+    }
+
+    public func sintChanged(vp: UInt32, sint: Int, value: UInt64) {}
+}
+
+/// Host timers for the synthetic timers: one per VP, set to the earliest deadline of its four
+/// STIMERs.
+public protocol PartitionTimers: AnyObject, Sendable {
+    /// Call `Partition.serviceSyntheticTimers(vp:)` once partition reference time has reached
+    /// `referenceTime` (any time after is fine: the partition never fires a timer early, and an
+    /// early call only re-arms); nil cancels. Each call replaces the previous one for that VP.
+    ///
+    /// Called with the VP's SynIC lock held, so that arms for one VP are never reordered: the
+    /// implementation must not call back into the partition synchronously (a timerfd_settime
+    /// is what it is for). `Partition.nanosecondsUntil(referenceTime:)` converts to host time.
+    func armTimer(vp: UInt32, atReferenceTime referenceTime: UInt64?)
+}
+
+/// No host timers: synthetic timers expire only when someone calls
+/// `Partition.serviceSyntheticTimers(vp:)` (or a COUNT/CONFIG write finds them already due).
+/// What a partition uses when it is given no `PartitionTimers`.
+public final class NoPartitionTimers: PartitionTimers {
+    public init() {}
+    public func armTimer(vp: UInt32, atReferenceTime referenceTime: UInt64?) {}
 }
 
 /// What the guest reported when it wrote CRASH_CTL with CrashNotify.

@@ -36,9 +36,11 @@ public enum SyntheticMSRAccess: Equatable, Sendable {
         case HvMSR.tscFrequency, HvMSR.apicFrequency: .privilege(HvPrivilegeEAX.accessFrequencyRegs)
         case HvMSR.vpAssistPage: .enlightened
         case HvMSR.crashParameters, HvMSR.crashCtl: .feature(HvFeatureEDX.guestCrashMsrs)
-        // Known but not implemented: SynIC, STIMERs, EOI/ICR/TPR, GUEST_IDLE, SYNDBG,
-        // reenlightenment and TSC emulation, TSC invariant control. Everything else in the range
-        // is not an MSR at all.
+        case HvMSR.scontrol, HvMSR.sversion, HvMSR.siefp, HvMSR.simp, HvMSR.eom, HvMSR.sints:
+            .privilege(HvPrivilegeEAX.accessSynicRegs)
+        case HvMSR.stimers: .privilege(HvPrivilegeEAX.accessSyntheticTimerRegs)
+        // Known but not implemented: EOI/ICR/TPR, GUEST_IDLE, SYNDBG, reenlightenment and TSC
+        // emulation, TSC invariant control. Everything else in the range is not an MSR at all.
         default: .unimplemented
         }
     }

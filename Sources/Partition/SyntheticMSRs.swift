@@ -47,6 +47,10 @@ extension Partition {
         case HvMSR.crashCtl:
             // A read returns what the partition supports (TLFS "Partition Crash Enlightenment").
             return .value(HvMSR.CrashCtl.crashNotify | HvMSR.CrashCtl.crashMessage)
+        case HvMSR.scontrol, HvMSR.sversion, HvMSR.siefp, HvMSR.simp, HvMSR.eom, HvMSR.sints:
+            return readSynICMSR(vp: vp, index: index)
+        case HvMSR.stimers:
+            return readSyntheticTimerMSR(vp: vp, index: index)
         default:
             return .generalProtection
         }
@@ -79,6 +83,10 @@ extension Partition {
         case HvMSR.crashCtl:
             writeCrashCtl(vp: vp, value: value)
             return .written
+        case HvMSR.scontrol, HvMSR.sversion, HvMSR.siefp, HvMSR.simp, HvMSR.eom, HvMSR.sints:
+            return writeSynICMSR(vp: vp, index: index, value: value)
+        case HvMSR.stimers:
+            return writeSyntheticTimerMSR(vp: vp, index: index, value: value)
         default:
             // VP_INDEX, VP_RUNTIME, TIME_REF_COUNT, TSC_FREQUENCY, APIC_FREQUENCY are read-only
             // (TLFS; KVM accepts only host-initiated writes), and everything else is not

@@ -46,7 +46,8 @@ struct RunCommand: ParsableCommand {
 
     @Option(name: .long, help: ArgumentHelp(
         "Hyper-V enlightenments: off (a plain x86 guest), default, or a comma list of runtime, time, reset, "
-            + "frequencies, crash, relaxed, ipi, messages, xmm-input. See docs/hyperv.md.", valueName: "set"))
+            + "frequencies, crash, relaxed, ipi, messages, xmm-input, synic, synic-polling, stimer, stimer-direct. "
+            + "See docs/hyperv.md.", valueName: "set"))
     var hyperv: String = "default"
 
     @Option(name: .long, help: ArgumentHelp("Write a JSON report here when the guest reports a crash (Hyper-V crash MSRs).",

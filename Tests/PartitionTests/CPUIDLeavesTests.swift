@@ -14,6 +14,10 @@ private let expectedBits: [Enlightenments.Feature: (UInt32, UInt32, UInt32, UInt
     .ipi: (0, 0, 0, 1 << 10 | 1 << 11),
     .messages: (0, 1 << 4 | 1 << 5, 0, 0),
     .xmmInput: (0, 0, 1 << 4, 0),
+    .synic: (1 << 2, 0, 0, 0),
+    .synicPolling: (0, 0, 1 << 17, 0),
+    .stimer: (1 << 3, 0, 0, 0),
+    .stimerDirect: (0, 0, 1 << 19, 0),
 ]
 
 private func words(_ e: Enlightenments) -> (UInt32, UInt32, UInt32, UInt32) {
@@ -36,6 +40,13 @@ private func allSubsets() -> [Set<Enlightenments.Feature>] {
     @Test func baseInterface() {
         // Hypercall MSRs (5) and VP index (6); HypercallMsrLock (EDX 18); deprecate AutoEOI (hint 9).
         #expect(words(.base) == (0x60, 0, 0x4_0000, 0x200))
+    }
+
+    /// The SynIC and timer bits stay out of `default` until the monitor delivers SINTs.
+    @Test func synicAndTimersAreNotInDefault() {
+        let bits = HvPrivilegeEAX.accessSynicRegs | HvPrivilegeEAX.accessSyntheticTimerRegs
+        #expect(Enlightenments.default.privilegesEAX & bits == 0)
+        #expect(Enlightenments.default.featuresEDX & (HvFeatureEDX.sintPollingMode | HvFeatureEDX.directSyntheticTimers) == 0)
     }
 
     @Test func defaultSet() {
@@ -80,12 +91,12 @@ private func allSubsets() -> [Set<Enlightenments.Feature>] {
             | HvHintEAX.apicMsrs | HvHintEAX.addressSpaceSwitch | HvHintEAX.enlightenedVmcs | HvHintEAX.nested
         // [REQ]: EBX bits 0, 1, 2, 3, 6, 8, 12, 13 must be clear; 22 (isolation) too.
         let forbiddenEBX: UInt32 = 1 << 0 | 1 << 1 | 1 << 2 | 1 << 3 | 1 << 6 | 1 << 8 | 1 << 12 | 1 << 13 | 1 << 22
-        // Not implemented: SynIC, STIMERs, APIC MSRs, stats, guest idle, debug, reenlightenment.
-        let unimplementedEAX: UInt32 = HvPrivilegeEAX.accessSynicRegs | HvPrivilegeEAX.accessSyntheticTimerRegs
-            | HvPrivilegeEAX.accessIntrCtrlRegs | HvPrivilegeEAX.accessStatsReg | HvPrivilegeEAX.accessGuestIdleReg
-            | HvPrivilegeEAX.accessDebugRegs | HvPrivilegeEAX.accessReenlightenmentControls
+        // Not implemented: APIC MSRs, stats, guest idle, debug, reenlightenment.
+        let unimplementedEAX: UInt32 = HvPrivilegeEAX.accessIntrCtrlRegs | HvPrivilegeEAX.accessStatsReg
+            | HvPrivilegeEAX.accessGuestIdleReg | HvPrivilegeEAX.accessDebugRegs
+            | HvPrivilegeEAX.accessReenlightenmentControls
         let unimplementedEDX: UInt32 = HvFeatureEDX.guestIdleState | HvFeatureEDX.xmmHypercallOutput
-            | HvFeatureEDX.sintPollingMode | HvFeatureEDX.directSyntheticTimers | HvFeatureEDX.guestDebugging
+            | HvFeatureEDX.guestDebugging
         for set in allSubsets() {
             let e = Enlightenments(features: set)
             #expect(e.hintsEAX & forbiddenHints == 0)

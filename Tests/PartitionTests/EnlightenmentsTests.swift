@@ -22,8 +22,37 @@ import Testing
         #expect(!d.has(.xmmInput))
     }
 
-    @Test func defaultIsEverythingButXMMInput() {
-        #expect(Enlightenments.defaultFeatures == Set(Enlightenments.Feature.allCases).subtracting([.xmmInput]))
+    @Test func defaultIsEverythingButXMMInputAndTheSynIC() {
+        #expect(Enlightenments.defaultFeatures == Set(Enlightenments.Feature.allCases)
+            .subtracting([.xmmInput, .synic, .synicPolling, .stimer, .stimerDirect]))
+    }
+
+    @Test func synicAndTimerNames() throws {
+        let e = try Enlightenments.parse("default,synic,synic-polling,stimer,stimer-direct")
+        #expect(e.features == Enlightenments.defaultFeatures.union([.synic, .synicPolling, .stimer, .stimerDirect]))
+        #expect(Array(e.names.suffix(4)) == ["synic", "synic-polling", "stimer", "stimer-direct"])
+        #expect(try Enlightenments.parse("time,synic,stimer").features == [.time, .synic, .stimer])
+    }
+
+    @Test(arguments: [
+        ("stimer", EnlightenmentsError.missingDependency(feature: "stimer", needs: "time")),
+        ("time,stimer", .missingDependency(feature: "stimer", needs: "synic")),
+        ("synic,stimer", .missingDependency(feature: "stimer", needs: "time")),
+        ("default,stimer", .missingDependency(feature: "stimer", needs: "synic")),
+        ("synic-polling", .missingDependency(feature: "synic-polling", needs: "synic")),
+        ("default,synic,stimer-direct", .missingDependency(feature: "stimer-direct", needs: "stimer")),
+        ("default,synic,stimer,-synic", .missingDependency(feature: "stimer", needs: "synic")),
+        ("default,synic,stimer,-time", .missingDependency(feature: "stimer", needs: "time")),
+    ])
+    func dependencies(text: String, error: EnlightenmentsError) {
+        #expect(throws: error) { try Enlightenments.parse(text) }
+    }
+
+    @Test func dependencyErrorNamesBoth() {
+        let text = EnlightenmentsError.missingDependency(feature: "stimer", needs: "synic").description
+        #expect(text.contains("'stimer'") && text.contains("'synic'"))
+        #expect(Enlightenments(features: [.stimer]).missingDependency! == (.stimer, .time), "table order")
+        #expect(Enlightenments.default.missingDependency == nil)
     }
 
     @Test func commaList() throws {
@@ -52,7 +81,7 @@ import Testing
         #expect(try Enlightenments.parse("time,crash,-time").features == [.crash])
         #expect(try Enlightenments.parse("base,time").features == [.time])
         // Removing everything leaves the base interface, which is not off.
-        let all = Enlightenments.Feature.allCases.filter { $0 != .xmmInput }.map { "-" + $0.rawValue }
+        let all = Enlightenments.defaultFeatures.sorted().map { "-" + $0.rawValue }
         let bare = try Enlightenments.parse((["default"] + all).joined(separator: ","))
         #expect(bare == .base)
         #expect(!bare.isOff)
@@ -100,22 +129,37 @@ import Testing
         #expect(EnlightenmentsError.offNotAlone.description.contains("off"))
     }
 
-    /// Every subset of the features, printed and parsed back, is the same set.
+    /// Every subset of the features that has its dependencies, printed and parsed back, is the
+    /// same set; the others are refused with the missing dependency.
     @Test func descriptionRoundTripsForEverySubset() throws {
         let all = Enlightenments.Feature.allCases
         for mask in 0..<(1 << all.count) {
             let set = Set(all.enumerated().filter { mask & (1 << $0.offset) != 0 }.map(\.element))
             let e = Enlightenments(features: set)
-            #expect(try Enlightenments.parse(e.description) == e, "\(e.description)")
+            if let (feature, needed) = e.missingDependency {
+                #expect(throws: EnlightenmentsError.missingDependency(feature: feature.rawValue, needs: needed.rawValue)) {
+                    try Enlightenments.parse(e.description)
+                }
+            } else {
+                #expect(try Enlightenments.parse(e.description) == e, "\(e.description)")
+            }
         }
         #expect(try Enlightenments.parse(Enlightenments.off.description) == .off)
         #expect(Enlightenments.base.description == "base")
         #expect(Enlightenments.off.description == "off")
     }
 
+    /// Every feature name parses, together with what it requires.
     @Test func everyFeatureNameParses() throws {
         for f in Enlightenments.Feature.allCases {
-            #expect(try Enlightenments.parse(f.rawValue).features == [f])
+            var needed: Set<Enlightenments.Feature> = [f]
+            while true {
+                let more = needed.union(needed.flatMap(\.requires))
+                if more == needed { break }
+                needed = more
+            }
+            let text = needed.sorted().map(\.rawValue).joined(separator: ",")
+            #expect(try Enlightenments.parse(text).features == needed, "\(text)")
         }
     }
 }

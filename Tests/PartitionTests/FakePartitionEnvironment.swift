@@ -112,6 +112,38 @@ final class FakeInterrupts: PartitionInterrupts, @unchecked Sendable {
     var sent: [Sent] { log.withLock { $0 } }
 }
 
+/// Records every SINT raised and every SINT route change, in order.
+final class FakeSynICInterrupts: PartitionSynICInterrupts, @unchecked Sendable {
+    struct Raised: Equatable { var vp: UInt32; var sint: Int; var vector: UInt8; var autoEOI: Bool }
+    struct Changed: Equatable { var vp: UInt32; var sint: Int; var value: UInt64 }
+    private let log = Mutex<(raised: [Raised], changed: [Changed])>(([], []))
+
+    func raiseSINT(vp: UInt32, sint: Int, vector: UInt8, autoEOI: Bool) {
+        log.withLock { $0.raised.append(Raised(vp: vp, sint: sint, vector: vector, autoEOI: autoEOI)) }
+    }
+
+    func sintChanged(vp: UInt32, sint: Int, value: UInt64) {
+        log.withLock { $0.changed.append(Changed(vp: vp, sint: sint, value: value)) }
+    }
+
+    var raised: [Raised] { log.withLock { $0.raised } }
+    var changed: [Changed] { log.withLock { $0.changed } }
+}
+
+/// Records every host-timer request; `armed[vp]` is the one in force.
+final class FakeTimers: PartitionTimers, @unchecked Sendable {
+    struct Arm: Equatable { var vp: UInt32; var at: UInt64? }
+    private let log = Mutex<[Arm]>([])
+
+    func armTimer(vp: UInt32, atReferenceTime referenceTime: UInt64?) {
+        log.withLock { $0.append(Arm(vp: vp, at: referenceTime)) }
+    }
+
+    var arms: [Arm] { log.withLock { $0 } }
+    /// The deadline currently armed for `vp` (nil: none).
+    func armed(_ vp: UInt32) -> UInt64? { arms.last { $0.vp == vp }?.at ?? nil }
+}
+
 /// Records reset requests and crash notifications, in order.
 final class FakeEvents: PartitionEvents, @unchecked Sendable {
     private struct Log {
@@ -133,6 +165,8 @@ struct FakePartitionEnvironment {
     let clock: FakeClock
     let interrupts = FakeInterrupts()
     let events = FakeEvents()
+    let sints = FakeSynICInterrupts()
+    let timers = FakeTimers()
 
     init(memorySize: Int = 1 << 20, memoryBase: UInt64 = 0, tscFrequencyHz: UInt64 = 2_500_000_000,
          tsc: UInt64 = 1_000_000_000_000) {
@@ -141,11 +175,14 @@ struct FakePartitionEnvironment {
     }
 
     func makePartition(_ enlightenments: Enlightenments = .default, vpCount: Int = 2,
-                       apicFrequencyHz: UInt64 = 1_000_000_000, hypercallPort: UInt8 = 0xE5) -> Partition {
+                       apicFrequencyHz: UInt64 = 1_000_000_000, hypercallPort: UInt8 = 0xE5,
+                       synicQueueDepth: Int = 16) -> Partition {
         Partition(configuration: PartitionConfiguration(enlightenments: enlightenments, vpCount: vpCount,
                                                         apicFrequencyHz: apicFrequencyHz,
-                                                        hypercallPort: hypercallPort),
-                  memory: memory, clock: clock, interrupts: interrupts, events: events)
+                                                        hypercallPort: hypercallPort,
+                                                        synicQueueDepth: synicQueueDepth),
+                  memory: memory, clock: clock, interrupts: interrupts, events: events,
+                  synicInterrupts: sints, timers: timers)
     }
 }
 

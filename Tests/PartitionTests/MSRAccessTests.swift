@@ -12,6 +12,9 @@ private let featureMSRs: [Enlightenments.Feature: Set<UInt32>] = [
     .frequencies: [0x4000_0022, 0x4000_0023],
     .crash: [0x4000_0100, 0x4000_0101, 0x4000_0102, 0x4000_0103, 0x4000_0104, 0x4000_0105],
     .relaxed: [], .ipi: [], .messages: [], .xmmInput: [],
+    .synic: Set([0x4000_0080, 0x4000_0081, 0x4000_0082, 0x4000_0083, 0x4000_0084] + Array(0x4000_0090...0x4000_009F)),
+    .stimer: Set(0x4000_00B0...0x4000_00B7),
+    .synicPolling: [], .stimerDirect: [],
 ]
 /// MSRs a guest may read (VP-scoped values in a fresh partition are fine to read).
 private func readable(_ e: Enlightenments) -> Set<UInt32> {
@@ -19,12 +22,15 @@ private func readable(_ e: Enlightenments) -> Set<UInt32> {
 }
 /// MSRs a guest may write (the read-only ones taken out).
 private let readOnly: Set<UInt32> = [HvMSR.vpIndex, HvMSR.vpRuntime, HvMSR.timeRefCount, HvMSR.tscFrequency,
-                                     HvMSR.apicFrequency]
+                                     HvMSR.apicFrequency, HvMSR.sversion]
+/// A value every writable MSR accepts: 0, except SINTx, where 0 is vector 0 unmasked (#GP) and
+/// the reset value 0x10000 is the harmless write.
+private func harmless(_ index: UInt32) -> UInt64 { HvMSR.sints.contains(index) ? 0x10000 : 0 }
 
 @Suite struct MSRAccessTests {
     private func isGP(_ r: Partition.MSRResult) -> Bool { r == .generalProtection }
 
-    /// Walks the whole trapped range, reading and writing 0 (harmless for every writable MSR).
+    /// Walks the whole trapped range, reading and writing a harmless value (0, or 0x10000 for SINTs).
     private func check(_ e: Enlightenments) {
         let env = FakePartitionEnvironment()
         let p = env.makePartition(e)
@@ -32,7 +38,7 @@ private let readOnly: Set<UInt32> = [HvMSR.vpIndex, HvMSR.vpRuntime, HvMSR.timeR
         for index in HvMSR.syntheticRange {
             let r = p.readMSR(vp: 0, index: index)
             #expect(isGP(r) == !canRead.contains(index), "read \(String(index, radix: 16)) with \(e)")
-            let w = p.writeMSR(vp: 0, index: index, value: 0)
+            let w = p.writeMSR(vp: 0, index: index, value: harmless(index))
             let canWrite = canRead.contains(index) && !readOnly.contains(index)
             #expect((w == .written) == canWrite, "write \(String(index, radix: 16)) with \(e)")
             #expect(isGP(w) == !canWrite)
@@ -55,22 +61,35 @@ private let readOnly: Set<UInt32> = [HvMSR.vpIndex, HvMSR.vpRuntime, HvMSR.timeR
         check(Enlightenments(features: Set(Enlightenments.Feature.allCases).subtracting([feature])))
     }
 
-    /// SynIC, STIMERs, EOI/ICR/TPR, GUEST_IDLE, SYNDBG, reenlightenment, TSC emulation and TSC
-    /// invariant control #GP even with every feature on.
+    /// EOI/ICR/TPR, GUEST_IDLE, SYNDBG, reenlightenment, TSC emulation and TSC invariant control
+    /// #GP even with every feature on.
     @Test func unimplementedMSRsFault() {
         let p = FakePartitionEnvironment().makePartition(Enlightenments(features: Set(Enlightenments.Feature.allCases)))
-        var unimplemented: [UInt32] = [HvMSR.eoi, HvMSR.icr, HvMSR.tpr, HvMSR.scontrol, HvMSR.sversion, HvMSR.siefp,
-                                       HvMSR.simp, HvMSR.eom, HvMSR.guestIdle, HvMSR.syndbgControl,
+        let unimplemented: [UInt32] = [HvMSR.eoi, HvMSR.icr, HvMSR.tpr, HvMSR.guestIdle, HvMSR.syndbgControl,
                                        HvMSR.syndbgStatus, HvMSR.syndbgSendBuffer, HvMSR.syndbgRecvBuffer,
                                        HvMSR.syndbgPendingBuffer, HvMSR.syndbgOptions,
                                        HvMSR.reenlightenmentControl, HvMSR.tscEmulationControl,
                                        HvMSR.tscEmulationStatus, HvMSR.tscInvariantControl]
-        unimplemented += (0..<16).map { HvMSR.sint($0) }
-        unimplemented += (0..<4).flatMap { [HvMSR.stimerConfig($0), HvMSR.stimerCount($0)] }
         for index in unimplemented {
             #expect(p.readMSR(vp: 0, index: index) == .generalProtection, "\(String(index, radix: 16))")
             #expect(p.writeMSR(vp: 0, index: index, value: 0) == .generalProtection)
             #expect(p.writeMSR(vp: 0, index: index, value: 1) == .generalProtection)
+        }
+    }
+
+    /// The SynIC and STIMER MSRs #GP in the default set (they are opt-in until the monitor wires
+    /// SINT delivery and host timers), and answer once their features are on.
+    @Test func synicAndTimerMSRsNeedTheirFeatures() {
+        var msrs: [UInt32] = [HvMSR.scontrol, HvMSR.sversion, HvMSR.siefp, HvMSR.simp, HvMSR.eom]
+        msrs += (0..<16).map { HvMSR.sint($0) }
+        msrs += (0..<4).flatMap { [HvMSR.stimerConfig($0), HvMSR.stimerCount($0)] }
+        let off = FakePartitionEnvironment().makePartition(.default)
+        let on = FakePartitionEnvironment().makePartition(
+            Enlightenments(features: Enlightenments.defaultFeatures.union([.synic, .stimer])))
+        for index in msrs {
+            #expect(off.readMSR(vp: 0, index: index) == .generalProtection, "\(String(index, radix: 16))")
+            #expect(off.writeMSR(vp: 0, index: index, value: 0x10000) == .generalProtection)
+            #expect(on.readMSR(vp: 0, index: index) != .generalProtection, "\(String(index, radix: 16))")
         }
     }
 
