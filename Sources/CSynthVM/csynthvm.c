@@ -57,6 +57,14 @@ const unsigned long svm_KVM_SET_VCPU_EVENTS = KVM_SET_VCPU_EVENTS;
 
 uint64_t svm_rdtsc(void) { return __builtin_ia32_rdtsc(); }
 
+int svm_poll_ns(struct pollfd *fds, unsigned long nfds, int64_t ns) {
+    struct timespec ts = { (time_t)(ns / 1000000000), (long)(ns % 1000000000) };
+    int r = ppoll(fds, nfds, ns < 0 ? NULL : &ts, NULL);
+    return r < 0 ? -errno : r;
+}
+
+uint8_t svm_atomic_fetch_or_u8(uint8_t *p, uint8_t mask) { return __atomic_fetch_or(p, mask, __ATOMIC_SEQ_CST); }
+
 uint64_t svm_thread_cpu_ns(unsigned long thread) {
     clockid_t cid;
     struct timespec ts;

@@ -29,6 +29,13 @@ final class PartitionRAM: PartitionMemory {
     func write(gpa: UInt64, bytes: [UInt8]) -> Bool {
         (try? memory.write(bytes, at: gpa)) != nil
     }
+
+    /// Event flags are shared with the guest (and later with workers): a locked OR, so a flag
+    /// set concurrently by the guest clearing its neighbours, or by another VP, is never lost.
+    func fetchOr(gpa: UInt64, mask: UInt8) -> UInt8? {
+        guard let p = memory.hostPointer(gpa: gpa, length: 1) else { return nil }
+        return svm_atomic_fetch_or_u8(p.assumingMemoryBound(to: UInt8.self), mask)
+    }
 }
 
 /// The guest TSC, derived from the host TSC: KVM runs the guest TSC at host rate plus an offset

@@ -26,6 +26,7 @@ public final class VirtualMachine: @unchecked Sendable {
     public let supervisor: Supervisor?
     public private(set) var workerLinks: [WorkerLink] = []
     let partitionEvents: PartitionEventSink
+    let syntheticTimers: HostSyntheticTimers?
 
     /// Addresses KVM needs for its real-mode helpers on Intel; inside the MMIO hole.
     static let tssAddress: UInt64 = 0xFFFB_D000
@@ -96,6 +97,8 @@ public final class VirtualMachine: @unchecked Sendable {
         var vcpus: [KVMVCPU] = []
         var tables: [[CPUIDEntry]] = []
         let control = self.control
+        let timers = config.enlightenments.isOff ? nil : try HostSyntheticTimers(vpCount: config.cpuCount)
+        syntheticTimers = timers
         partitionEvents = PartitionEventSink(control: control, crashReportPath: config.crashReportPath,
                                              action: config.onGuestCrash)
         do {
@@ -107,7 +110,8 @@ public final class VirtualMachine: @unchecked Sendable {
                 partition = Partition(
                     configuration: PartitionConfiguration(enlightenments: config.enlightenments, vpCount: config.cpuCount),
                     memory: PartitionRAM(memory), clock: clock,
-                    interrupts: MSIInterrupts(vm: vm, vpCount: config.cpuCount), events: partitionEvents)
+                    interrupts: MSIInterrupts(vm: vm, vpCount: config.cpuCount), events: partitionEvents,
+                    timers: timers)
             }
             let hvLeaves = (partition?.cpuidLeaves ?? []).map {
                 CPUIDEntry(function: $0.function, eax: $0.eax, ebx: $0.ebx, ecx: $0.ecx, edx: $0.edx)
@@ -155,6 +159,12 @@ public final class VirtualMachine: @unchecked Sendable {
         }
         defer { if signalFD >= 0 { close(signalFD) } }
 
+        if let timers = syntheticTimers, let p = partition {
+            do { try timers.start(partition: p) } catch {
+                return RunOutcome(reason: .hostFailure(error.description), counters: [], crashReport: nil)
+            }
+        }
+        defer { syntheticTimers?.stop() }
         let runners = vcpus.enumerated().map {
             VCPURunner(index: $0.offset, vcpu: $0.element, bus: bus, control: control, memory: memory,
                        partition: partition, syncRegs: syncRegs)

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stddef.h>
 #include <sys/types.h>
+#include <poll.h>
 
 // ioctl request numbers, exported as constants.
 extern const unsigned long svm_KVM_GET_API_VERSION;
@@ -49,6 +50,12 @@ extern const unsigned long svm_KVM_GET_TSC_KHZ;
 extern const unsigned long svm_KVM_TRANSLATE;
 extern const unsigned long svm_KVM_GET_VCPU_EVENTS;
 extern const unsigned long svm_KVM_SET_VCPU_EVENTS;
+
+// Atomic OR of a byte in shared memory (guest RAM): returns the old value.
+uint8_t svm_atomic_fetch_or_u8(uint8_t *p, uint8_t mask);
+
+// poll() with a nanosecond timeout (ppoll); ns < 0 waits forever. Returns poll's result or -errno.
+int svm_poll_ns(struct pollfd *fds, unsigned long nfds, int64_t ns);
 
 // The host TSC (rdtsc).
 uint64_t svm_rdtsc(void);

@@ -1,0 +1,80 @@
+import CSynthVM
+import Glibc
+import Partition
+import Synchronization
+
+/// Host timers for the synthetic timers: one deadline (in partition reference time) per VP and
+/// one thread that sleeps until the earliest with ppoll (nanosecond timeout, no busy polling),
+/// then asks the partition to service that VP's timers, which re-arm themselves as needed.
+/// Expiries raise interrupts with KVM_SIGNAL_MSI from this thread, so a halted vCPU wakes
+/// without a trip through its own exit loop.
+final class HostSyntheticTimers: PartitionTimers, @unchecked Sendable {
+    private let deadlines: Mutex<[UInt64?]>
+    private let wakeFD: Int32
+    private let stopping = Atomic<Bool>(false)
+    private weak var partition: Partition?
+    private var thread: HostThread?
+
+    init(vpCount: Int) throws(MonitorError) {
+        let fd = svm_eventfd_nonblocking()
+        if fd < 0 { throw .config("eventfd: \(String(cString: strerror(-fd)))") }
+        wakeFD = fd
+        deadlines = Mutex([UInt64?](repeating: nil, count: vpCount))
+    }
+
+    deinit {
+        stop()
+        close(wakeFD)
+    }
+
+    /// Called by the partition with a VP's lock held: only records the deadline and wakes the thread.
+    func armTimer(vp: UInt32, atReferenceTime referenceTime: UInt64?) {
+        deadlines.withLock { d in
+            if Int(vp) < d.count { d[Int(vp)] = referenceTime }
+        }
+        wake()
+    }
+
+    func start(partition: Partition) throws(MonitorError) {
+        self.partition = partition
+        thread = try HostThread.spawn { [self] in loop() }
+    }
+
+    func stop() {
+        guard !stopping.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        wake()
+        thread?.join()
+        thread = nil
+    }
+
+    private func wake() {
+        var one: UInt64 = 1
+        _ = Glibc.write(wakeFD, &one, 8)
+    }
+
+    private func loop() {
+        var fds = [pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0)]
+        while !stopping.load(ordering: .acquiring), let p = partition {
+            let earliest = deadlines.withLock { d -> (Int, UInt64)? in
+                d.enumerated().compactMap { i, t in t.map { (i, $0) } }.min { $0.1 < $1.1 }
+            }
+            var timeoutNs: Int64 = -1
+            if let (vp, deadline) = earliest {
+                let ns = p.nanosecondsUntil(referenceTime: deadline)
+                if ns == 0 {
+                    // Due: clear it (unless re-armed meanwhile) and let the partition fire and re-arm.
+                    deadlines.withLock { d in if d[vp] == deadline { d[vp] = nil } }
+                    p.serviceSyntheticTimers(vp: UInt32(vp))
+                    continue
+                }
+                timeoutNs = Int64(min(ns, UInt64(Int64.max)))
+            }
+            fds[0].revents = 0
+            _ = svm_poll_ns(&fds, 1, timeoutNs)
+            if fds[0].revents != 0 {
+                var v: UInt64 = 0
+                _ = Glibc.read(wakeFD, &v, 8)
+            }
+        }
+    }
+}
