@@ -111,7 +111,7 @@ public final class VirtualMachine: @unchecked Sendable {
                     configuration: PartitionConfiguration(enlightenments: config.enlightenments, vpCount: config.cpuCount),
                     memory: PartitionRAM(memory), clock: clock,
                     interrupts: MSIInterrupts(vm: vm, vpCount: config.cpuCount), events: partitionEvents,
-                    timers: timers)
+                    synicInterrupts: SINTRoutes(vm: vm, vpCount: config.cpuCount), timers: timers)
             }
             let hvLeaves = (partition?.cpuidLeaves ?? []).map {
                 CPUIDEntry(function: $0.function, eax: $0.eax, ebx: $0.ebx, ecx: $0.ecx, edx: $0.edx)
