@@ -37,7 +37,9 @@
 #define HV_FEAT_XMM_INPUT (1u << 4)
 #define HV_FEAT_FREQUENCY_MSRS (1u << 8)
 #define HV_FEAT_CRASH_MSRS (1u << 10)
+#define HV_FEAT_SINT_POLLING (1u << 17)
 #define HV_FEAT_HYPERCALL_MSR_LOCK (1u << 18)
+#define HV_FEAT_DIRECT_STIMERS (1u << 19)
 /* 0x40000004.EAX (hints) */
 #define HV_HINT_RELAXED_TIMING (1u << 5)
 #define HV_HINT_DEPRECATE_AEOI (1u << 9)
@@ -66,6 +68,9 @@
 #define HV_MSR_SINT0 0x40000090u
 #define HV_MSR_STIMER0_CONFIG 0x400000B0u
 #define HV_MSR_STIMER0_COUNT 0x400000B1u
+#define HV_MSR_SINT(n) (HV_MSR_SINT0 + (u32)(n))                     /* n = 0..15 */
+#define HV_MSR_STIMER_CONFIG(n) (HV_MSR_STIMER0_CONFIG + 2u * (u32)(n)) /* n = 0..3 */
+#define HV_MSR_STIMER_COUNT(n) (HV_MSR_STIMER0_COUNT + 2u * (u32)(n))
 #define HV_MSR_GUEST_IDLE 0x400000F0u     /* a read idles the VP: never read it */
 #define HV_MSR_CRASH_P0 0x40000100u
 #define HV_MSR_CRASH_P1 0x40000101u
@@ -78,6 +83,43 @@
 #define HV_HYPERCALL_LOCKED 2ull
 #define HV_REFERENCE_TSC_ENABLE 1ull
 #define HV_CRASH_CTL_NOTIFY (1ull << 63)
+
+/* SynIC (TLFS "SynIC MSRs"): SCONTROL bit 0; SIMP/SIEFP GPA 63:12 | enable; SINTx vector 7:0,
+ * Masked 16, AutoEOI 17, Polling 18 (reset value: masked, vector 0). */
+#define HV_SCONTROL_ENABLE 1ull
+#define HV_SYNIC_PAGE_ENABLE 1ull
+#define HV_SINT_MASKED (1ull << 16)
+#define HV_SINT_AUTO_EOI (1ull << 17)
+#define HV_SINT_POLLING (1ull << 18)
+#define HV_SINT_RESET 0x10000ull
+#define HV_SVERSION 1ull
+/* STIMERn_CONFIG (TLFS "Synthetic Timers"): bits 15:13 and 63:20 RsvdZ. COUNT is the absolute
+ * expiration (one-shot) or the period (periodic), in 100 ns reference time. */
+#define HV_STIMER_ENABLE (1ull << 0)
+#define HV_STIMER_PERIODIC (1ull << 1)
+#define HV_STIMER_LAZY (1ull << 2)
+#define HV_STIMER_AUTO_ENABLE (1ull << 3)
+#define HV_STIMER_VECTOR(v) ((u64)(v) << 4)       /* bits 11:4, direct mode */
+#define HV_STIMER_DIRECT (1ull << 12)
+#define HV_STIMER_SINT(s) ((u64)(s) << 16)        /* bits 19:16, message mode */
+
+/* The SIM page: 16 slots of 256 bytes, slot x for SINTx (TLFS "SynIC Message Page", layout as
+ * in Linux's struct hv_message). The SIEF page: 16 arrays of 2048 flag bits. */
+#define HV_MESSAGE_SLOT_SIZE 256u
+#define HV_MSG_TYPE 0                   /* u32 MessageType (0 = slot free) */
+#define HV_MSG_PAYLOAD_SIZE 4           /* u8 */
+#define HV_MSG_FLAGS 5                  /* u8, bit 0 MessagePending */
+#define HV_MSG_ORIGIN 8                 /* u64 */
+#define HV_MSG_PAYLOAD 16               /* u64[30] */
+#define HV_MSG_FLAG_PENDING 0x01u
+#define HV_MESSAGE_TYPE_NONE 0u
+#define HV_MESSAGE_TYPE_TIMER_EXPIRED 0x80000010u
+/* TimerExpired payload (from the slot's start): u32 TimerIndex, u32 reserved, u64
+ * ExpirationTime, u64 DeliveryTime (100 ns reference time); PayloadSize 24. */
+#define HV_TIMER_MSG_INDEX 16
+#define HV_TIMER_MSG_EXPIRATION 24
+#define HV_TIMER_MSG_DELIVERY 32
+#define HV_TIMER_MSG_PAYLOAD_SIZE 24u
 #define HV_CRASH_CTL_MESSAGE (1ull << 62)
 
 /* What Linux 6.1 writes: HV_LINUX_VENDOR_ID (0x8100) << 48 | LINUX_VERSION_CODE (6.1.0 =

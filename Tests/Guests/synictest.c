@@ -1,0 +1,146 @@
+/* See synictest.h. */
+#include "rt.h"
+#include "x86.h"
+#include "idt.h"
+#include "hyperv.h"
+#include "mp.h"
+#include "synictest.h"
+
+#define LAPIC_LVT_TIMER 0x320
+#define LAPIC_TIMER_INIT 0x380
+#define LAPIC_TIMER_DIVIDE 0x3e0
+#define LVT_MASKED (1u << 16)
+#define LVT_PERIODIC (1u << 17)
+
+const char *st_name = "synictest";
+static volatile u32 print_lock;
+static volatile u32 ticks[256];      /* watchdog ticks per LAPIC ID */
+static volatile u8 can_halt[256];
+
+extern void (*const st_gate_stubs[256])(void);   /* synictest_asm.S: entries 0x20-0xfe */
+
+u64 st_now(void) { return rdmsr(HV_MSR_TIME_REF_COUNT); }
+
+static void lock(void)
+{
+    for (u64 i = 0; i < 100000000ull; i++) {   /* bounded: a vCPU that died holding it */
+        if (!__atomic_exchange_n(&print_lock, 1, __ATOMIC_ACQUIRE))
+            return;
+        cpu_relax();
+    }
+}
+
+static void unlock(void) { __atomic_store_n(&print_lock, 0, __ATOMIC_RELEASE); }
+
+int st_printf(const char *fmt, ...)
+{
+    va_list ap;
+    lock();
+    va_start(ap, fmt);
+    int n = vprintf(fmt, ap);
+    va_end(ap);
+    unlock();
+    return n;
+}
+
+void st_fail(u32 vp, const char *fmt, ...)
+{
+    va_list ap;
+    cli();
+    lock();
+    printf("%s: FAIL ", st_name);
+    if (vp)
+        printf("vcpu %u: ", vp);
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    serial_putc('\n');
+    guest_exit(1);
+}
+
+void st_install_gate(u32 vector)
+{
+    if (vector < 0x20 || vector > 0xfe)
+        return;
+    idt_set_gate(vector, st_gate_stubs[vector]);
+}
+
+void st_dispatch(u32 vector);
+void st_dispatch(u32 vector)
+{
+    if (vector == ST_WATCHDOG_VECTOR)
+        __atomic_add_fetch(&ticks[lapic_id() & 0xff], 1, __ATOMIC_SEQ_CST);
+    else
+        st_irq(vector);
+    lapic_write(LAPIC_EOI, 0);
+}
+
+void st_init(const char *name)
+{
+    st_name = name;
+    st_install_gate(ST_WATCHDOG_VECTOR);
+}
+
+bool st_watchdog_start(void)
+{
+    u32 id = lapic_id() & 0xff;
+    u64 hz = 1000000000ull;   /* KVM's LAPIC bus clock, also what APIC_FREQUENCY reports */
+    struct hv_info hv;
+    if (hv_query(&hv) && (hv.priv_eax & HV_PRIV_FREQUENCY)) {
+        u64 v;
+        if (!rdmsr_safe(HV_MSR_APIC_FREQUENCY, &v) && v >= 1000000)
+            hz = v;
+    }
+    u64 init = hz / 100;      /* 10 ms */
+    if (init > 0xffffffffull)
+        init = 0xffffffffull;
+    can_halt[id] = 0;
+    ticks[id] = 0;
+    lapic_write(LAPIC_TIMER_DIVIDE, 0xb);   /* divide by 1 */
+    lapic_write(LAPIC_LVT_TIMER, ST_WATCHDOG_VECTOR | LVT_PERIODIC);
+    lapic_write(LAPIC_TIMER_INIT, (u32)init);
+    u64 end = st_now() + 500 * ST_MS;
+    while (ticks[id] < 2 && st_now() < end)
+        st_idle();   /* can_halt is 0: spins with interrupts enabled */
+    can_halt[id] = ticks[id] >= 2;
+    return can_halt[id];
+}
+
+void st_watchdog_stop(void)
+{
+    u32 id = lapic_id() & 0xff;
+    lapic_write(LAPIC_LVT_TIMER, ST_WATCHDOG_VECTOR | LVT_MASKED);
+    lapic_write(LAPIC_TIMER_INIT, 0);
+    can_halt[id] = 0;
+}
+
+void st_idle(void)
+{
+    if (can_halt[lapic_id() & 0xff])
+        __asm__ volatile("sti; hlt; cli" ::: "memory");
+    else {
+        /* A long window: an interrupt raised while IF=0 may only be injected at a later entry. */
+        __asm__ volatile("sti" ::: "memory");
+        for (u32 i = 0; i < 1000; i++)
+            cpu_relax();
+        cli();
+    }
+}
+
+bool st_wait_count(volatile u32 *p, u32 want, u64 timeout)
+{
+    u64 end = st_now() + timeout;
+    for (;;) {
+        if (*p >= want)
+            return true;
+        if (st_now() >= end)
+            return *p >= want;
+        st_idle();
+    }
+}
+
+void st_sleep_until(u64 until)
+{
+    while (st_now() < until)
+        st_idle();
+}

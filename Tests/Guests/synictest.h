@@ -1,0 +1,43 @@
+/* Helpers shared by the SynIC and synthetic-timer guests (stimer, synic): partition reference
+ * time, a print lock for several vCPUs, failures tagged with the VP, interrupt gates for any
+ * vector that call the guest's st_irq() and EOI the xAPIC, and bounded waiting with
+ * `sti; hlt` woken by a periodic LAPIC timer (or `sti; pause` when that timer does not tick). */
+#ifndef SYNICTEST_H
+#define SYNICTEST_H
+#include "rt.h"
+
+#define ST_WATCHDOG_VECTOR 0x4f
+#define ST_MS 10000ull            /* one millisecond of reference time (100 ns units) */
+
+/* The guest's name for messages ("stimer", "synic"). */
+extern const char *st_name;
+
+/* TIME_REF_COUNT. */
+u64 st_now(void);
+
+/* printf under a lock shared by all vCPUs (never call it from an interrupt handler). */
+int st_printf(const char *fmt, ...) PRINTF_LIKE(1, 2);
+/* "<name>: FAIL <why>" (with "vcpu <vp>: " before <why> when vp != 0), exit code 1. */
+NORETURN void st_fail(u32 vp, const char *fmt, ...) PRINTF_LIKE(2, 3);
+
+/* Installs a gate for vector (0x20-0xfe) that calls st_irq(vector), then writes the xAPIC EOI. */
+void st_install_gate(u32 vector);
+/* Defined by the guest: runs with IF=0 on the interrupted vCPU. */
+void st_irq(u32 vector);
+
+/* Starts the calling vCPU's LAPIC timer (periodic, ~10 ms, vector ST_WATCHDOG_VECTOR) as the
+ * wake-up source of st_idle, and checks within 500 ms of reference time that it ticks; if not,
+ * st_idle spins instead of halting. Returns true if it ticks. Needs st_install_gate'd
+ * ST_WATCHDOG_VECTOR (st_init does it) and the LAPIC enabled (mp_start_aps does it). */
+bool st_watchdog_start(void);
+void st_watchdog_stop(void);
+/* One wait step with interrupts enabled: `sti; hlt; cli` (or `sti; pause...; cli`). */
+void st_idle(void);
+/* Waits (st_idle) until *p >= want or `timeout` of reference time has passed; true if reached. */
+bool st_wait_count(volatile u32 *p, u32 want, u64 timeout);
+/* Waits (st_idle, interrupts delivered) until reference time reaches `until`. */
+void st_sleep_until(u64 until);
+/* The gate for ST_WATCHDOG_VECTOR; call once on the BSP before starting APs. */
+void st_init(const char *name);
+
+#endif
