@@ -1,4 +1,5 @@
 import Glibc
+import IPC
 import Machine
 import Partition
 
@@ -26,7 +27,8 @@ public struct MachineConfig: Sendable {
     public var onGuestCrash: GuestCrashAction = .stop
     /// Worker processes to start with the VM (today: "synic-router").
     public var workers: [String] = []
-    public static let knownWorkers = ["synic-router"]
+    /// Worker names (executable `synthvm-<name>`) and the kind each announces in its hello.
+    public static let knownWorkers: [String: WorkerKind] = ["synic-router": .synicRouter]
 
     public static let cpuRange = 1...64
     public static let defaultMemory = "256M"

@@ -1,8 +1,8 @@
 import CSynthVM
 import Glibc
+import IPC
 import KVM
 import Machine
-import IPC
 import Partition
 
 /// A VM built from a `MachineConfig`: KVM VM with in-kernel irqchip and PIT, guest RAM in a
@@ -60,8 +60,10 @@ public final class VirtualMachine: @unchecked Sendable {
             }
         } catch let e as KVMError {
             throw .kvm(e)
+        } catch let e as MonitorError {
+            throw e
         } catch {
-            throw error as! MonitorError
+            throw .config("\(error)")
         }
 
         do { memory = try GuestMemory(layout: config.layout) } catch { throw .memory(error) }
@@ -75,15 +77,18 @@ public final class VirtualMachine: @unchecked Sendable {
         if config.workers.isEmpty {
             supervisor = nil
         } else {
-            for w in config.workers where !MachineConfig.knownWorkers.contains(w) {
-                throw MonitorError.config("unknown worker \(w) (known: \(MachineConfig.knownWorkers.joined(separator: ", ")))")
+            let kinds = try config.workers.map { (w) throws(MonitorError) -> (String, WorkerKind) in
+                guard let kind = MachineConfig.knownWorkers[w] else {
+                    throw .config("unknown worker \(w) (known: \(MachineConfig.knownWorkers.keys.sorted().joined(separator: ", ")))")
+                }
+                return (w, kind)
             }
             // A worker that dies is reported (by the supervisor) and the VM keeps running.
             let sup = try Supervisor(onExit: { _ in })
             supervisor = sup
-            for w in config.workers {
+            for (name, kind) in kinds {
                 workerLinks.append(try WorkerLink(
-                    supervisor: sup, name: w, kind: .synicRouter,
+                    supervisor: sup, name: name, kind: kind,
                     regions: [.init(id: WorkerLink.guestRAMRegion, fd: memory.fd, size: memory.size)]))
             }
         }
