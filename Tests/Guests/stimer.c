@@ -59,7 +59,6 @@ struct cpu {
 static struct cpu cpus[MAX_CPUS];
 static volatile u8 vp_of_lapic[256];
 static u8 simp_pages[MAX_CPUS][4096] __attribute__((aligned(4096)));
-static volatile u32 aps_done;
 static volatile u32 stray;            /* interrupts on a vCPU that had not set itself up */
 
 /* NULL before the vCPU has set itself up */
@@ -370,40 +369,15 @@ static void suite(void)
     st_watchdog_stop();
 }
 
-static void ap_entry(u32 slot)
-{
-    (void)slot;
-    suite();
-    __atomic_add_fetch(&aps_done, 1, __ATOMIC_SEQ_CST);
-}
-
 void guest_main(const struct boot_info *bi)
 {
     puts("stimer: start");
     st_init(NAME);
-    struct hv_info hv;
-    if (!hv_query(&hv))
-        guest_fail(NAME, "no \"Microsoft Hv\" leaves");
-    u32 need = HV_PRIV_TIME_REF_COUNT | HV_PRIV_SYNIC | HV_PRIV_SYNTIMER;
-    if ((hv.priv_eax & need) != need)
-        guest_fail(NAME, "0x40000003.EAX=0x%x lacks bits 1, 2 and 3 (reference counter, SynIC, timers)", hv.priv_eax);
-    if (!(hv.features_edx & HV_FEAT_DIRECT_STIMERS))
-        guest_fail(NAME, "0x40000003.EDX=0x%x lacks bit 19 (direct synthetic timers)", hv.features_edx);
-    u32 n = bi->cpu_count;
-    if (n > MAX_CPUS)
-        guest_fail(NAME, "at most %u vCPUs, has %u", MAX_CPUS, n);
+    st_require(bi, MAX_CPUS, HV_FEAT_DIRECT_STIMERS, "bit 19 (direct synthetic timers)");
     memset((void *)vp_of_lapic, 0xff, sizeof(vp_of_lapic));
     st_install_gate(VEC_DIRECT);
     st_install_gate(VEC_SINT);
-    u32 started = mp_start_aps(bi, ap_entry);
-    if (started != n - 1)
-        guest_fail(NAME, "only %u of %u APs started", started, n - 1);
-    suite();
-    u64 end = st_now() + 60000 * ST_MS;
-    while (__atomic_load_n(&aps_done, __ATOMIC_SEQ_CST) < n - 1 && st_now() < end)
-        cpu_relax();
-    if (aps_done != n - 1)
-        st_fail(0, "only %u of %u APs finished within 60 s", aps_done, n - 1);
+    st_run_everywhere(bi, suite);
     if (stray)
         st_fail(0, "%u timer interrupts on a vCPU that had not set itself up", stray);
     st_printf("stimer: ok\n");

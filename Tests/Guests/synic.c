@@ -40,7 +40,6 @@ static volatile u8 vp_of_lapic[256];
 static volatile u32 stray;            /* interrupts on a vCPU that did not set itself up */
 static u8 simp_pages[MAX_CPUS][4096] __attribute__((aligned(4096)));
 static u8 siefp_pages[MAX_CPUS][4096] __attribute__((aligned(4096)));
-static volatile u32 aps_done;
 
 void st_irq(u32 vector)
 {
@@ -242,38 +241,15 @@ static void suite(void)
     c->done = 1;
 }
 
-static void ap_entry(u32 slot)
-{
-    (void)slot;
-    suite();
-    __atomic_add_fetch(&aps_done, 1, __ATOMIC_SEQ_CST);
-}
-
 void guest_main(const struct boot_info *bi)
 {
     puts("synic: start");
     st_init(NAME);
-    struct hv_info hv;
-    if (!hv_query(&hv))
-        guest_fail(NAME, "no \"Microsoft Hv\" leaves");
-    u32 need = HV_PRIV_TIME_REF_COUNT | HV_PRIV_SYNIC | HV_PRIV_SYNTIMER;
-    if ((hv.priv_eax & need) != need)
-        guest_fail(NAME, "0x40000003.EAX=0x%x lacks bits 1, 2 and 3 (reference counter, SynIC, timers)", hv.priv_eax);
-    u32 n = bi->cpu_count;
-    if (n > MAX_CPUS)
-        guest_fail(NAME, "at most %u vCPUs, has %u", MAX_CPUS, n);
+    st_require(bi, MAX_CPUS, 0, "nothing");
     memset((void *)vp_of_lapic, 0xff, sizeof(vp_of_lapic));
     for (u32 x = 0; x < SINTS; x++)
         st_install_gate(VEC_BASE + x);
-    u32 started = mp_start_aps(bi, ap_entry);
-    if (started != n - 1)
-        guest_fail(NAME, "only %u of %u APs started", started, n - 1);
-    suite();
-    u64 end = st_now() + 60000 * ST_MS;
-    while (__atomic_load_n(&aps_done, __ATOMIC_SEQ_CST) < n - 1 && st_now() < end)
-        cpu_relax();
-    if (aps_done != n - 1)
-        st_fail(0, "only %u of %u APs finished within 60 s", aps_done, n - 1);
+    st_run_everywhere(bi, suite);
     if (stray)
         st_fail(0, "%u interrupts at a SINT vector on a vCPU that had not set up its SynIC", stray);
     for (u32 vp = 0; vp < MAX_CPUS; vp++)

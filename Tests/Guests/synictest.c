@@ -144,3 +144,43 @@ void st_sleep_until(u64 until)
     while (st_now() < until)
         st_idle();
 }
+
+u32 st_require(const struct boot_info *bi, u32 max_cpus, u32 need_edx, const char *edx_what)
+{
+    struct hv_info hv;
+    if (!hv_query(&hv))
+        guest_fail(st_name, "no \"Microsoft Hv\" leaves");
+    u32 need = HV_PRIV_TIME_REF_COUNT | HV_PRIV_SYNIC | HV_PRIV_SYNTIMER;
+    if ((hv.priv_eax & need) != need)
+        guest_fail(st_name, "0x40000003.EAX=0x%x lacks bits 1, 2 and 3 (reference counter, SynIC, timers)", hv.priv_eax);
+    if ((hv.features_edx & need_edx) != need_edx)
+        guest_fail(st_name, "0x40000003.EDX=0x%x lacks %s", hv.features_edx, edx_what);
+    if (bi->cpu_count > max_cpus)
+        guest_fail(st_name, "at most %u vCPUs, has %u", max_cpus, bi->cpu_count);
+    return bi->cpu_count;
+}
+
+static void (*everywhere_suite)(void);
+static volatile u32 aps_done;
+
+static void everywhere_ap_entry(u32 slot)
+{
+    (void)slot;
+    everywhere_suite();
+    __atomic_add_fetch(&aps_done, 1, __ATOMIC_SEQ_CST);
+}
+
+void st_run_everywhere(const struct boot_info *bi, void (*suite)(void))
+{
+    u32 n = bi->cpu_count;
+    everywhere_suite = suite;
+    u32 started = mp_start_aps(bi, everywhere_ap_entry);
+    if (started != n - 1)
+        guest_fail(st_name, "only %u of %u APs started", started, n - 1);
+    suite();
+    u64 end = st_now() + 60000 * ST_MS;
+    while (__atomic_load_n(&aps_done, __ATOMIC_SEQ_CST) < n - 1 && st_now() < end)
+        cpu_relax();
+    if (aps_done != n - 1)
+        st_fail(0, "only %u of %u APs finished within 60 s", aps_done, n - 1);
+}

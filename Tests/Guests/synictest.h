@@ -5,6 +5,7 @@
 #ifndef SYNICTEST_H
 #define SYNICTEST_H
 #include "rt.h"
+#include "bootinfo.h"
 
 #define ST_WATCHDOG_VECTOR 0x4f
 #define ST_MS 10000ull            /* one millisecond of reference time (100 ns units) */
@@ -39,5 +40,11 @@ bool st_wait_count(volatile u32 *p, u32 want, u64 timeout);
 void st_sleep_until(u64 until);
 /* The gate for ST_WATCHDOG_VECTOR; call once on the BSP before starting APs. */
 void st_init(const char *name);
+/* Fails unless CPUID advertises the reference counter, SynIC and timer privileges (0x40000003.EAX
+ * bits 1-3) and the feature bits `need_edx` (described by `edx_what`); returns the vCPU count,
+ * at most max_cpus. */
+u32 st_require(const struct boot_info *bi, u32 max_cpus, u32 need_edx, const char *edx_what);
+/* Starts every AP into suite(), runs suite() on the BSP too, then waits up to 60 s for the APs. */
+void st_run_everywhere(const struct boot_info *bi, void (*suite)(void));
 
 #endif
