@@ -32,6 +32,8 @@ let package = Package(
         .target(name: "IPC", dependencies: ["CSynthVM", .product(name: "Atomics", package: "swift-atomics")]),
         // vCPU threads, the exit loop, shutdown and crash reports.
         .target(name: "Monitor", dependencies: ["Machine", "KVM", "CSynthVM", "Partition", "HyperV", "IPC"]),
+        // Seccomp policies: the Policies/*.policy model, parser, syscall and constant tables. Pure.
+        .target(name: "Sandbox"),
         // Worker processes: one thin main.swift each (Workers/<name>), spawned by the supervisor.
         .executableTarget(name: "synthvm-synic-router", dependencies: ["IPC", "CSynthVM"],
                           path: "Workers/synic-router"),
@@ -44,6 +46,7 @@ let package = Package(
         .testTarget(name: "MachineTests", dependencies: ["Machine"]),
         .testTarget(name: "PartitionTests", dependencies: ["Partition", "HyperV"]),
         .testTarget(name: "IPCTests", dependencies: ["IPC", "CSynthVM"]),
+        .testTarget(name: "SandboxTests", dependencies: ["Sandbox"]),
         .testTarget(name: "GuestTests", dependencies: ["Monitor", "Machine"]),
     ],
     swiftLanguageModes: [.v6]
