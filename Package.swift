@@ -31,11 +31,14 @@ let package = Package(
         // versioned wire records. Everything a peer writes is validated; nothing it writes traps.
         .target(name: "IPC", dependencies: ["CSynthVM", .product(name: "Atomics", package: "swift-atomics")]),
         // vCPU threads, the exit loop, shutdown and crash reports.
-        .target(name: "Monitor", dependencies: ["Machine", "KVM", "CSynthVM", "Partition", "HyperV", "IPC"]),
-        // Seccomp policies: the Policies/*.policy model, parser, syscall and constant tables. Pure.
-        .target(name: "Sandbox"),
+        .target(name: "Monitor", dependencies: ["Machine", "KVM", "CSynthVM", "Partition", "HyperV", "IPC", "Sandbox"]),
+        // libseccomp (libseccomp-dev), for compiling policies into BPF. Only Sandbox uses it.
+        .systemLibrary(name: "CSeccomp", path: "Sources/CSeccomp"),
+        // Seccomp policies: the Policies/*.policy model, parser, syscall and constant tables (pure),
+        // and PolicyCompiler (Policy -> BPF with libseccomp).
+        .target(name: "Sandbox", dependencies: ["CSeccomp"]),
         // Worker processes: one thin main.swift each (Workers/<name>), spawned by the supervisor.
-        .executableTarget(name: "synthvm-synic-router", dependencies: ["IPC", "CSynthVM"],
+        .executableTarget(name: "synthvm-synic-router", dependencies: ["IPC", "CSynthVM", "Sandbox"],
                           path: "Workers/synic-router"),
         .executableTarget(
             name: "synthvm",
@@ -46,7 +49,7 @@ let package = Package(
         .testTarget(name: "MachineTests", dependencies: ["Machine"]),
         .testTarget(name: "PartitionTests", dependencies: ["Partition", "HyperV"]),
         .testTarget(name: "IPCTests", dependencies: ["IPC", "CSynthVM"]),
-        .testTarget(name: "SandboxTests", dependencies: ["Sandbox"]),
+        .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "IPC"]),
         .testTarget(name: "GuestTests", dependencies: ["Monitor", "Machine"]),
     ],
     swiftLanguageModes: [.v6]

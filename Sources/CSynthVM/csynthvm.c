@@ -4,6 +4,8 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <spawn.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <signal.h>
@@ -294,7 +296,8 @@ int svm_read_signalfd(int fd) {
     return n == sizeof si ? (int)si.ssi_signo : 0;
 }
 
-int svm_spawn_worker(const char *path, char *const argv[], const int *fds, int nfds, pid_t *pid) {
+int svm_spawn_worker(const char *path, char *const argv[], const int *fds, int nfds, int stderr_fd,
+                     pid_t *pid) {
     // Move the handed fds out of the way first (close-on-exec copies above every target number),
     // so dup2 onto 3, 4, ... can never clobber a source that is still needed.
     int high[64];
@@ -307,8 +310,18 @@ int svm_spawn_worker(const char *path, char *const argv[], const int *fds, int n
             return -e;
         }
     }
+    int err_high = -1;
+    if (stderr_fd >= 0) {
+        err_high = fcntl(stderr_fd, F_DUPFD_CLOEXEC, 3 + nfds + 64);
+        if (err_high < 0) {
+            int e = errno;
+            for (int j = 0; j < nfds; j++) close(high[j]);
+            return -e;
+        }
+    }
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
+    if (err_high >= 0) posix_spawn_file_actions_adddup2(&fa, err_high, 2);
     for (int i = 0; i < nfds; i++) posix_spawn_file_actions_adddup2(&fa, high[i], 3 + i);
     posix_spawn_file_actions_addclosefrom_np(&fa, 3 + nfds);
     extern char **environ;
@@ -319,7 +332,68 @@ int svm_spawn_worker(const char *path, char *const argv[], const int *fds, int n
     int r = posix_spawn(pid, path, &fa, NULL, argv, envp);
     posix_spawn_file_actions_destroy(&fa);
     for (int i = 0; i < nfds; i++) close(high[i]);
+    if (err_high >= 0) close(err_high);
     return -r;
+}
+
+int svm_install_seccomp_filter(const void *instructions, unsigned count) {
+    if (count == 0 || count > BPF_MAXINSNS) return -EINVAL;
+    struct sock_fprog prog = { .len = (unsigned short)count, .filter = (struct sock_filter *)instructions };
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) return -errno;
+    long r = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &prog);
+    if (r < 0) return -errno;
+    return (int)r;  // 0, or the thread TSYNC could not move onto the filter
+}
+
+static const char *sigsys_prefix;
+static const char *const *sigsys_names;
+static unsigned sigsys_count;
+
+static size_t sigsys_strlen(const char *s) {
+    size_t n = 0;
+    while (s[n]) n++;
+    return n;
+}
+
+static void sigsys_reporter(int sig, siginfo_t *info, void *ucontext) {
+    (void)sig; (void)ucontext;
+    int saved = errno;
+    char line[256];
+    size_t n = 0;
+#define PUT(s) do { const char *p_ = (s); size_t l_ = sigsys_strlen(p_); \
+        if (l_ > sizeof line - 1 - n) l_ = sizeof line - 1 - n; \
+        memcpy(line + n, p_, l_); n += l_; } while (0)
+    PUT(sigsys_prefix ? sigsys_prefix : "worker");
+    PUT(": seccomp violation: syscall ");
+    int nr = info->si_syscall;
+    char digits[16];
+    int d = 0;
+    unsigned v = nr < 0 ? (unsigned)-nr : (unsigned)nr;
+    do { digits[d++] = (char)('0' + v % 10); v /= 10; } while (v && d < 15);
+    if (nr < 0) PUT("-");
+    while (d > 0) { char c[2] = { digits[--d], 0 }; PUT(c); }
+    PUT(" (");
+    const char *name = (nr >= 0 && (unsigned)nr < sigsys_count) ? sigsys_names[nr] : NULL;
+    PUT(name ? name : "unknown");
+    PUT(")\n");
+#undef PUT
+    (void)!write(2, line, n);
+    // SA_RESETHAND made SIGSYS SIG_DFL on entry and SA_NODEFER left it unblocked: this kills
+    // the process (with a core dump where enabled), so the supervisor sees SIGSYS.
+    syscall(SYS_tgkill, getpid(), (pid_t)syscall(SYS_gettid), SIGSYS);
+    errno = saved;
+}
+
+int svm_install_sigsys_reporter(const char *prefix, const char *const *names, unsigned count) {
+    sigsys_prefix = prefix;
+    sigsys_names = names;
+    sigsys_count = count;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = sigsys_reporter;
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_RESETHAND;
+    sigemptyset(&sa.sa_mask);
+    return sigaction(SIGSYS, &sa, NULL) < 0 ? -errno : 0;
 }
 
 int svm_pidfd_reap(int pidfd, int *code, int *status) {

@@ -46,6 +46,8 @@ public enum WireRecordType: UInt16, Sendable, CaseIterable {
     case workerHello = 1
     /// Supervisor -> worker, with the region fds attached.
     case regionLayout = 2
+    /// Supervisor -> worker, after the region layout: the seccomp filter to install.
+    case seccompProgram = 3
 }
 
 public enum WireError: Error, Equatable, Sendable, CustomStringConvertible {
@@ -91,6 +93,7 @@ public struct WireWriter: Sendable {
     public mutating func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { bytes += $0 } }
     public mutating func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { bytes += $0 } }
     public mutating func i32(_ v: Int32) { u32(UInt32(bitPattern: v)) }
+    public mutating func raw(_ v: [UInt8]) { bytes += v }
 }
 
 /// Reads little-endian fields from a body, in order, bounds-checked.
@@ -118,6 +121,15 @@ public struct WireReader {
     public mutating func u32() throws(WireError) -> UInt32 { try take(UInt32.self) }
     public mutating func u64() throws(WireError) -> UInt64 { try take(UInt64.self) }
     public mutating func i32() throws(WireError) -> Int32 { try take(Int32.self) }
+
+    /// Reads `count` raw bytes.
+    public mutating func rawBytes(_ count: Int) throws(WireError) -> [UInt8] {
+        guard count >= 0, remaining >= count else {
+            throw .bodyTooShort(type: type, needed: position + max(count, 0), available: bytes.count)
+        }
+        defer { position += count }
+        return Array(UnsafeRawBufferPointer(rebasing: bytes[position..<(position + count)]))
+    }
 
     /// Reads a reserved u16/u32 field, which must be zero (so it can gain a meaning later).
     public mutating func reserved16() throws(WireError) {
@@ -182,6 +194,7 @@ extension WireRecord {
 public enum WireMessage: Equatable, Sendable {
     case workerHello(WorkerHello)
     case regionLayout(RegionLayout)
+    case seccompProgram(SeccompProgram)
 
     /// Decodes exactly one record filling `bytes`.
     public static func decode(_ bytes: UnsafeRawBufferPointer) throws(WireError) -> WireMessage {
@@ -190,6 +203,7 @@ public enum WireMessage: Equatable, Sendable {
         switch type {
         case .workerHello: return .workerHello(try .decodeChecked(header: header, body: body))
         case .regionLayout: return .regionLayout(try .decodeChecked(header: header, body: body))
+        case .seccompProgram: return .seccompProgram(try .decodeChecked(header: header, body: body))
         }
     }
 
@@ -201,6 +215,7 @@ public enum WireMessage: Equatable, Sendable {
         switch self {
         case .workerHello(let r): return r.encoded()
         case .regionLayout(let r): return r.encoded()
+        case .seccompProgram(let r): return r.encoded()
         }
     }
 
@@ -348,5 +363,58 @@ public struct RegionLayout: WireRecord {
             entries.append(Entry(regionID: id, size: size, offset: offset))
         }
         return RegionLayout(entries: entries)
+    }
+}
+
+/// The supervisor's second message: the worker's seccomp filter, compiled from
+/// `Policies/<name>.policy` at spawn time. The worker installs it (no_new_privs, then
+/// seccomp(SECCOMP_SET_MODE_FILTER, TSYNC)) before it answers "attached"; a worker that cannot
+/// install it exits instead. The instructions are `struct sock_filter` (u16 code, u8 jt, u8 jf,
+/// u32 k) in the host's byte order, exactly as the kernel takes them.
+///
+/// ```
+/// body: 0 u32 instruction count (1...4096)   4 u32 reserved (0)   then count * 8 bytes
+/// ```
+public struct SeccompProgram: WireRecord {
+    public static let recordType = WireRecordType.seccompProgram
+    public static let version: UInt16 = 1
+    /// The kernel's BPF_MAXINSNS.
+    public static let maxInstructions = 4096
+    public static let instructionSize = 8
+    /// Header + body of the largest program: what a receiver must be ready for.
+    public static let maxEncodedSize = WireHeader.size + 8 + maxInstructions * instructionSize
+
+    /// `instructionCount * 8` bytes.
+    public var instructions: [UInt8]
+
+    public var instructionCount: Int { instructions.count / Self.instructionSize }
+
+    /// `instructions` must be 1...4096 whole instructions (checked again by the decoder).
+    public init(instructions: [UInt8]) {
+        precondition(instructions.count % Self.instructionSize == 0
+            && (1...Self.maxInstructions).contains(instructions.count / Self.instructionSize),
+            "a seccomp program is 1...4096 instructions of 8 bytes")
+        self.instructions = instructions
+    }
+
+    public func encodeBody(into w: inout WireWriter) {
+        w.u32(UInt32(instructionCount))
+        w.u32(0)
+        w.raw(instructions)
+    }
+
+    public static func decodeBody(_ r: inout WireReader) throws(WireError) -> SeccompProgram {
+        let t = recordType.rawValue
+        let count = try r.u32()
+        try r.reserved32()
+        guard (1...UInt32(maxInstructions)).contains(count) else {
+            throw .invalidField(type: t, field: "instruction count", value: UInt64(count))
+        }
+        let needed = Int(count) * instructionSize
+        guard r.remaining == needed else {
+            if r.remaining < needed { throw .bodyTooShort(type: t, needed: r.position + needed, available: r.position + r.remaining) }
+            throw .trailingBytes(type: t, count: r.remaining - needed)
+        }
+        return SeccompProgram(instructions: try r.rawBytes(needed))
     }
 }

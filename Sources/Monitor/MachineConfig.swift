@@ -27,6 +27,21 @@ public struct MachineConfig: Sendable {
     public var onGuestCrash: GuestCrashAction = .stop
     /// Worker processes to start with the VM (today: "synic-router").
     public var workers: [String] = []
+    /// Where the workers' seccomp policies (`<name>.policy`) are read from at spawn time. Default:
+    /// the package's own `Policies/`, found from this source file's path, which is right for
+    /// `swift run synthvm`, `swift test` and a binary run from its build tree.
+    public var policyDirectory: String = MachineConfig.defaultPolicyDirectory
+    /// Extra command-line arguments for every worker. Tests only (`--test-forbidden-syscall`);
+    /// the operator's CLI does not set it.
+    public var workerArguments: [String] = []
+    /// If set, the workers' stderr (their fd 2) instead of the monitor's. Tests only.
+    public var workerStandardError: Int32?
+    /// `<package root>/Policies`, from `#filePath` (Sources/Monitor/MachineConfig.swift).
+    public static let defaultPolicyDirectory: String = {
+        var parts = String(#filePath).split(separator: "/", omittingEmptySubsequences: false)
+        parts.removeLast(3)
+        return parts.joined(separator: "/") + "/Policies"
+    }()
     /// Worker names (executable `synthvm-<name>`) and the kind each announces in its hello.
     public static let knownWorkers: [String: WorkerKind] = ["synic-router": .synicRouter]
 

@@ -37,9 +37,9 @@ public final class Supervisor: @unchecked Sendable {
     /// Spawns a worker and starts watching it.
     @discardableResult
     public func spawn(name: String, executable: String? = nil, arguments: [String] = [],
-                      fds: [Int32]) throws(MonitorError) -> WorkerProcess {
+                      fds: [Int32], standardError: Int32? = nil) throws(MonitorError) -> WorkerProcess {
         let w = try WorkerProcess(name: name, executable: executable ?? WorkerProcess.executablePath(for: name),
-                                  arguments: arguments, fds: fds)
+                                  arguments: arguments, fds: fds, standardError: standardError)
         workers.withLock { $0.append(w) }
         statuses.withLock { $0.append(Status(name: name, pid: w.pid, exit: nil)) }
         wake()

@@ -1,6 +1,7 @@
 import CSynthVM
 import Glibc
 import IPC
+import Sandbox
 import KVM
 import Machine
 import Partition
@@ -87,9 +88,12 @@ public final class VirtualMachine: @unchecked Sendable {
             let sup = try Supervisor(onExit: { _ in })
             supervisor = sup
             for (name, kind) in kinds {
+                // Every worker runs under its policy from the handshake on; no policy, no worker.
+                let filter = try Self.compileWorkerPolicy(name: name, directory: config.policyDirectory)
                 workerLinks.append(try WorkerLink(
                     supervisor: sup, name: name, kind: kind,
-                    regions: [.init(id: WorkerLink.guestRAMRegion, fd: memory.fd, size: memory.size)]))
+                    regions: [.init(id: WorkerLink.guestRAMRegion, fd: memory.fd, size: memory.size)],
+                    filter: filter, arguments: config.workerArguments, standardError: config.workerStandardError))
             }
         }
 
@@ -202,6 +206,21 @@ public final class VirtualMachine: @unchecked Sendable {
                           crashReport: runners.compactMap(\.crashReport).first,
                           guestCrashNotifications: partitionEvents.all,
                           workers: supervisor?.status ?? [])
+    }
+
+    /// Parses `<directory>/<name>.policy` and compiles it into the program the worker installs.
+    static func compileWorkerPolicy(name: String, directory: String) throws(MonitorError) -> SeccompProgram {
+        let path = directory + "/" + name + ".policy"
+        let parser = PolicyParser(readFile: { p in
+            guard let bytes = try? MachineConfig.readFile(p, what: "policy") else { return nil }
+            return String(decoding: bytes, as: UTF8.self)
+        })
+        do {
+            let policy = try parser.parse(file: path)
+            return SeccompProgram(instructions: try PolicyCompiler.compile(policy))
+        } catch {
+            throw .config("worker \(name): seccomp policy: \(error)")
+        }
     }
 
     /// Closes the workers' control sockets (they exit on end-of-file), gives them a moment, then

@@ -3,8 +3,8 @@ import Glibc
 import IPC
 
 /// The monitor's end of a worker's control socket, after the handshake:
-/// worker -> WorkerHello; supervisor -> RegionLayout with the region fds; worker -> WorkerHello
-/// again once it has mapped them ("attached"). A restarted worker goes through the same steps
+/// worker -> WorkerHello; supervisor -> RegionLayout with the region fds, then SeccompProgram;
+/// worker -> WorkerHello again once it has mapped them and runs under the filter ("attached"). A restarted worker goes through the same steps
 /// and gets the same regions, so it attaches to the existing shared state.
 public final class WorkerLink: @unchecked Sendable {
     public let process: WorkerProcess
@@ -28,13 +28,17 @@ public final class WorkerLink: @unchecked Sendable {
     public static let guestRAMRegion: UInt32 = 0
 
     /// Spawns worker `name` under `supervisor` and runs the handshake (bounded by `timeoutMs`
-    /// per step). Throws, with the worker killed, if it does not answer as expected.
+    /// per step). `filter` is the compiled seccomp program the worker must install before it
+    /// says "attached" (`PolicyCompiler`); `arguments` and `standardError` are for tests.
+    /// Throws, with the worker killed, if it does not answer as expected.
     public init(supervisor: Supervisor, name: String, kind: WorkerKind, regions: [Region],
+                filter: SeccompProgram, arguments: [String] = [], standardError: Int32? = nil,
                 timeoutMs: Int32 = 5000) throws(MonitorError) {
         self.kind = kind
         let ours: OwnedFileDescriptor, theirs: OwnedFileDescriptor
         do { (ours, theirs) = try FDPassing.socketPair() } catch { throw .config("worker \(name): \(error)") }
-        process = try supervisor.spawn(name: name, fds: [theirs.rawValue])
+        process = try supervisor.spawn(name: name, arguments: arguments, fds: [theirs.rawValue],
+                                       standardError: standardError)
         do {
             let hello = try Self.receiveHello(ours.rawValue, timeoutMs: timeoutMs)
             guard hello.kind == kind, hello.pid == process.pid,
@@ -44,7 +48,12 @@ public final class WorkerLink: @unchecked Sendable {
             }
             let layout = RegionLayout(entries: regions.map { .init(regionID: $0.id, size: $0.size) })
             try FDPassing.send(layout.encoded(), fds: regions.map(\.fd), over: ours.rawValue)
-            let attached = try Self.receiveHello(ours.rawValue, timeoutMs: timeoutMs)
+            try FDPassing.send(filter.encoded(), over: ours.rawValue)
+            // A worker that cannot install its filter exits instead of answering: never unfiltered.
+            let attached: WorkerHello
+            do { attached = try Self.receiveHello(ours.rawValue, timeoutMs: timeoutMs) } catch {
+                throw MonitorError.config("worker \(name) did not attach under its seccomp filter: \(error)")
+            }
             guard attached.pid == process.pid else { throw MonitorError.config("worker \(name): bad attach message") }
         } catch let e as MonitorError {
             process.signal(SIGKILL)

@@ -42,14 +42,16 @@ public final class WorkerProcess: @unchecked Sendable {
     public let pidfd: Int32
 
     /// Spawns `executable` with the given fds as 3, 4, ... (every other fd is closed in the child).
-    public init(name: String, executable: String, arguments: [String] = [], fds: [Int32]) throws(MonitorError) {
+    /// `standardError`, if given, becomes the worker's fd 2 instead of the monitor's stderr.
+    public init(name: String, executable: String, arguments: [String] = [], fds: [Int32],
+                standardError: Int32? = nil) throws(MonitorError) {
         self.name = name
         var argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) }
         argv.append(nil)
         defer { argv.forEach { free($0) } }
         var child: pid_t = 0
         let r = fds.withUnsafeBufferPointer { f in
-            svm_spawn_worker(executable, argv, f.baseAddress, Int32(f.count), &child)
+            svm_spawn_worker(executable, argv, f.baseAddress, Int32(f.count), standardError ?? -1, &child)
         }
         if r < 0 { throw .config("cannot start worker \(name) (\(executable)): \(String(cString: strerror(-r)))") }
         pid = child

@@ -15,6 +15,17 @@ struct WorkerTests {
         return c
     }
 
+    /// Every thread of `pid` runs under a seccomp filter (mode 2) with no_new_privs.
+    static func expectFiltered(_ pid: pid_t, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let tasks = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")
+        #expect(!tasks.isEmpty, sourceLocation: sourceLocation)
+        for t in tasks {
+            let status = try String(contentsOfFile: "/proc/\(pid)/task/\(t)/status", encoding: .utf8)
+            #expect(status.contains("Seccomp:\t2\n"), "thread \(t) is not filtered", sourceLocation: sourceLocation)
+            #expect(status.contains("NoNewPrivs:\t1\n"), "thread \(t) lacks no_new_privs", sourceLocation: sourceLocation)
+        }
+    }
+
     /// The fd numbers open in a process.
     static func openFDs(_ pid: pid_t) throws -> [Int] {
         try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").compactMap(Int.init).sorted()
@@ -30,6 +41,8 @@ struct WorkerTests {
         #expect(fds.count == 5 && Array(fds.prefix(4)) == [0, 1, 2, 3], "fds \(fds)")
         let maps = try String(contentsOfFile: "/proc/\(link.process.pid)/maps", encoding: .utf8)
         #expect(maps.contains("synthvm-guest-ram"), "guest RAM not mapped by the worker")
+        // It runs under its seccomp policy from the handshake on, on every thread.
+        try Self.expectFiltered(link.process.pid)
         let outcome = vm.run()
         #expect(outcome.exitStatus == 0)
         let w = try #require(outcome.workers.first)
@@ -43,6 +56,7 @@ struct WorkerTests {
         // The bench guest runs long enough (~100k exits) to kill the worker under it.
         let vm = try VirtualMachine(config: try Self.config("bench", cmdline: "pio=100000 msr=1"))
         let link = try #require(vm.workerLinks.first)
+        try Self.expectFiltered(link.process.pid)
         let killer = Thread {
             usleep(100_000)
             link.process.signal(signal)
@@ -55,6 +69,43 @@ struct WorkerTests {
         #expect(w.exit == .killed(signal: signal, coreDumped: false) || w.exit == .killed(signal: signal, coreDumped: true),
                 "\(String(describing: w.exit))")
         #expect(w.exit?.description.hasPrefix("killed by signal \(signal) (\(WorkerExit.signalName(signal)))") == true)
+    }
+
+    @Test("a worker that makes a call its policy refuses dies by SIGSYS, names the call, and the guest completes")
+    func forbiddenSyscallIsReported() throws {
+        // The worker's stderr goes to a pipe of this test's own (not the shared fd 2).
+        var p: [Int32] = [-1, -1]
+        try #require(pipe(&p) == 0)
+        for fd in p { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        _ = fcntl(p[0], F_SETFL, O_NONBLOCK)  // the worker has written (and died) before run() returns
+        defer { close(p[0]) }
+        var c = try Self.config("hello")
+        c.workerArguments = ["--test-forbidden-syscall"]
+        c.workerStandardError = p[1]
+        let outcome: RunOutcome
+        do {
+            defer { close(p[1]) }
+            let vm = try VirtualMachine(config: c)
+            outcome = vm.run()
+        }
+        #expect(outcome.exitStatus == 0, "the guest did not finish: \(outcome.reason)")
+        let w = try #require(outcome.workers.first)
+        #expect(w.exit == .killed(signal: SIGSYS, coreDumped: false) || w.exit == .killed(signal: SIGSYS, coreDumped: true),
+                "\(String(describing: w.exit))")
+        #expect(w.exit?.description.hasPrefix("killed by signal 31 (SIGSYS)") == true)
+        var bytes = [UInt8](repeating: 0, count: 4096)
+        let n = read(p[0], &bytes, bytes.count)
+        let text = n > 0 ? String(decoding: bytes[0..<n], as: UTF8.self) : ""
+        #expect(text.contains("synthvm-synic-router: seccomp violation: syscall 41 (socket)\n"), "stderr: \(text)")
+    }
+
+    @Test("without its policy a worker does not start, and neither does the VM")
+    func missingPolicyFailsTheVM() throws {
+        var c = try Self.config("hello")
+        c.policyDirectory = "/nonexistent"
+        #expect { try VirtualMachine(config: c) } throws: {
+            "\($0)".contains("worker synic-router: seccomp policy:") && "\($0)".contains("/nonexistent/synic-router.policy")
+        }
     }
 
     @Test("an unknown worker name is a configuration error")

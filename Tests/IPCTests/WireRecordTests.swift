@@ -60,13 +60,51 @@ import Testing
     }
 
     @Test func unknownTypes() {
-        for t: UInt16 in [0, 3, 0xFFFF] {
+        for t: UInt16 in [0, 4, 0xFFFF] {
             var b = hello.encoded()
             b[0] = UInt8(t & 0xFF)
             b[1] = UInt8(t >> 8)
             #expect(throws: WireError.unknownType(t)) { try WireMessage.decode(b) }
             #expect(throws: WireError.unknownType(t)) { try WorkerHello.decode(b) }
         }
+    }
+
+    @Test func seccompProgramLayoutIsExplicit() throws {
+        let insns: [UInt8] = (0..<16).map { UInt8($0) }
+        let p = SeccompProgram(instructions: insns)
+        #expect(p.encoded() == [3, 0, 1, 0, 24, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0] + insns)
+        #expect(try SeccompProgram.decode(p.encoded()) == p)
+        #expect(try WireMessage.decode(p.encoded()) == .seccompProgram(p))
+        let big = SeccompProgram(instructions: [UInt8](repeating: 0x06, count: 4096 * 8))
+        #expect(big.encoded().count == SeccompProgram.maxEncodedSize)
+        #expect(try SeccompProgram.decode(big.encoded()) == big)
+    }
+
+    @Test func seccompProgramMalformed() {
+        func record(count: UInt32, reserved: UInt32 = 0, bytes: Int) -> [UInt8] {
+            var w = WireWriter()
+            WireHeader(type: 3, version: 1, length: UInt32(8 + bytes)).encode(into: &w)
+            w.u32(count)
+            w.u32(reserved)
+            w.raw([UInt8](repeating: 0, count: bytes))
+            return w.bytes
+        }
+        #expect(throws: WireError.invalidField(type: 3, field: "instruction count", value: 0)) {
+            try SeccompProgram.decode(record(count: 0, bytes: 0))
+        }
+        #expect(throws: WireError.invalidField(type: 3, field: "instruction count", value: 4097)) {
+            try SeccompProgram.decode(record(count: 4097, bytes: 4097 * 8))
+        }
+        #expect(throws: WireError.reservedNotZero(type: 3, offset: 4)) {
+            try SeccompProgram.decode(record(count: 1, reserved: 1, bytes: 8))
+        }
+        #expect(throws: WireError.bodyTooShort(type: 3, needed: 24, available: 23)) {
+            try SeccompProgram.decode(record(count: 2, bytes: 15))
+        }
+        #expect(throws: WireError.trailingBytes(type: 3, count: 1)) {
+            try SeccompProgram.decode(record(count: 2, bytes: 17))
+        }
+        #expect(throws: WireError.self) { try SeccompProgram.decode(record(count: UInt32.max, bytes: 8)) }
     }
 
     @Test func wrongTypeForTheDecoder() {

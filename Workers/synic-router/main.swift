@@ -2,13 +2,20 @@
 //
 // Started by the monitor's supervisor with exactly one fd: 3, a SEQPACKET control socket. It
 // announces itself (WorkerHello), receives the region layout with the region fds attached
-// (region 0: guest RAM), maps each region after checking its seals, answers with its own
-// WorkerHello as "attached", and then serves until the monitor closes the socket. Routing of
+// (region 0: guest RAM), maps each region after checking its seals, receives its seccomp filter
+// (SeccompProgram, compiled by the monitor from Policies/synic-router.policy) and installs it,
+// answers with its own WorkerHello as "attached", and then serves until the monitor closes the
+// socket. From "attached" on it runs filtered; a call the policy does not allow traps, and the
+// SIGSYS reporter names it on stderr before the process dies by SIGSYS.
+//
+// Test-only argument (the supervisor sets argv, the guest cannot): `--test-forbidden-syscall`
+// makes the worker call socket(AF_INET, SOCK_STREAM, 0) right after attaching. Routing of
 // messages and events lands here next; today the worker proves the substrate: spawn with only
 // the fds it needs, handshake, shared mappings, death detection.
 import CSynthVM
 import Glibc
 import IPC
+import Sandbox
 
 let controlFD: Int32 = 3
 
@@ -16,6 +23,19 @@ func fail(_ message: String) -> Never {
     let line = "synthvm-synic-router: \(message)\n"
     _ = line.withCString { write(2, $0, strlen($0)) }
     exit(1)
+}
+
+let testForbiddenSyscall = CommandLine.arguments.dropFirst().contains("--test-forbidden-syscall")
+for a in CommandLine.arguments.dropFirst() where a != "--test-forbidden-syscall" { fail("unknown argument \(a)") }
+
+/// The SIGSYS reporter's syscall-name table, built before the filter (C strings, never freed).
+func installSigsysReporter() {
+    let count = Int((SyscallTable.numbers.values.max() ?? 0) + 1)
+    let names = UnsafeMutablePointer<UnsafePointer<CChar>?>.allocate(capacity: count)
+    names.initialize(repeating: nil, count: count)
+    for (name, n) in SyscallTable.numbers { names[Int(n)] = UnsafePointer(strdup(name)) }
+    let r = svm_install_sigsys_reporter(strdup("synthvm-synic-router"), names, UInt32(count))
+    if r < 0 { fail("cannot install the SIGSYS reporter: \(String(cString: strerror(-r)))") }
 }
 
 // Die with the monitor rather than linger with guest memory mapped.
@@ -35,8 +55,19 @@ do {
     for (entry, fd) in zip(layout.entries, reply.fds) {
         regions.append(try SharedRegion(adopting: fd, size: Int(entry.size), offset: Int(entry.offset)))
     }
+    // The filter: installed before anything touches guest data; no filter, no worker.
+    let filterMessage = try FDPassing.receive(from: controlFD, maxPayload: SeccompProgram.maxEncodedSize, maxFDs: 0)
+    let program: SeccompProgram
+    do { program = try SeccompProgram.decode(filterMessage.payload) } catch { fail("bad seccomp program: \(error)") }
+    installSigsysReporter()
+    let installed = program.instructions.withUnsafeBytes {
+        svm_install_seccomp_filter($0.baseAddress, UInt32(program.instructionCount))
+    }
+    if installed < 0 { fail("cannot install the seccomp filter: \(String(cString: strerror(-installed)))") }
+    if installed > 0 { fail("cannot install the seccomp filter on thread \(installed) (TSYNC)") }
     // Attached: say so with the same hello (the supervisor counts the second one as "ready").
     try FDPassing.send(hello.encoded(), over: controlFD)
+    if testForbiddenSyscall { _ = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0) }
     // Serve until the monitor goes away (the socket closes) or sends something we do not know.
     while true {
         do {

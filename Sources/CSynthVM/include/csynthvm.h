@@ -129,12 +129,23 @@ int svm_stop_signalfd(void);
 int svm_read_signalfd(int fd);
 
 // Worker processes. Spawns `path` with argv, handing it exactly `fds` as fds 3, 4, ...
-// (stdin/stdout/stderr are inherited; every other fd is closed in the child). Returns 0 and the
-// pid, or -errno.
-int svm_spawn_worker(const char *path, char *const argv[], const int *fds, int nfds, pid_t *pid);
+// (stdin/stdout are inherited, stderr too unless `stderr_fd` >= 0, which becomes its fd 2; every
+// other fd is closed in the child). Returns 0 and the pid, or -errno.
+int svm_spawn_worker(const char *path, char *const argv[], const int *fds, int nfds, int stderr_fd,
+                     pid_t *pid);
 // Reaps the process behind a pidfd that has become readable: *code is CLD_EXITED, CLD_KILLED or
 // CLD_DUMPED, *status the exit status or signal. Returns 0, or -errno.
 int svm_pidfd_reap(int pidfd, int *code, int *status);
+// Installs a seccomp filter on the calling process: prctl(PR_SET_NO_NEW_PRIVS, 1), then
+// seccomp(SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC) with `count` struct sock_filter
+// instructions. Returns 0, -errno, or the id of a thread TSYNC could not synchronize (> 0).
+int svm_install_seccomp_filter(const void *instructions, unsigned count);
+// A SIGSYS handler for seccomp traps (SA_NODEFER | SA_RESETHAND) that writes
+// "<prefix>: seccomp violation: syscall <n> (<name>)\n" to fd 2 with write(2) only, then raises
+// SIGSYS again (now SIG_DFL) with tgkill so the process dies by SIGSYS. `names[n]` (may be NULL)
+// names syscall n, for n < count; the table and strings must outlive the process. Returns 0 or
+// -errno.
+int svm_install_sigsys_reporter(const char *prefix, const char *const *names, unsigned count);
 // Sends a signal through a pidfd.
 int svm_pidfd_send_signal(int pidfd, int sig);
 // prctl(PR_SET_PDEATHSIG, sig): the calling process gets sig when its parent dies.
