@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs the Debian packages SynthVM's build and tests need, only those that are missing
+# (idempotent; needs root or sudo for apt-get). Used by the README's commands and by .ci/run.
+set -euo pipefail
+
+packages=(gcc binutils make libseccomp-dev)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "install-deps: installing ${missing[*]}" >&2
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
