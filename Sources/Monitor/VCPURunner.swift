@@ -15,6 +15,8 @@ final class VCPURunner: @unchecked Sendable {
     let partition: Partition?
     /// The hypercall page's trapping port; -1 (never matches) without a partition.
     let hypercallPort: Int
+    /// The partition's advertised CPUID bits, copied once (they never change for a VM).
+    let enlightenmentBits: Enlightenments.CPUIDBits
     private(set) var counters = ExitCounters()
     private(set) var crashReport: String?
 
@@ -23,6 +25,7 @@ final class VCPURunner: @unchecked Sendable {
         self.partition = partition
         self.syncRegs = syncRegs
         hypercallPort = partition.map { Int($0.configuration.hypercallPort) } ?? -1
+        enlightenmentBits = partition?.configuration.enlightenments.cpuidBits ?? .none
         self.index = index
         self.vcpu = vcpu
         self.bus = bus
@@ -139,7 +142,7 @@ final class VCPURunner: @unchecked Sendable {
             let longMode = sregs.efer & (1 << 10) != 0 && sregs.cs.l == 1
             let protected = sregs.cr0 & 1 != 0 && regs.rflags & (1 << 17) == 0
             let mode: VPExecutionMode = longMode ? .long64 : (protected ? .protected32 : .other)
-            let e = p.configuration.enlightenments
+            let e = enlightenmentBits
             var xmm: [UInt64] = []
             let decoded = HypercallInput(registers: VPRegisters(rax: regs.rax, rbx: regs.rbx, rcx: regs.rcx, rdx: regs.rdx,
                                                                 rsi: regs.rsi, rdi: regs.rdi, r8: regs.r8, xmm: []),

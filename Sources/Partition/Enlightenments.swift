@@ -165,10 +165,15 @@ public struct Enlightenments: Equatable, Sendable, CustomStringConvertible {
     public let isOff: Bool
     /// The optional features on top of the base interface (empty when off).
     public let features: Set<Feature>
+    /// Every bit this set advertises: base plus each feature's bits, or nothing when off.
+    /// Derived once here from the table, because the MSR and hypercall paths consult it on
+    /// every exit.
+    public let cpuidBits: CPUIDBits
 
     private init(isOff: Bool, features: Set<Feature>) {
         self.isOff = isOff
         self.features = isOff ? [] : features
+        cpuidBits = isOff ? .none : features.reduce(Self.baseBits) { $0.union($1.cpuidBits) }
     }
 
     /// The base interface plus `features`.
@@ -192,12 +197,6 @@ public struct Enlightenments: Equatable, Sendable, CustomStringConvertible {
     }
 
     // MARK: Derived CPUID bits
-
-    /// Every bit this set advertises: base plus each feature's bits, or nothing when off.
-    public var cpuidBits: CPUIDBits {
-        if isOff { return .none }
-        return features.reduce(Self.baseBits) { $0.union($1.cpuidBits) }
-    }
 
     /// 0x40000003.EAX.
     public var privilegesEAX: UInt32 { cpuidBits.privilegesEAX }
