@@ -5,6 +5,7 @@ import Sandbox
 import KVM
 import Machine
 import Partition
+import Synchronization
 
 /// A VM built from a `MachineConfig`: KVM VM with in-kernel irqchip and PIT, guest RAM in a
 /// memfd, one vCPU per configured CPU with our CPUID table, the kernel loaded and the boot vCPU
@@ -259,27 +260,18 @@ public final class VirtualMachine: @unchecked Sendable {
     }
 }
 
-func monotonicSeconds() -> Double {
+/// CLOCK_MONOTONIC in seconds (timeouts, the CLI's restart budget).
+public func monotonicSeconds() -> Double {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }
 
 /// A set-once flag for the joiner thread.
-final class DoneFlag: @unchecked Sendable {
-    private var value = false
-    private var lock = pthread_mutex_t()
-    init() { pthread_mutex_init(&lock, nil) }
-    func set() {
-        pthread_mutex_lock(&lock)
-        value = true
-        pthread_mutex_unlock(&lock)
-    }
-    var isSet: Bool {
-        pthread_mutex_lock(&lock)
-        defer { pthread_mutex_unlock(&lock) }
-        return value
-    }
+final class DoneFlag: Sendable {
+    private let value = Atomic<Bool>(false)
+    func set() { value.store(true, ordering: .releasing) }
+    var isSet: Bool { value.load(ordering: .acquiring) }
 }
 
 extension CPUIDEntry {

@@ -91,12 +91,12 @@ struct RunCommand: ParsableCommand {
             config.timeoutSeconds = t
         }
         var outcome: RunOutcome
-        let started = monotonicNow()
+        let started = monotonicSeconds()
         // A guest-requested reset rebuilds the VM from the same configuration; --timeout covers
         // all the restarts together.
         repeat {
             if let t = timeout {
-                let left = Double(t) - (monotonicNow() - started)
+                let left = Double(t) - (monotonicSeconds() - started)
                 guard left > 0 else {
                     printErr("synthvm: timed out after \(t) s")
                     Glibc.exit(StopReason.timedOut(seconds: t).exitStatus)
@@ -138,12 +138,6 @@ struct RunCommand: ParsableCommand {
         }
         return out + initrds + modules
     }
-}
-
-func monotonicNow() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }
 
 func printErr(_ s: String) {

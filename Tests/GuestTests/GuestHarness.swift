@@ -58,14 +58,16 @@ enum GuestHarness {
 
     /// Boots `kernelPath` (nil: the built-in guest) and runs it to the end.
     static func boot(kernelPath: String?, cpus: Int = 1, memory: String = "64M", cmdline: String = "",
-                     modules: [String] = [],
-                     extraDevices: [(any PortIODevice, ClosedRange<UInt16>)] = []) throws -> Run {
+                     modules: [String] = [], hyperv: String = "default",
+                     extraDevices: [(any PortIODevice, ClosedRange<UInt16>)] = [],
+                     configure: (inout MachineConfig) -> Void = { _ in }) throws -> Run {
         try requireKVM()
         var config = try MachineConfig.load(kernelPath: kernelPath, modulePaths: modules, commandLine: cmdline,
-                                            cpus: cpus, memory: memory, serial: "none")
+                                            cpus: cpus, memory: memory, serial: "none", hyperv: hyperv)
         config.console = .capture
         // A hung guest fails its test instead of hanging the suite.
         config.timeoutSeconds = 120
+        configure(&config)
         let vm = try VirtualMachine(config: config, extraDevices: extraDevices)
         let outcome = vm.run()
         return Run(serial: vm.console.captured, outcome: outcome, cpuidTables: vm.cpuidTables)

@@ -8,15 +8,8 @@ import Testing
 struct HyperVGuestTests {
     static func boot(_ guest: String, cpus: Int = 1, hyperv: String = "default", cmdline: String = "",
                      configure: (inout MachineConfig) -> Void = { _ in }) throws -> GuestHarness.Run {
-        try GuestHarness.requireKVM()
-        var config = try MachineConfig.load(kernelPath: try GuestHarness.guestPath(guest), commandLine: cmdline,
-                                            cpus: cpus, memory: "64M", serial: "none", hyperv: hyperv)
-        config.console = .capture
-        config.timeoutSeconds = 120
-        configure(&config)
-        let vm = try VirtualMachine(config: config)
-        let outcome = vm.run()
-        return GuestHarness.Run(serial: vm.console.captured, outcome: outcome, cpuidTables: vm.cpuidTables)
+        try GuestHarness.boot(kernelPath: try GuestHarness.guestPath(guest), cpus: cpus, cmdline: cmdline,
+                              hyperv: hyperv, configure: configure)
     }
 
     @Test("a Linux-style probe finds Microsoft Hv, enables the hypercall and TSC pages and makes a fast call")
