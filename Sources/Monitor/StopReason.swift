@@ -2,13 +2,13 @@
 ///
 /// | status | meaning |
 /// |---|---|
-/// | 0 | every vCPU halted with interrupts disabled |
+/// | 0 | every vCPU halted with interrupts disabled, or the guest powered off through ACPI |
 /// | odd | the exit device: `(v << 1) | 1` (QEMU isa-debug-exit) |
 /// | 2 | triple fault (KVM_EXIT_SHUTDOWN) |
 /// | 4 | guest crash: KVM internal error, failed entry, unhandled exit |
 /// | 6 | host failure while running (a KVM ioctl failed) |
 /// | 8 | the guest reported a crash through the Hyper-V crash MSRs |
-/// | 10 | the guest requested a reset (with `--on-reset exit`) |
+/// | 10 | the guest requested a reset (Hyper-V RESET MSR or port 0xCF9) with `--on-reset exit` |
 /// | 64 | bad command line or input, before any VM is created |
 /// | 70 | the VM could not be created (KVM missing, setup ioctl failed) |
 /// | 124 | the --timeout elapsed |
@@ -23,6 +23,16 @@ public enum StopReason: Sendable, Equatable {
     case timedOut(seconds: Int)
     case guestReportedCrash(vcpu: UInt32)
     case resetRequested(vcpu: UInt32)
+    case poweredOff
+    case platformReset
+
+    /// A reset of either kind (the CLI restarts the VM for these with `--on-reset restart`).
+    public var isReset: Bool {
+        switch self {
+        case .resetRequested, .platformReset: return true
+        default: return false
+        }
+    }
 
     public var exitStatus: Int32 {
         switch self {
@@ -34,7 +44,8 @@ public enum StopReason: Sendable, Equatable {
         case .signal: return 130
         case .timedOut: return 124
         case .guestReportedCrash: return 8
-        case .resetRequested: return 10
+        case .resetRequested, .platformReset: return 10
+        case .poweredOff: return 0
         }
     }
 
@@ -49,6 +60,8 @@ public enum StopReason: Sendable, Equatable {
         case let .timedOut(s): return "timed out after \(s) s"
         case let .guestReportedCrash(c): return "guest reported a crash (crash MSRs) on vCPU \(c)"
         case let .resetRequested(c): return "guest requested a reset on vCPU \(c)"
+        case .poweredOff: return "guest powered off (ACPI S5)"
+        case .platformReset: return "guest reset the platform (port 0xcf9)"
         }
     }
 

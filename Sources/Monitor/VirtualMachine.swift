@@ -103,6 +103,10 @@ public final class VirtualMachine: @unchecked Sendable {
                                              commandLine: config.commandLine, cpuCount: config.cpuCount,
                                              into: memory)
         } catch { throw .boot(error) }
+        // ACPI tables in the BIOS area (reserved in the e820 map), where guests scan for the RSDP.
+        do {
+            try memory.write(ACPITables.build(vcpuCount: config.cpuCount).blob, at: ACPITables.defaultBase)
+        } catch { throw .memory(error) }
 
         var vcpus: [KVMVCPU] = []
         var tables: [[CPUIDEntry]] = []
@@ -142,6 +146,8 @@ public final class VirtualMachine: @unchecked Sendable {
         builder.attach(SerialPort(sink: console), ports: SerialPort.com1)
         builder.attach(ExitDevice(control: control), ports: ExitDevice.port...ExitDevice.port)
         builder.attach(POSTPort(), ports: POSTPort.port...POSTPort.port)
+        builder.attach(ACPIPowerManagement(control: control), ports: ACPIPowerManagement.ports)
+        builder.attach(ResetControl(control: control), ports: ResetControl.port...ResetControl.port)
         for (device, ports) in extraDevices { builder.attach(device, ports: ports) }
         bus = builder.build()
     }

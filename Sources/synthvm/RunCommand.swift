@@ -108,7 +108,7 @@ struct RunCommand: ParsableCommand {
                 fail("cannot create the VM: \(error)", status: StopReason.setupFailureStatus)
             }
             outcome = vm.run()
-            if case .resetRequested = outcome.reason, onReset == "restart" {
+            if outcome.reason.isReset, onReset == "restart" {
                 printErr("synthvm: guest requested a reset; restarting the VM")
                 continue
             }
@@ -116,7 +116,7 @@ struct RunCommand: ParsableCommand {
         } while true
         if let report = outcome.crashReport { printErr(report) }
         switch outcome.reason {
-        case .halted, .exitDevice: break
+        case .halted, .exitDevice, .poweredOff: break
         default: printErr("synthvm: \(outcome.reason.description)")
         }
         if stats {

@@ -70,6 +70,7 @@ guest64 hvipi hvipi.c hvipi_asm.S mp.c mp_asm.S
 guest64 hvcrash hvcrash.c
 guest64 hvbench hvbench.c
 guest64 irq irq.c irq_asm.S mp.c mp_asm.S
+guest64 acpi acpi.c
 guest64 stimer stimer.c synictest.c synictest_asm.S mp.c mp_asm.S
 guest64 synic synic.c synictest.c synictest_asm.S mp.c mp_asm.S
 
@@ -82,4 +83,4 @@ compile -m32 "$OBJ/rt32-hyperv.o" "$SRC/runtime/hyperv.c"
 compile -m32 "$OBJ/mbhvcall.o" "$SRC/mbhvcall.c"
 link -m32 mbhvcall "$OBJ/rt32-mbstart.o" "$OBJ/rt32-common.o" "$OBJ/rt32-hyperv.o" "$OBJ/mbhvcall.o"
 
-echo "guests: built hello smp exceptions cpuid bench hvprobe hvmsr hvcall hvclock hvipi hvcrash hvbench irq stimer synic mbhello mbhvcall in $OUT"
+echo "guests: built hello smp exceptions cpuid bench hvprobe hvmsr hvcall hvclock hvipi hvcrash hvbench irq acpi stimer synic mbhello mbhvcall in $OUT"
