@@ -155,19 +155,17 @@ final class VCPURunner: @unchecked Sendable {
             let protected = sregs.cr0 & 1 != 0 && regs.rflags & (1 << 17) == 0
             let mode: VPExecutionMode = longMode ? .long64 : (protected ? .protected32 : .other)
             let e = enlightenmentBits
-            var xmm: [UInt64] = []
-            let decoded = HypercallInput(registers: VPRegisters(rax: regs.rax, rbx: regs.rbx, rcx: regs.rcx, rdx: regs.rdx,
-                                                                rsi: regs.rsi, rdi: regs.rdi, r8: regs.r8, xmm: []),
-                                         mode: mode)
-            if let d = decoded, HypercallDispatcher.needsXMMInput(d, featuresEDX: e.featuresEDX) {
+            var input = VPRegisters(rax: regs.rax, rbx: regs.rbx, rcx: regs.rcx, rdx: regs.rdx,
+                                    rsi: regs.rsi, rdi: regs.rdi, r8: regs.r8, xmm: [])
+            // XMM0-5 cost a KVM_GET_FPU: fetched only when XMM input is advertised and this call uses it.
+            if e.featuresEDX & HvFeatureEDX.xmmHypercallInput != 0,
+               let d = HypercallInput(registers: input, mode: mode),
+               HypercallDispatcher.needsXMMInput(d, featuresEDX: e.featuresEDX) {
                 let fpu = try vcpu.getFPU()
                 withUnsafeBytes(of: fpu.xmm) { raw in
-                    let q = raw.bindMemory(to: UInt64.self)
-                    xmm = Array(q.prefix(12))
+                    input.xmm = Array(raw.bindMemory(to: UInt64.self).prefix(12))
                 }
             }
-            let input = VPRegisters(rax: regs.rax, rbx: regs.rbx, rcx: regs.rcx, rdx: regs.rdx,
-                                    rsi: regs.rsi, rdi: regs.rdi, r8: regs.r8, xmm: xmm)
             let context = HypercallContext(
                 vp: UInt32(index), vpCount: p.configuration.vpCount, privilegesEBX: e.privilegesEBX,
                 featuresEDX: e.featuresEDX, hintsEAX: e.hintsEAX, interfaceEnabled: p.hypercallInterfaceEnabled,
