@@ -57,14 +57,13 @@ struct cpu {
 };
 
 static struct cpu cpus[MAX_CPUS];
-static volatile u8 vp_of_lapic[256];
 static u8 simp_pages[MAX_CPUS][4096] __attribute__((aligned(4096)));
 static volatile u32 stray;            /* interrupts on a vCPU that had not set itself up */
 
 /* NULL before the vCPU has set itself up */
 static struct cpu *this_cpu(void)
 {
-    u32 vp = vp_of_lapic[lapic_id() & 0xff];
+    u32 vp = st_current_vp();
     return vp < MAX_CPUS ? &cpus[vp] : NULL;
 }
 
@@ -350,13 +349,9 @@ static void synic_off(void)
 
 static void suite(void)
 {
-    u32 vp = (u32)rdmsr(HV_MSR_VP_INDEX);
-    if (vp >= MAX_CPUS)
-        st_fail(vp, "VP index %u, at most %u supported", vp, MAX_CPUS - 1);
+    u32 vp = st_register_vp(MAX_CPUS);
     struct cpu *c = &cpus[vp];
     c->vp = vp;
-    vp_of_lapic[lapic_id() & 0xff] = (u8)vp;
-    barrier();
     if (!st_watchdog_start())
         SAY(c, "%s", "LAPIC timer does not tick: waiting without hlt");
     direct_periodic(c);
@@ -374,7 +369,6 @@ void guest_main(const struct boot_info *bi)
     puts("stimer: start");
     st_init(NAME);
     st_require(bi, MAX_CPUS, HV_FEAT_DIRECT_STIMERS, "bit 19 (direct synthetic timers)");
-    memset((void *)vp_of_lapic, 0xff, sizeof(vp_of_lapic));
     st_install_gate(VEC_DIRECT);
     st_install_gate(VEC_SINT);
     st_run_everywhere(bi, suite);

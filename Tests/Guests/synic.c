@@ -36,15 +36,13 @@ struct cpu {
 };
 
 static struct cpu cpus[MAX_CPUS];
-static volatile u8 vp_of_lapic[256];
 static volatile u32 stray;            /* interrupts on a vCPU that did not set itself up */
 static u8 simp_pages[MAX_CPUS][4096] __attribute__((aligned(4096)));
 static u8 siefp_pages[MAX_CPUS][4096] __attribute__((aligned(4096)));
 
 void st_irq(u32 vector)
 {
-    u32 id = lapic_id() & 0xff;
-    u32 vp = vp_of_lapic[id];
+    u32 vp = st_current_vp();
     if (vector < VEC_BASE || vector >= VEC_BASE + SINTS || vp >= MAX_CPUS) {
         __atomic_add_fetch(&stray, 1, __ATOMIC_SEQ_CST);
         return;
@@ -133,12 +131,9 @@ static u64 timer_message(u32 x)
 
 static void suite(void)
 {
-    u32 vp = (u32)rdmsr(HV_MSR_VP_INDEX);
-    if (vp >= MAX_CPUS)
-        st_fail(vp, "VP index %u, at most %u supported", vp, MAX_CPUS - 1);
+    u32 vp = st_register_vp(MAX_CPUS);
     struct cpu *c = &cpus[vp];
     c->vp = vp;
-    vp_of_lapic[lapic_id() & 0xff] = (u8)vp;
     char name[8];
 
     /* 1. version and reset values */
@@ -246,7 +241,6 @@ void guest_main(const struct boot_info *bi)
     puts("synic: start");
     st_init(NAME);
     st_require(bi, MAX_CPUS, 0, "nothing");
-    memset((void *)vp_of_lapic, 0xff, sizeof(vp_of_lapic));
     for (u32 x = 0; x < SINTS; x++)
         st_install_gate(VEC_BASE + x);
     st_run_everywhere(bi, suite);

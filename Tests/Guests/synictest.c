@@ -16,6 +16,7 @@ const char *st_name = "synictest";
 static volatile u32 print_lock;
 static volatile u32 ticks[256];      /* watchdog ticks per LAPIC ID */
 static volatile u8 can_halt[256];
+static volatile u8 vp_of_lapic[256];   /* VP index per LAPIC ID; 0xff = not registered */
 
 extern void (*const st_gate_stubs[256])(void);   /* synictest_asm.S: entries 0x20-0xfe */
 
@@ -77,6 +78,7 @@ void st_dispatch(u32 vector)
 
 void st_init(const char *name)
 {
+    memset((void *)vp_of_lapic, 0xff, sizeof(vp_of_lapic));
     st_name = name;
     st_install_gate(ST_WATCHDOG_VECTOR);
 }
@@ -184,3 +186,15 @@ void st_run_everywhere(const struct boot_info *bi, void (*suite)(void))
     if (aps_done != n - 1)
         st_fail(0, "only %u of %u APs finished within 60 s", aps_done, n - 1);
 }
+
+u32 st_register_vp(u32 max_cpus)
+{
+    u32 vp = (u32)rdmsr(HV_MSR_VP_INDEX);
+    if (vp >= max_cpus)
+        st_fail(vp, "VP index %u, at most %u supported", vp, max_cpus - 1);
+    vp_of_lapic[lapic_id() & 0xff] = (u8)vp;
+    barrier();
+    return vp;
+}
+
+u32 st_current_vp(void) { return vp_of_lapic[lapic_id() & 0xff]; }

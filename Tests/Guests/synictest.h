@@ -40,6 +40,11 @@ bool st_wait_count(volatile u32 *p, u32 want, u64 timeout);
 void st_sleep_until(u64 until);
 /* The gate for ST_WATCHDOG_VECTOR; call once on the BSP before starting APs. */
 void st_init(const char *name);
+/* The calling vCPU's VP index (read from VP_INDEX, failing if >= max_cpus), recorded against its
+ * LAPIC ID so interrupt handlers can find it. */
+u32 st_register_vp(u32 max_cpus);
+/* The VP index registered for the calling vCPU, or 0xff before st_register_vp. */
+u32 st_current_vp(void);
 /* Fails unless CPUID advertises the reference counter, SynIC and timer privileges (0x40000003.EAX
  * bits 1-3) and the feature bits `need_edx` (described by `edx_what`); returns the vCPU count,
  * at most max_cpus. */
