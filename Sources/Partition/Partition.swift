@@ -23,6 +23,9 @@ public final class Partition: @unchecked Sendable {
     public let synicInterrupts: any PartitionSynICInterrupts
     /// Host timers for the synthetic timers (`NoPartitionTimers` unless given).
     public let timers: any PartitionTimers
+    /// Where the SynIC registers are published for other processes, EOMs announced, and message
+    /// slots locked against them (`PrivateSynIC` unless given: no other process).
+    public let synicShared: any PartitionSynICShared
     /// The scale/offset both TIME_REF_COUNT and the reference TSC page use.
     public let referenceClock: ReferenceClock
     /// The hypervisor CPUID leaves for this partition's enlightenments (empty when off).
@@ -37,7 +40,8 @@ public final class Partition: @unchecked Sendable {
 
     public init(configuration: PartitionConfiguration, memory: any PartitionMemory, clock: any PartitionClock,
                 interrupts: any PartitionInterrupts, events: any PartitionEvents,
-                synicInterrupts: (any PartitionSynICInterrupts)? = nil, timers: (any PartitionTimers)? = nil) {
+                synicInterrupts: (any PartitionSynICInterrupts)? = nil, timers: (any PartitionTimers)? = nil,
+                synicShared: (any PartitionSynICShared)? = nil) {
         self.configuration = configuration
         self.memory = memory
         self.clock = clock
@@ -45,6 +49,7 @@ public final class Partition: @unchecked Sendable {
         self.events = events
         self.synicInterrupts = synicInterrupts ?? FixedInterruptSINTs(interrupts)
         self.timers = timers ?? NoPartitionTimers()
+        self.synicShared = synicShared ?? PrivateSynIC()
         synic = (0..<max(configuration.vpCount, 0)).map { _ in SynICVP() }
         referenceClock = ReferenceClock(tscFrequencyHz: clock.tscFrequencyHz, tscAtCreation: clock.guestTSC())
         cpuidLeaves = HvCPUIDLeaves.leaves(for: configuration.enlightenments,

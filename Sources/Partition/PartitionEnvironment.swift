@@ -98,6 +98,35 @@ public final class NoPartitionTimers: PartitionTimers {
     public func armTimer(vp: UInt32, atReferenceTime referenceTime: UInt64?) {}
 }
 
+/// The SynIC as other processes see it. The monitor's partition handles the SynIC MSRs and the
+/// synthetic timers; the SynIC message-router worker writes every message slot except timer
+/// messages and sets event flags for its connections. The router reads the registers the
+/// partition publishes here, learns about EOM here, and the two take turns at a message slot
+/// through the lock here.
+public protocol PartitionSynICShared: AnyObject, Sendable {
+    /// VP `vp`'s SCONTROL/SIMP/SIEFP/SINTx changed (an MSR write or a reset): publish them.
+    /// Called with the VP's SynIC lock held, so publications for one VP are never reordered.
+    func publish(vp: UInt32, registers: SynICRegisters)
+    /// The guest wrote EOM on VP `vp` (or enabled its message page), after the partition
+    /// rescanned its own queues: the router should rescan its queues for that VP.
+    func endOfMessage(vp: UInt32)
+    /// Exclusive use of SINTx's message slot of VP `vp` against the other process that writes
+    /// slots. False when it could not be had quickly (the holder is another process, which may
+    /// be dead): the partition then retries a little later instead of waiting.
+    func lockMessageSlot(vp: UInt32, sint: Int) -> Bool
+    func unlockMessageSlot(vp: UInt32, sint: Int)
+}
+
+/// No other process: nothing to publish, every slot is ours. What a partition uses when it is
+/// given no `PartitionSynICShared`.
+public final class PrivateSynIC: PartitionSynICShared {
+    public init() {}
+    public func publish(vp: UInt32, registers: SynICRegisters) {}
+    public func endOfMessage(vp: UInt32) {}
+    public func lockMessageSlot(vp: UInt32, sint: Int) -> Bool { true }
+    public func unlockMessageSlot(vp: UInt32, sint: Int) {}
+}
+
 /// What the guest reported when it wrote CRASH_CTL with CrashNotify.
 public struct GuestCrashNotification: Equatable, Sendable {
     /// CRASH_P0...P4 as written.

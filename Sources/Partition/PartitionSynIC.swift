@@ -99,22 +99,26 @@ extension Partition {
         case HvMSR.scontrol:
             return withSynIC(vp: vp) { s, env, effects in
                 s.scontrol = value
+                env.shared.publish(vp: vp, registers: s.registers)
                 s.rescanAll(env, &effects)
                 return .written
             }
         case HvMSR.simp, HvMSR.siefp:
             return writeSynICPage(vp: vp, index: index, value: value)
         case HvMSR.eom:
-            return withSynIC(vp: vp) { s, env, effects in
-                s.rescanAll(env, &effects)
-                return .written
-            }
+            withSynIC(vp: vp) { s, env, effects in s.rescanAll(env, &effects) }
+            // The message router's queues too (it writes the slots of everything but timers).
+            synicShared.endOfMessage(vp: vp)
+            return .written
         default:
             let sint = Int(index - HvMSR.sint0)
             if HvMSR.Sint.vector(value) < HvSynIC.firstValidVector && value & HvMSR.Sint.masked == 0 {
                 return .generalProtection
             }
-            synic[Int(vp)].state.withLock { $0.sints[sint] = value }
+            synic[Int(vp)].state.withLock { s in
+                s.sints[sint] = value
+                synicShared.publish(vp: vp, registers: s.registers)
+            }
             synicInterrupts.sintChanged(vp: vp, sint: sint, value: value)
             return .written
         }
@@ -138,10 +142,14 @@ extension Partition {
             }
             if index == HvMSR.simp {
                 s.simp = value
+                env.shared.publish(vp: vp, registers: s.registers)
                 s.rescanAll(env, &effects)
             } else {
                 s.siefp = value
+                env.shared.publish(vp: vp, registers: s.registers)
             }
+            // Enabling the page may let the router's queued messages in.
+            if value & HvMSR.SynICPage.enable != 0 && index == HvMSR.simp { synicShared.endOfMessage(vp: vp) }
             return .written
         }
     }
@@ -176,9 +184,14 @@ extension Partition {
 
     // MARK: Plumbing
 
-    var synicEnvironment: SynICEnvironment {
-        let polling = configuration.enlightenments.featuresEDX & HvFeatureEDX.sintPollingMode != 0
-        return SynICEnvironment(memory: memory, pollingAvailable: polling, now: { [unowned self] in self.referenceTime() })
+    /// Feature EDX bit 17 is advertised: SINTx bit 18 means polling mode.
+    public var sintPollingAvailable: Bool {
+        configuration.enlightenments.featuresEDX & HvFeatureEDX.sintPollingMode != 0
+    }
+
+    func synicEnvironment(vp: UInt32) -> SynICEnvironment {
+        SynICEnvironment(vp: vp, memory: memory, shared: synicShared, pollingAvailable: sintPollingAvailable,
+                         now: { [unowned self] in self.referenceTime() })
     }
 
     /// Runs `body` on VP `vp`'s SynIC under its lock; re-arms the host timer (still under the
@@ -187,7 +200,7 @@ extension Partition {
     @discardableResult
     func withSynIC<R: Sendable>(vp: UInt32,
                                 _ body: (inout SynICVPState, SynICEnvironment, inout [SynICEffect]) -> R) -> R {
-        let env = synicEnvironment
+        let env = synicEnvironment(vp: vp)
         let timers = self.timers
         var effects: [SynICEffect] = []
         let result = synic[Int(vp)].state.withLock { s in
@@ -218,6 +231,7 @@ extension Partition {
                 let old = s.sints
                 if s.hostTimer != nil { timers.armTimer(vp: UInt32(vp), atReferenceTime: nil) }
                 s = SynICVPState()
+                synicShared.publish(vp: UInt32(vp), registers: s.registers)
                 return old
             }
             for (sint, value) in oldSints.enumerated() where value != HvMSR.Sint.resetValue {

@@ -62,10 +62,9 @@ struct SynICVPState: Sendable {
         case timer(Int)
     }
 
-    var scontrol: UInt64 = 0
-    var simp: UInt64 = 0
-    var siefp: UInt64 = 0
-    var sints = [UInt64](repeating: HvMSR.Sint.resetValue, count: HvSynIC.sintCount)
+    /// SCONTROL, SIMP, SIEFP, SINT0-15 as the guest wrote them (published to other processes
+    /// through `PartitionSynICShared` on every change).
+    var registers = SynICRegisters()
     var queues = [[Queued]](repeating: [], count: HvSynIC.sintCount)
     var timers = (0..<HvSynIC.timerCount).map { SyntheticTimer(index: $0) }
     /// The host timer as last requested from `PartitionTimers` (nil: not armed).
@@ -73,28 +72,36 @@ struct SynICVPState: Sendable {
 
     // MARK: State
 
-    var isEnabled: Bool { scontrol & HvMSR.SControl.enable != 0 }
-    /// Messages can be queued and delivered.
-    var messagePageEnabled: Bool { isEnabled && simp & HvMSR.SynICPage.enable != 0 }
-    /// Event flags can be set.
-    var eventPageEnabled: Bool { isEnabled && siefp & HvMSR.SynICPage.enable != 0 }
-    var messagePage: UInt64 { simp & HvMSR.SynICPage.pageAddressMask }
-    var eventPage: UInt64 { siefp & HvMSR.SynICPage.pageAddressMask }
-
-    func isPolling(_ sint: Int, _ env: SynICEnvironment) -> Bool {
-        env.pollingAvailable && sints[sint] & HvMSR.Sint.polling != 0
+    var scontrol: UInt64 {
+        get { registers.scontrol }
+        set { registers.scontrol = newValue }
     }
+    var simp: UInt64 {
+        get { registers.simp }
+        set { registers.simp = newValue }
+    }
+    var siefp: UInt64 {
+        get { registers.siefp }
+        set { registers.siefp = newValue }
+    }
+    var sints: [UInt64] {
+        get { registers.sints }
+        set { registers.sints = newValue }
+    }
+    /// Messages can be queued and delivered.
+    var messagePageEnabled: Bool { registers.messagePageEnabled }
+    /// Set when a slot could not be locked against the other process that writes slots; the
+    /// host timer then fires again soon to retry (see `nextTimerDeadline`).
+    var retrySlotAt: UInt64?
 
-    /// Masked for delivery: the Masked bit, unless polling mode (which unmasks) is on.
     func isMasked(_ sint: Int, _ env: SynICEnvironment) -> Bool {
-        sints[sint] & HvMSR.Sint.masked != 0 && !isPolling(sint, env)
+        registers.isMasked(sint, pollingAvailable: env.pollingAvailable)
     }
 
     /// The interrupt announcing something new in SINTx, if it generates one.
     func interrupt(for sint: Int, _ env: SynICEnvironment) -> SynICEffect? {
-        let value = sints[sint]
-        guard value & HvMSR.Sint.masked == 0, !isPolling(sint, env) else { return nil }
-        return .sint(sint: sint, vector: HvMSR.Sint.vector(value), autoEOI: value & HvMSR.Sint.autoEOI != 0)
+        registers.interrupt(for: sint, pollingAvailable: env.pollingAvailable)
+            .map { .sint(sint: $0.sint, vector: $0.vector, autoEOI: $0.autoEOI) }
     }
 
     /// Posted messages (not timer messages) waiting in SINTx's queue.
@@ -104,7 +111,7 @@ struct SynICVPState: Sendable {
 
     /// The earliest deadline of the armed timers: when the host timer must fire.
     var nextTimerDeadline: UInt64? {
-        timers.compactMap { $0.isEnabled ? $0.deadline : nil }.min()
+        (timers.compactMap { $0.isEnabled ? $0.deadline : nil } + [retrySlotAt].compactMap { $0 }).min()
     }
 
     // MARK: Messages
@@ -130,14 +137,14 @@ struct SynICVPState: Sendable {
     /// MessagePending in the occupant.
     mutating func deliverHead(sint: Int, _ env: SynICEnvironment, _ effects: inout [SynICEffect]) {
         guard messagePageEnabled, let head = queues[sint].first else { return }
-        let slot = messagePage + UInt64(HvMessagePage.slotOffset(sint: sint))
-        guard let occupied = Self.slotOccupied(slot, env) else { return }
-        if occupied {
-            _ = env.memory.fetchOr(gpa: slot + UInt64(HvMessage.flagsOffset), mask: HvMessageFlags.pending)
-            guard Self.slotOccupied(slot, env) == false else { return }
+        // Another process (the message router) writes slots too; one writer at a time.
+        guard env.shared.lockMessageSlot(vp: env.vp, sint: sint) else {
+            retrySlotAt = env.now() + Self.slotRetryDelay
+            return
         }
+        defer { env.shared.unlockMessageSlot(vp: env.vp, sint: sint) }
         let now = env.now()
-        var message: HvMessage
+        let message: HvMessage
         switch head {
         case .posted(let posted):
             message = posted
@@ -145,11 +152,9 @@ struct SynICVPState: Sendable {
             message = HvTimerMessagePayload(timerIndex: UInt32(n), expirationTime: timers[n].pendingExpiration ?? 0,
                                             deliveryTime: now).message
         }
-        message.flags = queues[sint].count > 1 ? HvMessageFlags.pending : 0
-        let bytes = message.encoded()
-        guard env.memory.write(gpa: slot + 4, bytes: Array(bytes[4...])),
-              env.memory.write(gpa: slot, bytes: Array(bytes[0..<4]))
-        else { return }
+        let result = SynICDelivery.deliver(message, sint: sint, registers: registers,
+                                           morePending: queues[sint].count > 1, memory: env.memory)
+        guard result == .delivered else { return }
         queues[sint].removeFirst()
         if case .timer(let n) = head {
             timers[n].completeExpiration(timers[n].pendingExpiration ?? 0, now: now)
@@ -157,24 +162,18 @@ struct SynICVPState: Sendable {
         if let interrupt = interrupt(for: sint, env) { effects.append(interrupt) }
     }
 
-    /// True/false when the slot's MessageType is/is not None; nil if the slot is not readable.
-    private static func slotOccupied(_ slot: UInt64, _ env: SynICEnvironment) -> Bool? {
-        guard let type = env.memory.read(gpa: slot + UInt64(HvMessage.typeOffset), count: 4) else { return nil }
-        return type.contains { $0 != 0 }
-    }
+    /// How long (100 ns units) until a slot whose lock was contended is tried again: 1 ms.
+    static let slotRetryDelay: UInt64 = 10_000
 
     // MARK: Event flags
 
     /// Sets flag `flag` of SINTx in the SIEF page. See the type's documentation.
     mutating func signalEvent(sint: Int, flag: Int, _ env: SynICEnvironment,
                               _ effects: inout [SynICEffect]) -> HvStatus {
-        guard eventPageEnabled, !isMasked(sint, env) else { return .invalidSynicState }
-        let (offset, mask) = HvEventFlagsPage.location(sint: sint, flag: flag)
-        guard let before = env.memory.fetchOr(gpa: eventPage + UInt64(offset), mask: mask) else {
-            return .invalidSynicState
-        }
-        if before & mask == 0, let interrupt = interrupt(for: sint, env) { effects.append(interrupt) }
-        return .success
+        let (status, interrupt) = SynICDelivery.setEventFlag(sint: sint, flag: flag, registers: registers,
+                                                            pollingAvailable: env.pollingAvailable, memory: env.memory)
+        if let i = interrupt { effects.append(.sint(sint: i.sint, vector: i.vector, autoEOI: i.autoEOI)) }
+        return status
     }
 
     // MARK: Synthetic timers
@@ -204,6 +203,10 @@ struct SynICVPState: Sendable {
     /// EOM rules then carry, and which re-arms the timer when it reaches the slot).
     mutating func serviceTimers(_ env: SynICEnvironment, _ effects: inout [SynICEffect]) {
         let now = env.now()
+        if let retry = retrySlotAt, retry <= now {
+            retrySlotAt = nil
+            rescanAll(env, &effects)
+        }
         for n in timers.indices where timers[n].isDue(now: now) {
             guard let (expiration, signal) = timers[n].expire() else { continue }
             switch signal {
@@ -221,7 +224,11 @@ struct SynICVPState: Sendable {
 
 /// What `SynICVPState` needs from the partition.
 struct SynICEnvironment {
+    /// The VP whose SynIC this is.
+    let vp: UInt32
     let memory: any PartitionMemory
+    /// The other processes' view: register publication, EOM notification, slot locks.
+    let shared: any PartitionSynICShared
     /// Feature EDX bit 17 is advertised: SINTx bit 18 means polling mode.
     let pollingAvailable: Bool
     /// Partition reference time now.
