@@ -30,15 +30,21 @@ let package = Package(
         // Between processes: memfd regions, SPSC record rings, eventfd doorbells, fd passing,
         // versioned wire records. Everything a peer writes is validated; nothing it writes traps.
         .target(name: "IPC", dependencies: ["CSynthVM", .product(name: "Atomics", package: "swift-atomics")]),
+        // The SynIC message router's logic (pure: connection table, test device, message queues)
+        // and the region it shares with the monitor. Used by the router worker and the monitor.
+        .target(name: "SynICRouting", dependencies: ["IPC", "HyperV", "Partition",
+                                                     .product(name: "Atomics", package: "swift-atomics")]),
         // vCPU threads, the exit loop, shutdown and crash reports.
-        .target(name: "Monitor", dependencies: ["Machine", "KVM", "CSynthVM", "Partition", "HyperV", "IPC", "Sandbox"]),
+        .target(name: "Monitor", dependencies: ["Machine", "KVM", "CSynthVM", "Partition", "HyperV", "IPC", "Sandbox",
+                                                "SynICRouting"]),
         // libseccomp (libseccomp-dev), for compiling policies into BPF. Only Sandbox uses it.
         .systemLibrary(name: "CSeccomp", path: "Sources/CSeccomp"),
         // Seccomp policies: the Policies/*.policy model, parser, syscall and constant tables (pure),
         // and PolicyCompiler (Policy -> BPF with libseccomp).
         .target(name: "Sandbox", dependencies: ["CSeccomp"]),
         // Worker processes: one thin main.swift each (Workers/<name>), spawned by the supervisor.
-        .executableTarget(name: "synthvm-synic-router", dependencies: ["IPC", "CSynthVM", "Sandbox"],
+        .executableTarget(name: "synthvm-synic-router", dependencies: ["IPC", "CSynthVM", "Sandbox", "SynICRouting",
+                                                                      "Partition", "HyperV"],
                           path: "Workers/synic-router"),
         .executableTarget(
             name: "synthvm",
@@ -50,6 +56,7 @@ let package = Package(
         .testTarget(name: "PartitionTests", dependencies: ["Partition", "HyperV"]),
         .testTarget(name: "IPCTests", dependencies: ["IPC", "CSynthVM"]),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "IPC"]),
+        .testTarget(name: "SynICRoutingTests", dependencies: ["SynICRouting", "IPC", "HyperV", "Partition"]),
         .testTarget(name: "GuestTests", dependencies: ["Monitor", "Machine"]),
     ],
     swiftLanguageModes: [.v6]

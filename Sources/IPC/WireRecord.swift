@@ -48,6 +48,15 @@ public enum WireRecordType: UInt16, Sendable, CaseIterable {
     case regionLayout = 2
     /// Supervisor -> worker, after the region layout: the seccomp filter to install.
     case seccompProgram = 3
+    /// Supervisor -> SynIC router, after the region layout: the partition's shape, with the
+    /// router's doorbell and reply eventfds attached.
+    case synicRouterSetup = 4
+    /// Supervisor -> SynIC router: a batch of SINT eventfds (one per (VP, SINT)).
+    case sintEventFDs = 5
+    /// Monitor -> router ring: a guest HvPostMessage for one of the router's connections.
+    case postedMessage = 6
+    /// Monitor -> router ring: a guest write to the hyperv-testdev port.
+    case testDeviceWrite = 7
 }
 
 public enum WireError: Error, Equatable, Sendable, CustomStringConvertible {
@@ -195,6 +204,10 @@ public enum WireMessage: Equatable, Sendable {
     case workerHello(WorkerHello)
     case regionLayout(RegionLayout)
     case seccompProgram(SeccompProgram)
+    case synicRouterSetup(SynICRouterSetup)
+    case sintEventFDs(SINTEventFDs)
+    case postedMessage(PostedMessageRecord)
+    case testDeviceWrite(TestDeviceWriteRecord)
 
     /// Decodes exactly one record filling `bytes`.
     public static func decode(_ bytes: UnsafeRawBufferPointer) throws(WireError) -> WireMessage {
@@ -204,6 +217,10 @@ public enum WireMessage: Equatable, Sendable {
         case .workerHello: return .workerHello(try .decodeChecked(header: header, body: body))
         case .regionLayout: return .regionLayout(try .decodeChecked(header: header, body: body))
         case .seccompProgram: return .seccompProgram(try .decodeChecked(header: header, body: body))
+        case .synicRouterSetup: return .synicRouterSetup(try .decodeChecked(header: header, body: body))
+        case .sintEventFDs: return .sintEventFDs(try .decodeChecked(header: header, body: body))
+        case .postedMessage: return .postedMessage(try .decodeChecked(header: header, body: body))
+        case .testDeviceWrite: return .testDeviceWrite(try .decodeChecked(header: header, body: body))
         }
     }
 
@@ -216,6 +233,10 @@ public enum WireMessage: Equatable, Sendable {
         case .workerHello(let r): return r.encoded()
         case .regionLayout(let r): return r.encoded()
         case .seccompProgram(let r): return r.encoded()
+        case .synicRouterSetup(let r): return r.encoded()
+        case .sintEventFDs(let r): return r.encoded()
+        case .postedMessage(let r): return r.encoded()
+        case .testDeviceWrite(let r): return r.encoded()
         }
     }
 
