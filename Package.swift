@@ -48,7 +48,10 @@ let package = Package(
                           path: "Workers/synic-router"),
         .executableTarget(
             name: "synthvm",
-            dependencies: ["Monitor", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            // The workers are separate executables; depending on them makes `swift run synthvm`
+            // and `swift build --product synthvm` build them next to the monitor.
+            dependencies: ["Monitor", "synthvm-synic-router",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(
             name: "synthvm-bench",
             dependencies: ["Monitor", "KVM", "Machine", "CSynthVM"]),

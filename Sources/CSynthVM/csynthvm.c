@@ -413,3 +413,9 @@ int svm_pidfd_send_signal(int pidfd, int sig) {
 int svm_set_parent_death_signal(int sig) {
     return prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) < 0 ? -errno : 0;
 }
+
+static __thread int svm_current_vcpu_index = -1;
+
+void svm_set_current_vcpu(int index) { svm_current_vcpu_index = index; }
+
+int svm_current_vcpu(void) { return svm_current_vcpu_index; }

@@ -25,8 +25,11 @@ public struct MachineConfig: Sendable {
     /// Where to write a JSON report when the guest reports a crash through the crash MSRs.
     public var crashReportPath: String?
     public var onGuestCrash: GuestCrashAction = .stop
-    /// Worker processes to start with the VM (today: "synic-router").
+    /// Worker processes to start with the VM besides those the configuration implies (the
+    /// SynIC router runs whenever the guest has a SynIC: `runsSynICRouter`).
     public var workers: [String] = []
+    /// Serve QEMU's hyperv-testdev at port 0x3000 from the router (`--hyperv-testdev`).
+    public var hypervTestDevice = false
     /// Where the workers' seccomp policies (`<name>.policy`) are read from at spawn time. Default:
     /// the package's own `Policies/`, found from this source file's path, which is right for
     /// `swift run synthvm`, `swift test` and a binary run from its build tree.
@@ -42,6 +45,16 @@ public struct MachineConfig: Sendable {
         parts.removeLast(3)
         return parts.joined(separator: "/") + "/Policies"
     }()
+    /// The guest has a SynIC, so its messages and events are routed by the router worker.
+    public var runsSynICRouter: Bool { !enlightenments.isOff && enlightenments.has(.synic) }
+
+    /// Every worker to start, in order (the router first when the SynIC needs it).
+    public var workerNames: [String] {
+        var names = runsSynICRouter ? ["synic-router"] : []
+        for w in workers where !names.contains(w) { names.append(w) }
+        return names
+    }
+
     /// Worker names (executable `synthvm-<name>`) and the kind each announces in its hello.
     public static let knownWorkers: [String: WorkerKind] = ["synic-router": .synicRouter]
 

@@ -20,9 +20,17 @@ final class VCPURunner: @unchecked Sendable {
     private(set) var counters = ExitCounters()
     private(set) var crashReport: String?
 
+    /// Where HvPostMessage/HvSignalEvent go (the SynIC router link, when the router runs).
+    let connections: any HypercallConnections
+    /// AutoEOI SINT vectors to inject on this vCPU (nil without a SynIC).
+    let autoEOI: AutoEOIRelay?
+
     init(index: Int, vcpu: KVMVCPU, bus: PortIOBus, control: VMControl, memory: GuestMemory, partition: Partition?,
-         syncRegs: Bool) {
+         syncRegs: Bool, connections: any HypercallConnections = NoHypercallConnections.shared,
+         autoEOI: AutoEOIRelay? = nil) {
         self.partition = partition
+        self.connections = connections
+        self.autoEOI = autoEOI
         self.syncRegs = syncRegs
         hypercallPort = partition.map { Int($0.configuration.hypercallPort) } ?? -1
         enlightenmentBits = partition?.configuration.enlightenments.cpuidBits ?? .none
@@ -49,11 +57,15 @@ final class VCPURunner: @unchecked Sendable {
 
     func run() {
         updateSyncedRegisters()
+        svm_set_current_vcpu(Int32(index))
         VCPUKick.register(vcpu)
         control.register(vcpu: index, thread: VCPUKick.currentThread())
         defer { control.unregister(vcpu: index) }
         let run = vcpu.run
         while !control.isStopping {
+            if let relay = autoEOI, relay.hasPending(vp: index) {
+                if AutoEOIInjection.inject(vcpu: vcpu, vp: index, relay: relay) != nil { counters.autoEOIInjections += 1 }
+            }
             let result: KVMVCPU.RunResult
             do { result = try vcpu.runOnce() } catch {
                 control.requestStop(.hostFailure(error.description))
@@ -169,7 +181,8 @@ final class VCPURunner: @unchecked Sendable {
             let context = HypercallContext(
                 vp: UInt32(index), vpCount: p.configuration.vpCount, privilegesEBX: e.privilegesEBX,
                 featuresEDX: e.featuresEDX, hintsEAX: e.hintsEAX, interfaceEnabled: p.hypercallInterfaceEnabled,
-                cpl: UInt8(sregs.cs.selector & 3), mode: mode, memory: p.memory, interrupts: p.interrupts)
+                cpl: UInt8(sregs.cs.selector & 3), mode: mode, memory: p.memory, interrupts: p.interrupts,
+                connections: connections)
             switch HypercallDispatcher.dispatch(input, context: context) {
             case let .completed(out):
                 regs.rax = out.rax

@@ -68,6 +68,11 @@ public final class VMControl: Sendable {
         reports.withLock { $0[index].thread = nil }
     }
 
+    /// Kicks vCPU `index` out of KVM_RUN (if its thread runs).
+    func kick(vcpu index: Int) {
+        if let t = thread(vcpu: index) { VCPUKick.kick(thread: t) }
+    }
+
     /// Kicks every registered vCPU thread out of KVM_RUN.
     func kickAll() {
         let threads = reports.withLock { $0.compactMap(\.thread) }

@@ -6,6 +6,7 @@ import KVM
 import Machine
 import Partition
 import Synchronization
+import SynICRouting
 
 /// A VM built from a `MachineConfig`: KVM VM with in-kernel irqchip and PIT, guest RAM in a
 /// memfd, one vCPU per configured CPU with our CPUID table, the kernel loaded and the boot vCPU
@@ -29,6 +30,10 @@ public final class VirtualMachine: @unchecked Sendable {
     public private(set) var workerLinks: [WorkerLink] = []
     let partitionEvents: PartitionEventSink
     let syntheticTimers: HostSyntheticTimers?
+    /// One eventfd per (VP, SINT) and its KVM route; nil with `--hyperv off`.
+    let sintRoutes: SINTRoutes?
+    /// The monitor's side of the SynIC message router; nil unless the guest has a SynIC.
+    let routerLink: SynICRouterLink?
 
     /// Addresses KVM needs for its real-mode helpers on Intel; inside the MMIO hole.
     static let tssAddress: UInt64 = 0xFFFB_D000
@@ -76,28 +81,6 @@ public final class VirtualMachine: @unchecked Sendable {
             }
         } catch { throw .kvm(error) }
 
-        if config.workers.isEmpty {
-            supervisor = nil
-        } else {
-            let kinds = try config.workers.map { (w) throws(MonitorError) -> (String, WorkerKind) in
-                guard let kind = MachineConfig.knownWorkers[w] else {
-                    throw .config("unknown worker \(w) (known: \(MachineConfig.knownWorkers.keys.sorted().joined(separator: ", ")))")
-                }
-                return (w, kind)
-            }
-            // A worker that dies is reported (by the supervisor) and the VM keeps running.
-            let sup = try Supervisor(onExit: { _ in })
-            supervisor = sup
-            for (name, kind) in kinds {
-                // Every worker runs under its policy from the handshake on; no policy, no worker.
-                let filter = try Self.compileWorkerPolicy(name: name, directory: config.policyDirectory)
-                workerLinks.append(try WorkerLink(
-                    supervisor: sup, name: name, kind: kind,
-                    regions: [.init(id: WorkerLink.guestRAMRegion, fd: memory.fd, size: memory.size)],
-                    filter: filter, arguments: config.workerArguments, standardError: config.workerStandardError))
-            }
-        }
-
         do {
             bootPlan = try KernelLoader.load(kernel: config.kernel, modules: config.modules,
                                              commandLine: config.commandLine, cpuCount: config.cpuCount,
@@ -113,6 +96,11 @@ public final class VirtualMachine: @unchecked Sendable {
         let control = self.control
         let timers = config.enlightenments.isOff ? nil : try HostSyntheticTimers(vpCount: config.cpuCount)
         syntheticTimers = timers
+        // The SynIC's interrupt routes, and the message router's shared state when the guest has a SynIC.
+        let sintRoutes = config.enlightenments.isOff ? nil : try SINTRoutes(vm: vm, vpCount: config.cpuCount, control: control)
+        self.sintRoutes = sintRoutes
+        let routerLink = config.runsSynICRouter ? try SynICRouterLink(vpCount: config.cpuCount) : nil
+        self.routerLink = routerLink
         partitionEvents = PartitionEventSink(control: control, crashReportPath: config.crashReportPath,
                                              action: config.onGuestCrash)
         do {
@@ -125,7 +113,7 @@ public final class VirtualMachine: @unchecked Sendable {
                     configuration: PartitionConfiguration(enlightenments: config.enlightenments, vpCount: config.cpuCount),
                     memory: PartitionRAM(memory), clock: clock,
                     interrupts: MSIInterrupts(vm: vm, vpCount: config.cpuCount), events: partitionEvents,
-                    synicInterrupts: SINTRoutes(vm: vm, vpCount: config.cpuCount), timers: timers)
+                    synicInterrupts: sintRoutes, timers: timers, synicShared: routerLink)
             }
             let hvLeaves = (partition?.cpuidLeaves ?? []).map {
                 CPUIDEntry(function: $0.function, eax: $0.eax, ebx: $0.ebx, ecx: $0.ecx, edx: $0.edx)
@@ -142,12 +130,45 @@ public final class VirtualMachine: @unchecked Sendable {
         self.vcpus = vcpus
         cpuidTables = tables
 
+        let workerNames = config.workerNames
+        if workerNames.isEmpty {
+            supervisor = nil
+        } else {
+            let kinds = try workerNames.map { (w) throws(MonitorError) -> (String, WorkerKind) in
+                guard let kind = MachineConfig.knownWorkers[w] else {
+                    throw .config("unknown worker \(w) (known: \(MachineConfig.knownWorkers.keys.sorted().joined(separator: ", ")))")
+                }
+                return (w, kind)
+            }
+            // A worker that dies is reported (by the supervisor) and the VM keeps running.
+            let sup = try Supervisor(onExit: { _ in })
+            supervisor = sup
+            for (name, kind) in kinds {
+                // Every worker runs under its policy from the handshake on; no policy, no worker.
+                let filter = try Self.compileWorkerPolicy(name: name, directory: config.policyDirectory)
+                var regions: [WorkerLink.Region] = [.init(id: WorkerLink.guestRAMRegion, fd: memory.fd, size: memory.size)]
+                var setup: [WorkerLink.SetupMessage] = []
+                if kind == .synicRouter, let link = routerLink, let routes = sintRoutes {
+                    regions.append(.init(id: WorkerLink.synicRegion, fd: link.region.region.fd.rawValue,
+                                         size: UInt64(link.region.region.size)))
+                    setup = Self.routerSetup(config: config, link: link, routes: routes)
+                }
+                workerLinks.append(try WorkerLink(
+                    supervisor: sup, name: name, kind: kind, regions: regions, setup: setup,
+                    filter: filter, arguments: config.workerArguments, standardError: config.workerStandardError))
+            }
+        }
+
         var builder = PortIOBus.Builder()
         builder.attach(SerialPort(sink: console), ports: SerialPort.com1)
         builder.attach(ExitDevice(control: control), ports: ExitDevice.port...ExitDevice.port)
         builder.attach(POSTPort(), ports: POSTPort.port...POSTPort.port)
         builder.attach(ACPIPowerManagement(control: control), ports: ACPIPowerManagement.ports)
         builder.attach(ResetControl(control: control), ports: ResetControl.port...ResetControl.port)
+        if config.hypervTestDevice, let link = routerLink {
+            let port = TestDeviceCommand.port
+            builder.attach(TestDevicePort(link: link), ports: port...(port + 3))
+        }
         for (device, ports) in extraDevices { builder.attach(device, ports: ports) }
         bus = builder.build()
     }
@@ -183,7 +204,8 @@ public final class VirtualMachine: @unchecked Sendable {
         defer { syntheticTimers?.stop() }
         let runners = vcpus.enumerated().map {
             VCPURunner(index: $0.offset, vcpu: $0.element, bus: bus, control: control, memory: memory,
-                       partition: partition, syncRegs: syncRegs)
+                       partition: partition, syncRegs: syncRegs,
+                       connections: routerLink ?? NoHypercallConnections.shared, autoEOI: sintRoutes?.autoEOI)
         }
         var threads: [HostThread] = []
         for r in runners {
@@ -213,6 +235,31 @@ public final class VirtualMachine: @unchecked Sendable {
                           crashReport: runners.compactMap(\.crashReport).first,
                           guestCrashNotifications: partitionEvents.all,
                           workers: supervisor?.status ?? [])
+    }
+
+    /// The router's setup messages: the partition's shape with its doorbells, then every SINT
+    /// eventfd in batches (index vp * 16 + sint).
+    static func routerSetup(config: MachineConfig, link: SynICRouterLink, routes: SINTRoutes) -> [WorkerLink.SetupMessage] {
+        var flags: SynICRouterSetup.Flags = []
+        if config.hypervTestDevice { flags.insert(.testDevice) }
+        if config.enlightenments.has(.synicPolling) { flags.insert(.sintPolling) }
+        let ranges = config.layout.ramRegions.map {
+            SynICRouterSetup.MemoryRange(base: $0.guestAddress, size: $0.size, offset: $0.backingOffset)
+        }
+        let record = SynICRouterSetup(vpCount: UInt32(config.cpuCount), flags: flags,
+                                      ringRecordSize: UInt32(SynICRouterLink.ringLayout.recordSize),
+                                      ringCapacity: UInt32(SynICRouterLink.ringLayout.capacity), memory: ranges)
+        var messages = [WorkerLink.SetupMessage(bytes: record.encoded(), fds: [link.routerDoorbell.fd.rawValue,
+                                                                           link.replyDoorbell.fd.rawValue])]
+        let fds = routes.eventFDs
+        var first = 0
+        while first < fds.count {
+            let n = min(Int(SINTEventFDs.maxPerMessage), fds.count - first)
+            messages.append(.init(bytes: SINTEventFDs(first: UInt32(first), count: UInt32(n)).encoded(),
+                                  fds: Array(fds[first..<(first + n)])))
+            first += n
+        }
+        return messages
     }
 
     /// Parses `<directory>/<name>.policy` and compiles it into the program the worker installs.

@@ -3,7 +3,8 @@ import Glibc
 import IPC
 
 /// The monitor's end of a worker's control socket, after the handshake:
-/// worker -> WorkerHello; supervisor -> RegionLayout with the region fds, then SeccompProgram;
+/// worker -> WorkerHello; supervisor -> RegionLayout with the region fds, then the worker kind's
+/// setup messages (with their fds), then SeccompProgram;
 /// worker -> WorkerHello again once it has mapped them and runs under the filter ("attached"). A restarted worker goes through the same steps
 /// and gets the same regions, so it attaches to the existing shared state.
 public final class WorkerLink: @unchecked Sendable {
@@ -26,12 +27,26 @@ public final class WorkerLink: @unchecked Sendable {
 
     /// Region ids, part of the protocol.
     public static let guestRAMRegion: UInt32 = 0
+    /// The SynIC region (SynICRegion): published registers, connection table, rings.
+    public static let synicRegion: UInt32 = 1
+
+    /// A worker-kind-specific message sent after the region layout (and before the filter),
+    /// with fds attached.
+    public struct SetupMessage {
+        public var bytes: [UInt8]
+        public var fds: [Int32]
+        public init(bytes: [UInt8], fds: [Int32] = []) {
+            self.bytes = bytes
+            self.fds = fds
+        }
+    }
 
     /// Spawns worker `name` under `supervisor` and runs the handshake (bounded by `timeoutMs`
     /// per step). `filter` is the compiled seccomp program the worker must install before it
     /// says "attached" (`PolicyCompiler`); `arguments` and `standardError` are for tests.
     /// Throws, with the worker killed, if it does not answer as expected.
     public init(supervisor: Supervisor, name: String, kind: WorkerKind, regions: [Region],
+                setup: [SetupMessage] = [],
                 filter: SeccompProgram, arguments: [String] = [], standardError: Int32? = nil,
                 timeoutMs: Int32 = 5000) throws(MonitorError) {
         self.kind = kind
@@ -48,6 +63,7 @@ public final class WorkerLink: @unchecked Sendable {
             }
             let layout = RegionLayout(entries: regions.map { .init(regionID: $0.id, size: $0.size) })
             try FDPassing.send(layout.encoded(), fds: regions.map(\.fd), over: ours.rawValue)
+            for m in setup { try FDPassing.send(m.bytes, fds: m.fds, over: ours.rawValue) }
             try FDPassing.send(filter.encoded(), over: ours.rawValue)
             // A worker that cannot install its filter exits instead of answering: never unfiltered.
             let attached: WorkerHello

@@ -50,6 +50,11 @@ struct RunCommand: ParsableCommand {
             + "See docs/hyperv.md.", valueName: "set"))
     var hyperv: String = "default"
 
+    @Flag(name: .long, help: ArgumentHelp(
+        "Serve QEMU's hyperv-testdev at port 0x3000 (SynIC routes, message and event connections for guest "
+            + "test suites), from the SynIC router worker. Needs the synic enlightenment."))
+    var hypervTestdev = false
+
     @Option(name: .long, help: ArgumentHelp("Write a JSON report here when the guest reports a crash (Hyper-V crash MSRs).",
                                             valueName: "path"))
     var crashReport: String?
@@ -78,6 +83,13 @@ struct RunCommand: ParsableCommand {
             fail("\(error)", status: StopReason.usageStatus)
         }
         config.handleSignals = true
+        if hypervTestdev {
+            guard config.runsSynICRouter else {
+                fail("--hyperv-testdev needs the synic enlightenment (--hyperv \(hyperv) has none)",
+                     status: StopReason.usageStatus)
+            }
+            config.hypervTestDevice = true
+        }
         config.crashReportPath = crashReport
         guard let crashAction = GuestCrashAction(rawValue: onGuestCrash) else {
             fail("--on-guest-crash \(onGuestCrash): expected stop or continue", status: StopReason.usageStatus)

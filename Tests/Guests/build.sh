@@ -2,7 +2,7 @@
 # Builds the SynthVM test guests into OUTDIR with the machine's gcc and binutils:
 #   hello.elf smp.elf exceptions.elf cpuid.elf bench.elf  (ELF64, SynthVM direct boot)
 #   hvprobe.elf hvmsr.elf hvcall.elf hvclock.elf hvipi.elf hvcrash.elf hvbench.elf irq.elf
-#   stimer.elf synic.elf  (ELF64, HV#1 tests)
+#   stimer.elf synic.elf hvconn.elf  (ELF64, HV#1 tests)
 #   mbhello.elf mbhvcall.elf                              (ELF32, multiboot v1)
 # Usage: bash Tests/Guests/build.sh OUTDIR
 set -eu
@@ -73,6 +73,7 @@ guest64 irq irq.c irq_asm.S mp.c mp_asm.S
 guest64 acpi acpi.c
 guest64 stimer stimer.c synictest.c synictest_asm.S mp.c mp_asm.S
 guest64 synic synic.c synictest.c synictest_asm.S mp.c mp_asm.S
+guest64 hvconn hvconn.c synictest.c synictest_asm.S mp.c mp_asm.S
 
 # 32-bit multiboot guest (mbstart.S first: the multiboot header must be in the first 8 KiB)
 compile -m32 "$OBJ/rt32-mbstart.o" "$SRC/runtime/mbstart.S"
@@ -83,4 +84,4 @@ compile -m32 "$OBJ/rt32-hyperv.o" "$SRC/runtime/hyperv.c"
 compile -m32 "$OBJ/mbhvcall.o" "$SRC/mbhvcall.c"
 link -m32 mbhvcall "$OBJ/rt32-mbstart.o" "$OBJ/rt32-common.o" "$OBJ/rt32-hyperv.o" "$OBJ/mbhvcall.o"
 
-echo "guests: built hello smp exceptions cpuid bench hvprobe hvmsr hvcall hvclock hvipi hvcrash hvbench irq acpi stimer synic mbhello mbhvcall in $OUT"
+echo "guests: built hello smp exceptions cpuid bench hvprobe hvmsr hvcall hvclock hvipi hvcrash hvbench irq acpi stimer synic hvconn mbhello mbhvcall in $OUT"

@@ -17,6 +17,7 @@ static volatile u32 print_lock;
 static volatile u32 ticks[256];      /* watchdog ticks per LAPIC ID */
 static volatile u8 can_halt[256];
 static volatile u8 vp_of_lapic[256];   /* VP index per LAPIC ID; 0xff = not registered */
+static volatile u8 auto_eoi[256];      /* vectors whose SINT has AutoEOI: the handler does not EOI */
 
 extern void (*const st_gate_stubs[256])(void);   /* synictest_asm.S: entries 0x20-0xfe */
 
@@ -73,7 +74,15 @@ void st_dispatch(u32 vector)
         __atomic_add_fetch(&ticks[lapic_id() & 0xff], 1, __ATOMIC_SEQ_CST);
     else
         st_irq(vector);
-    lapic_write(LAPIC_EOI, 0);
+    if (!auto_eoi[vector & 0xff])
+        lapic_write(LAPIC_EOI, 0);
+}
+
+void st_set_auto_eoi(u32 vector, bool on) { auto_eoi[vector & 0xff] = on; }
+
+bool st_in_service(u32 vector)
+{
+    return (lapic_read(0x100 + (vector / 32) * 0x10) >> (vector % 32)) & 1;
 }
 
 void st_init(const char *name)

@@ -23,6 +23,11 @@ NORETURN void st_fail(u32 vp, const char *fmt, ...) PRINTF_LIKE(2, 3);
 
 /* Installs a gate for vector (0x20-0xfe) that calls st_irq(vector), then writes the xAPIC EOI. */
 void st_install_gate(u32 vector);
+/* Marks vector as delivered by an AutoEOI SINT: its gate then does not write EOI (TLFS: the
+ * guest must not EOI an AutoEOI interrupt). */
+void st_set_auto_eoi(u32 vector, bool on);
+/* The vector's bit in the calling vCPU's LAPIC in-service register. */
+bool st_in_service(u32 vector);
 /* Defined by the guest: runs with IF=0 on the interrupted vCPU. */
 void st_irq(u32 vector);
 

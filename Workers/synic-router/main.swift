@@ -1,27 +1,40 @@
-// synthvm-synic-router: the SynIC message-router worker (issue 4).
+// synthvm-synic-router: the SynIC message-router worker (docs/processes.md).
 //
-// Started by the monitor's supervisor with exactly one fd: 3, a SEQPACKET control socket. It
-// announces itself (WorkerHello), receives the region layout with the region fds attached
-// (region 0: guest RAM), maps each region after checking its seals, receives its seccomp filter
-// (SeccompProgram, compiled by the monitor from Policies/synic-router.policy) and installs it,
-// answers with its own WorkerHello as "attached", and then serves until the monitor closes the
-// socket. From "attached" on it runs filtered; a call the policy does not allow traps, and the
-// SIGSYS reporter names it on stderr before the process dies by SIGSYS.
+// Started by the monitor's supervisor with exactly one fd: 3, a SEQPACKET control socket.
+// Handshake: it announces itself (WorkerHello); receives the region layout with the region fds
+// (region 0 guest RAM, region 1 the SynIC region) and maps each after checking its seals; when
+// the guest has a SynIC, receives `SynICRouterSetup` (with its doorbell and the reply eventfd)
+// and the SINT eventfds in `SINTEventFDs` batches; receives its seccomp filter (SeccompProgram,
+// compiled from Policies/synic-router.policy) and installs it; answers "attached". From then on
+// it runs filtered and serves: it sleeps in poll() on the control socket and its doorbell, and
+// on a wake-up drains the VPs' rings (guest HvPostMessage for its connections), the test-device
+// ring, EOMs and signalled event connections, all through `MessageRouter` (pure, in
+// Sources/SynICRouting). It exits when the monitor closes the socket.
+//
+// Everything it reads from the rings is validated; a ring the monitor scribbles on is cut off
+// and reported, never trusted. A call the policy does not allow traps, and the SIGSYS reporter
+// names it on stderr before the process dies by SIGSYS.
 //
 // Test-only argument (the supervisor sets argv, the guest cannot): `--test-forbidden-syscall`
-// makes the worker call socket(AF_INET, SOCK_STREAM, 0) right after attaching. Routing of
-// messages and events lands here next; today the worker proves the substrate: spawn with only
-// the fds it needs, handshake, shared mappings, death detection.
+// makes the worker call socket(AF_INET, SOCK_STREAM, 0) right after attaching.
 import CSynthVM
 import Glibc
+import HyperV
 import IPC
+import Partition
 import Sandbox
+import SynICRouting
 
 let controlFD: Int32 = 3
+let name = "synthvm-synic-router"
+
+func say(_ message: String) {
+    let line = "\(name): \(message)\n"
+    _ = line.withCString { write(2, $0, strlen($0)) }
+}
 
 func fail(_ message: String) -> Never {
-    let line = "synthvm-synic-router: \(message)\n"
-    _ = line.withCString { write(2, $0, strlen($0)) }
+    say(message)
     exit(1)
 }
 
@@ -33,16 +46,59 @@ func installSigsysReporter() {
     let count = Int((SyscallTable.numbers.values.max() ?? 0) + 1)
     let names = UnsafeMutablePointer<UnsafePointer<CChar>?>.allocate(capacity: count)
     names.initialize(repeating: nil, count: count)
-    for (name, n) in SyscallTable.numbers { names[Int(n)] = UnsafePointer(strdup(name)) }
-    let r = svm_install_sigsys_reporter(strdup("synthvm-synic-router"), names, UInt32(count))
+    for (n, number) in SyscallTable.numbers { names[Int(number)] = UnsafePointer(strdup(n)) }
+    let r = svm_install_sigsys_reporter(strdup(name), names, UInt32(count))
     if r < 0 { fail("cannot install the SIGSYS reporter: \(String(cString: strerror(-r)))") }
+}
+
+/// What the setup messages gave us.
+struct Routing {
+    var setup: SynICRouterSetup
+    var doorbell: Doorbell
+    var reply: Doorbell
+    /// Index vp * 16 + sint; kept open for the worker's whole life (it writes them to raise SINTs).
+    var sintFDs: [OwnedFileDescriptor]
+}
+
+func receiveRouting(first: FDPassing.Message) throws -> Routing {
+    let setup: SynICRouterSetup
+    do { setup = try SynICRouterSetup.decode(first.payload) } catch { fail("bad router setup: \(error)") }
+    guard first.fds.count == 2 else { fail("router setup came with \(first.fds.count) fds, expected 2") }
+    var fds = first.fds
+    let routing = Routing(setup: setup, doorbell: Doorbell(adopting: fds.removeFirst()),
+                          reply: Doorbell(adopting: fds.removeFirst()), sintFDs: [])
+    var sints: [OwnedFileDescriptor] = []
+    let wanted = Int(setup.vpCount) * HvSynIC.sintCount
+    while sints.count < wanted {
+        let m = try FDPassing.receive(from: controlFD, maxPayload: 64, maxFDs: Int(SINTEventFDs.maxPerMessage))
+        let batch: SINTEventFDs
+        do { batch = try SINTEventFDs.decode(m.payload) } catch { fail("bad SINT eventfd batch: \(error)") }
+        guard Int(batch.first) == sints.count, Int(batch.count) == m.fds.count, sints.count + m.fds.count <= wanted else {
+            fail("SINT eventfd batch \(batch.first)+\(batch.count) with \(m.fds.count) fds after \(sints.count)")
+        }
+        sints += m.fds
+    }
+    var r = routing
+    r.sintFDs = sints
+    return r
 }
 
 // Die with the monitor rather than linger with guest memory mapped.
 _ = svm_set_parent_death_signal(SIGKILL)
 if getppid() == 1 { exit(0) }
 
-do {
+/// The monitor closing the control socket is the order to leave; anything else it sends is ignored.
+func controlMessage() {
+    do {
+        _ = try FDPassing.receive(from: controlFD, maxPayload: 4096, maxFDs: 0)
+    } catch .peerClosed {
+        exit(0)
+    } catch {
+        fail("control socket: \(error)")
+    }
+}
+
+func run() throws {
     let hello = WorkerHello(kind: .synicRouter, pid: getpid())
     try FDPassing.send(hello.encoded(), over: controlFD)
     let reply = try FDPassing.receive(from: controlFD, maxPayload: 4096, maxFDs: RegionLayout.maxEntries)
@@ -51,32 +107,98 @@ do {
     guard layout.entries.count == reply.fds.count else {
         fail("region layout names \(layout.entries.count) regions but \(reply.fds.count) fds came")
     }
-    var regions: [SharedRegion] = []
+    var regions: [UInt32: SharedRegion] = [:]
     for (entry, fd) in zip(layout.entries, reply.fds) {
-        regions.append(try SharedRegion(adopting: fd, size: Int(entry.size), offset: Int(entry.offset)))
+        regions[entry.regionID] = try SharedRegion(adopting: fd, size: Int(entry.size), offset: Int(entry.offset))
     }
-    // The filter: installed before anything touches guest data; no filter, no worker.
-    let filterMessage = try FDPassing.receive(from: controlFD, maxPayload: SeccompProgram.maxEncodedSize, maxFDs: 0)
+    // Setup messages (only when the guest has a SynIC), then the filter.
+    var next = try FDPassing.receive(from: controlFD, maxPayload: SeccompProgram.maxEncodedSize, maxFDs: 2)
+    var routing: Routing?
+    if (try? WireHeader.decode(next.payload.withUnsafeBytes { $0 }))?.type == WireRecordType.synicRouterSetup.rawValue {
+        routing = try receiveRouting(first: next)
+        next = try FDPassing.receive(from: controlFD, maxPayload: SeccompProgram.maxEncodedSize, maxFDs: 0)
+    }
     let program: SeccompProgram
-    do { program = try SeccompProgram.decode(filterMessage.payload) } catch { fail("bad seccomp program: \(error)") }
+    do { program = try SeccompProgram.decode(next.payload) } catch { fail("bad seccomp program: \(error)") }
+
+    // Everything the serving loop needs is built before the filter goes on.
+    var router: MessageRouter?
+    var consumers: [RecordRing.Consumer] = []
+    var synic: SynICRegion?
+    if let r = routing {
+        guard let ram = regions[0], let shared = regions[1] else { fail("router setup without regions 0 and 1") }
+        let ringLayout: RecordRing.Layout
+        do { ringLayout = try RecordRing.Layout(recordSize: Int(r.setup.ringRecordSize), capacity: Int(r.setup.ringCapacity)) } catch {
+            fail("bad ring layout in the router setup: \(error)")
+        }
+        guard ringLayout.maxRecordLength >= PostedMessageRecord.maxEncodedSize else { fail("ring records too small") }
+        let region = try SynICRegion(region: shared, vpCount: Int(r.setup.vpCount), ringLayout: ringLayout)
+        synic = region
+        for i in 0...region.vpCount {
+            consumers.append(try RecordRing.Consumer(region: shared, offset: region.ringOffset(i), layout: ringLayout))
+        }
+        let sintFDs = r.sintFDs.map(\.rawValue)
+        router = MessageRouter(region: region, memory: RegionGuestMemory(region: ram, ranges: r.setup.memory),
+                               pollingAvailable: r.setup.flags.contains(.sintPolling),
+                               testDevice: r.setup.flags.contains(.testDevice)) { vp, sint in
+            var one: UInt64 = 1
+            _ = write(sintFDs[Int(vp) * HvSynIC.sintCount + sint], &one, 8)
+        }
+    }
+
     installSigsysReporter()
     let installed = program.instructions.withUnsafeBytes {
         svm_install_seccomp_filter($0.baseAddress, UInt32(program.instructionCount))
     }
     if installed < 0 { fail("cannot install the seccomp filter: \(String(cString: strerror(-installed)))") }
     if installed > 0 { fail("cannot install the seccomp filter on thread \(installed) (TSYNC)") }
-    // Attached: say so with the same hello (the supervisor counts the second one as "ready").
     try FDPassing.send(hello.encoded(), over: controlFD)
     if testForbiddenSyscall { _ = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0) }
-    // Serve until the monitor goes away (the socket closes) or sends something we do not know.
+
+    // Serve.
+    var fds = [pollfd(fd: controlFD, events: Int16(POLLIN), revents: 0)]
+    if let r = routing { fds.append(pollfd(fd: r.doorbell.fd.rawValue, events: Int16(POLLIN), revents: 0)) }
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    var reported = Set<Int>()
+    router?.retry()
     while true {
-        do {
-            let m = try FDPassing.receive(from: controlFD, maxPayload: 4096, maxFDs: 0)
-            _ = m
-        } catch .peerClosed {
-            exit(0)
+        for i in fds.indices { fds[i].revents = 0 }
+        let timeout: Int32 = router?.needsRetry == true ? 1 : -1
+        if poll(&fds, nfds_t(fds.count), timeout) < 0 && errno != EINTR { fail("poll: \(String(cString: strerror(errno)))") }
+        if fds[0].revents != 0 {
+            controlMessage()
         }
+        guard let router, let synic, let routing else { continue }
+        _ = try? routing.doorbell.drain()
+        for (i, ring) in consumers.enumerated() {
+            while true {
+                let result = ring.tryPop(into: &buffer)
+                guard case .record(let length) = result else {
+                    if case .corrupted(let why) = result, reported.insert(i).inserted {
+                        say("ring \(i) cut off: \(why)")
+                    }
+                    break
+                }
+                let bytes = Array(buffer[0..<length])
+                if i == synic.testDeviceRing {
+                    guard let w = try? TestDeviceWriteRecord.decode(bytes) else { say("bad test-device record"); continue }
+                    router.handleTestDevice(value: w.value)
+                    synic.testDeviceAck = w.sequence
+                    try? routing.reply.ring()
+                } else {
+                    do {
+                        if let problem = router.handle(try PostedMessageRecord.decode(bytes), fromRing: i) {
+                            say("ring \(i): \(problem)")
+                        }
+                    } catch {
+                        say("ring \(i): bad record: \(error)")
+                    }
+                }
+            }
+        }
+        router.service()
+        if router.needsRetry { router.retry() }
     }
-} catch {
-    fail("\(error)")
 }
+
+do { try run() } catch { fail("\(error)") }

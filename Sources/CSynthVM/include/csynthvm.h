@@ -152,3 +152,8 @@ int svm_pidfd_send_signal(int pidfd, int sig);
 int svm_set_parent_death_signal(int sig);
 
 #endif
+
+/* The vCPU index of the calling thread (-1 on threads that are not vCPUs): set once by each vCPU
+ * thread, read by devices that need to know who is writing (a __thread variable; Swift has none). */
+void svm_set_current_vcpu(int index);
+int svm_current_vcpu(void);
