@@ -1,5 +1,6 @@
 import Foundation
 import Machine
+import Partition
 @testable import Monitor
 import Testing
 
@@ -7,11 +8,11 @@ import Testing
 struct WorkerTests {
     static func config(_ guest: String, cmdline: String = "") throws -> MachineConfig {
         try GuestHarness.requireKVM()
+        // A guest with a SynIC gets the router (MachineConfig.runsSynICRouter).
         var c = try MachineConfig.load(kernelPath: try GuestHarness.guestPath(guest), commandLine: cmdline,
-                                       memory: "64M", serial: "none")
+                                       memory: "64M", serial: "none", hyperv: "default,synic,stimer")
         c.console = .capture
         c.timeoutSeconds = 60
-        c.workers = ["synic-router"]
         return c
     }
 
@@ -31,16 +32,28 @@ struct WorkerTests {
         try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").compactMap(Int.init).sorted()
     }
 
-    @Test("the router starts with only stdio and its control socket, attaches to guest RAM, and exits with the VM")
-    func handshakeAndCleanExit() throws {
-        let vm = try VirtualMachine(config: try Self.config("hello"))
+    @Test("the router holds exactly stdio, its control socket and what it was handed, attaches to guest RAM and the SynIC region, and exits with the VM",
+          arguments: [1, 2])
+    func handshakeAndCleanExit(cpus: Int) throws {
+        var c = try Self.config("hello")
+        c.cpuCount = cpus
+        let vm = try VirtualMachine(config: c)
         let link = try #require(vm.workerLinks.first)
-        // After the handshake: stdin/stdout/stderr, the control socket (3), and the guest RAM
-        // memfd it was handed (kept for its mapping). Nothing of the monitor's leaked in.
+        // After the handshake: stdin/stdout/stderr, the control socket (3), the guest-RAM and
+        // SynIC memfds (kept for their mappings), its doorbell and reply eventfds, and one
+        // eventfd per (VP, SINT). Nothing of the monitor's leaked in.
         let fds = try Self.openFDs(link.process.pid)
-        #expect(fds.count == 5 && Array(fds.prefix(4)) == [0, 1, 2, 3], "fds \(fds)")
+        #expect(fds.count == 4 + 2 + 2 + 16 * cpus && Array(fds.prefix(4)) == [0, 1, 2, 3], "fds \(fds)")
+        var kinds: [String: Int] = [:]
+        for fd in fds.dropFirst(4) {
+            let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(link.process.pid)/fd/\(fd)")) ?? "?"
+            kinds[target.hasPrefix("/memfd:") ? String(target.split(separator: " ")[0]) : target, default: 0] += 1
+        }
+        #expect(kinds == ["/memfd:synthvm-guest-ram": 1, "/memfd:synthvm-synic": 1, "anon_inode:[eventfd]": 2 + 16 * cpus],
+                "\(kinds)")
         let maps = try String(contentsOfFile: "/proc/\(link.process.pid)/maps", encoding: .utf8)
         #expect(maps.contains("synthvm-guest-ram"), "guest RAM not mapped by the worker")
+        #expect(maps.contains("synthvm-synic"), "SynIC region not mapped by the worker")
         // It runs under its seccomp policy from the handshake on, on every thread.
         try Self.expectFiltered(link.process.pid)
         let outcome = vm.run()
@@ -106,6 +119,17 @@ struct WorkerTests {
         #expect { try VirtualMachine(config: c) } throws: {
             "\($0)".contains("worker synic-router: seccomp policy:") && "\($0)".contains("/nonexistent/synic-router.policy")
         }
+    }
+
+    @Test("no SynIC, no router; an explicit router without a SynIC still starts (and routes nothing)")
+    func routerFollowsTheSynIC() throws {
+        var c = try Self.config("hello")
+        c.enlightenments = Enlightenments(features: [.time])
+        #expect(c.workerNames.isEmpty)
+        c.workers = ["synic-router"]
+        let vm = try VirtualMachine(config: c)
+        #expect(vm.workerLinks.count == 1)
+        #expect(vm.run().exitStatus == 0)
     }
 
     @Test("an unknown worker name is a configuration error")

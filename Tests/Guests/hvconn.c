@@ -270,5 +270,5 @@ void guest_main(const struct boot_info *bi)
     }
     st_run_everywhere(bi, suite);
     printf(NAME ": ok\n");
-    guest_exit(0);
+    guest_exit_success();
 }
