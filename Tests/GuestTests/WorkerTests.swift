@@ -112,6 +112,37 @@ struct WorkerTests {
         #expect(text.contains("synthvm-synic-router: seccomp violation: syscall 41 (socket)\n"), "stderr: \(text)")
     }
 
+    @Test("a ring the monitor side scribbles on is reported and cut off by the router, which keeps serving")
+    func corruptRingIsCutOff() throws {
+        var p: [Int32] = [-1, -1]
+        try #require(pipe(&p) == 0)
+        for fd in p { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        _ = fcntl(p[0], F_SETFL, O_NONBLOCK)
+        defer { close(p[0]) }
+        var c = try Self.config("hello")
+        c.workerStandardError = p[1]
+        let outcome: RunOutcome
+        do {
+            defer { close(p[1]) }
+            let vm = try VirtualMachine(config: c)
+            let link = try #require(vm.routerLink)
+            // VP 0's ring: a producer index far beyond the capacity.
+            try link.region.region.store(UInt64(1) << 40, at: link.region.ringOffset(0) + 128)
+            try link.routerDoorbell.ring()
+            var text = ""
+            for _ in 0..<200 where !text.contains("cut off") {
+                usleep(10_000)
+                var bytes = [UInt8](repeating: 0, count: 4096)
+                let n = read(p[0], &bytes, bytes.count)
+                if n > 0 { text += String(decoding: bytes[0..<n], as: UTF8.self) }
+            }
+            #expect(text.contains("synthvm-synic-router: ring 0 cut off: "), "stderr: \(text)")
+            outcome = vm.run()
+        }
+        #expect(outcome.exitStatus == 0)
+        #expect(outcome.workers.first?.exit == .exited(status: 0))
+    }
+
     @Test("without its policy a worker does not start, and neither does the VM")
     func missingPolicyFailsTheVM() throws {
         var c = try Self.config("hello")
