@@ -9,13 +9,14 @@ import Testing
 struct SynICRoutingGuestTests {
     static let hyperv = "default,synic,stimer"
 
-    @Test("all 16 SINTs incl. AutoEOI, messages and events to self and the other vCPU, busy slot, EOM, buffers",
+    @Test("all 16 SINTs incl. AutoEOI, messages and events to self and the other vCPU, busy slot, EOM, buffers, a slot shared with a timer",
           arguments: [1, 2])
     func connections(cpus: Int) throws {
         let run = try HyperVGuestTests.boot("hvconn", cpus: cpus, hyperv: Self.hyperv) { $0.hypervTestDevice = true }
         for i in 0..<cpus { #expect(run.lines.contains("hvconn: vcpu \(i) ok"), "\(run.serial)") }
         #expect(run.lines.contains("hvconn: ok"))
         #expect(run.lines.filter { $0.contains("busy slot pending=1 insufficient-buffers=0x13 eom-delivery ok") }.count == cpus)
+        #expect(run.lines.filter { $0.contains("one slot shared by a timer and a connection: both delivered") }.count == cpus)
         #expect(run.status == 0)
         // 8 AutoEOI SINTs asserted 3 times on every vCPU went through the relay, not the LAPIC.
         #expect(run.outcome.totals.autoEOIInjections >= 24 * cpus, "\(run.outcome.totals.summary)")

@@ -17,7 +17,10 @@
  *  5. events: a connection to its own SINT8 and one to the other vCPU's SINT(10 + vp) (ctl 6;
  *     SINT11 is AutoEOI); HvSignalEvent sets flag <connection id> and interrupts; signalling an
  *     already-set flag succeeds without an interrupt; cleared, it interrupts again;
- *  6. unknown and destroyed connections answer HV_STATUS_INVALID_CONNECTION_ID (0x12), a non-zero
+ *  6. one slot, two writers: a connection's message (written by the router) and a message-mode
+ *     STIMER0 expiry (written by the monitor) wait behind a busy SINT12 slot and both arrive, one
+ *     per EOM;
+ *  7. unknown and destroyed connections answer HV_STATUS_INVALID_CONNECTION_ID (0x12), a non-zero
  *     flag number HV_STATUS_INVALID_PARAMETER.
  * The BSP prints `hvconn: vcpu <n> ok` per VP and `hvconn: ok`. */
 #include "rt.h"
@@ -235,7 +238,41 @@ static void suite(void)
         st_fail(vp, "event from the other vCPU: flag %u of SINT%u not set", evt_from, 10 + other);
     st_printf(NAME ": vcpu %u: events to self and to vcpu %u, already-set flag without interrupt\n", vp, other);
 
-    /* 6. Unknown, destroyed, and bad flag numbers. */
+    /* 6. One slot, two writers: a connection's messages (the router) and a message-mode timer (the
+     *    monitor) share SINT12; both arrive, one at a time, with MessagePending and EOM between. */
+    u32 shared_conn = 6 + vp * 16;
+    testdev(CTL_MSG_CREATE, shared_conn, vp, 12);
+    if ((st = post(vp, shared_conn, 0x600, 8, 0x61)) != HV_STATUS_SUCCESS)
+        st_fail(vp, "shared slot, first message: status 0x%x", st);
+    expect_irqs(vp, 12, 1, "shared slot, first message");
+    wrmsr(HV_MSR_STIMER_COUNT(0), st_now() + 2 * ST_MS);
+    wrmsr(HV_MSR_STIMER_CONFIG(0), HV_STIMER_ENABLE | HV_STIMER_SINT(12));
+    st_sleep_until(st_now() + 10 * ST_MS);
+    if ((st = post(vp, shared_conn, 0x601, 8, 0x62)) != HV_STATUS_SUCCESS)
+        st_fail(vp, "shared slot, second message: status 0x%x", st);
+    expect_irqs(vp, 12, 1, "shared slot busy: no interrupt");
+    if (!(slot_flags(vp, 12) & HV_MSG_FLAG_PENDING))
+        st_fail(vp, "shared slot: MessagePending not set while a timer message and a message wait");
+    u32 got_timer = 0, got_message = 0;
+    for (u32 i = 2; i <= 3; i++) {
+        free_slot(vp, 12);
+        wrmsr(HV_MSR_EOM, 0);
+        expect_irqs(vp, 12, i, "shared slot after EOM");
+        u32 type = slot_type(vp, 12);
+        if (type == HV_MESSAGE_TYPE_TIMER_EXPIRED && *(volatile u32 *)(slot(vp, 12) + HV_TIMER_MSG_INDEX) == 0)
+            got_timer++;
+        else if (type == 0x601)
+            got_message++;
+        else
+            st_fail(vp, "shared slot: unexpected message type 0x%x", type);
+    }
+    free_slot(vp, 12);
+    wrmsr(HV_MSR_STIMER_CONFIG(0), 0);
+    if (got_timer != 1 || got_message != 1)
+        st_fail(vp, "shared slot: %u timer and %u connection messages, expected one each", got_timer, got_message);
+    st_printf(NAME ": vcpu %u: one slot shared by a timer and a connection: both delivered\n", vp);
+
+    /* 7. Unknown, destroyed, and bad flag numbers. */
     if ((st = post(vp, 0xfe, 1, 0, 0)) != HV_STATUS_INVALID_CONNECTION_ID)
         st_fail(vp, "post to an unknown connection: status 0x%x", st);
     if ((st = HV_STATUS(hv_fast8(HVCALL_SIGNAL_EVENT, self_evt | (1ull << 32)))) != HV_STATUS_INVALID_PARAMETER)
