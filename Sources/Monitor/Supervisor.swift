@@ -19,6 +19,9 @@ public final class Supervisor: @unchecked Sendable {
     private let wakeFD: Int32
     private var thread: HostThread?
     private let stopping = Atomic<Bool>(false)
+    /// Set when the monitor has told the workers to leave: a clean exit is then expected and
+    /// not logged (a worker that dies any other way, or before, always is).
+    private let leaving = Atomic<Bool>(false)
     private let onExit: @Sendable (Status) -> Void
 
     /// `onExit` runs on the supervisor thread when a worker ends.
@@ -48,6 +51,9 @@ public final class Supervisor: @unchecked Sendable {
     }
 
     public var status: [Status] { statuses.withLock { $0 } }
+
+    /// The VM is stopping and has closed the workers' control sockets.
+    public func expectExits() { leaving.store(true, ordering: .releasing) }
 
     /// Kills every worker still running, reaps them and stops watching.
     public func stop() {
@@ -89,8 +95,10 @@ public final class Supervisor: @unchecked Sendable {
                     s[j].exit = e
                     return s[j]
                 }
-                let line = "synthvm: worker \(w.name) (pid \(w.pid)) \(e)\n"
-                _ = line.withCString { Glibc.write(2, $0, strlen($0)) }
+                if !(leaving.load(ordering: .acquiring) && e == .exited(status: 0)) {
+                    let line = "synthvm: worker \(w.name) (pid \(w.pid)) \(e)\n"
+                    _ = line.withCString { Glibc.write(2, $0, strlen($0)) }
+                }
                 if let st { onExit(st) }
             }
         }

@@ -281,6 +281,7 @@ public final class VirtualMachine: @unchecked Sendable {
     /// lets the supervisor kill and reap whatever is left.
     private func stopWorkers() {
         guard let sup = supervisor else { return }
+        sup.expectExits()
         workerLinks.forEach { $0.close() }
         for _ in 0..<100 where sup.status.contains(where: { $0.exit == nil }) {
             var ts = timespec(tv_sec: 0, tv_nsec: 5_000_000)

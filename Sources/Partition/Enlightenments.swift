@@ -154,11 +154,13 @@ public struct Enlightenments: Equatable, Sendable, CustomStringConvertible {
     /// not worth a VM exit; 0xFFFFFFFF is QEMU's default too).
     public static let spinlockRetriesNever: UInt32 = 0xFFFF_FFFF
 
-    /// What `default` names: everything SynthVM implements except the opt-in `xmm-input`, and
-    /// except the SynIC and the synthetic timers (`synic`, `synic-polling`, `stimer`,
-    /// `stimer-direct`) until the monitor delivers SINT interrupts and arms host timers.
+    /// What `default` names: everything SynthVM implements except two opt-ins: `xmm-input`
+    /// (XMM registers as hypercall input: every such call costs a KVM_GET_FPU, and this host's
+    /// emulator cannot run the guest's SSE code anyway) and `synic-polling` (SINT polling mode,
+    /// which KVM does not advertise either). The SynIC and the synthetic timers, with direct
+    /// mode, are in: with the SynIC the router worker runs (docs/processes.md).
     public static let defaultFeatures: Set<Feature> = [
-        .runtime, .time, .reset, .frequencies, .crash, .relaxed, .ipi, .messages,
+        .runtime, .time, .reset, .frequencies, .crash, .relaxed, .ipi, .messages, .synic, .stimer, .stimerDirect,
     ]
 
     /// True for `off`: no hypervisor CPUID leaves, no synthetic MSRs, no hypercalls.

@@ -10,7 +10,7 @@ struct WorkerTests {
         try GuestHarness.requireKVM()
         // A guest with a SynIC gets the router (MachineConfig.runsSynICRouter).
         var c = try MachineConfig.load(kernelPath: try GuestHarness.guestPath(guest), commandLine: cmdline,
-                                       memory: "64M", serial: "none", hyperv: "default,synic,stimer")
+                                       memory: "64M", serial: "none", hyperv: "default")
         c.console = .capture
         c.timeoutSeconds = 60
         return c

@@ -18,18 +18,18 @@ import Testing
         let d = try Enlightenments.parse("default")
         #expect(!d.isOff)
         #expect(d == .default)
-        #expect(d.names == ["runtime", "time", "reset", "frequencies", "crash", "relaxed", "ipi", "messages"])
+        #expect(d.names == ["runtime", "time", "reset", "frequencies", "crash", "relaxed", "ipi", "messages",
+                            "synic", "stimer", "stimer-direct"])
         #expect(!d.has(.xmmInput))
     }
 
-    @Test func defaultIsEverythingButXMMInputAndTheSynIC() {
-        #expect(Enlightenments.defaultFeatures == Set(Enlightenments.Feature.allCases)
-            .subtracting([.xmmInput, .synic, .synicPolling, .stimer, .stimerDirect]))
+    @Test func defaultIsEverythingButXMMInputAndPolling() {
+        #expect(Enlightenments.defaultFeatures == Set(Enlightenments.Feature.allCases).subtracting([.xmmInput, .synicPolling]))
     }
 
     @Test func synicAndTimerNames() throws {
-        let e = try Enlightenments.parse("default,synic,synic-polling,stimer,stimer-direct")
-        #expect(e.features == Enlightenments.defaultFeatures.union([.synic, .synicPolling, .stimer, .stimerDirect]))
+        let e = try Enlightenments.parse("default,synic-polling")
+        #expect(e.features == Enlightenments.defaultFeatures.union([.synicPolling]))
         #expect(Array(e.names.suffix(4)) == ["synic", "synic-polling", "stimer", "stimer-direct"])
         #expect(try Enlightenments.parse("time,synic,stimer").features == [.time, .synic, .stimer])
     }
@@ -38,11 +38,11 @@ import Testing
         ("stimer", EnlightenmentsError.missingDependency(feature: "stimer", needs: "time")),
         ("time,stimer", .missingDependency(feature: "stimer", needs: "synic")),
         ("synic,stimer", .missingDependency(feature: "stimer", needs: "time")),
-        ("default,stimer", .missingDependency(feature: "stimer", needs: "synic")),
+        ("default,-synic", .missingDependency(feature: "stimer", needs: "synic")),
+        ("default,-stimer", .missingDependency(feature: "stimer-direct", needs: "stimer")),
         ("synic-polling", .missingDependency(feature: "synic-polling", needs: "synic")),
-        ("default,synic,stimer-direct", .missingDependency(feature: "stimer-direct", needs: "stimer")),
-        ("default,synic,stimer,-synic", .missingDependency(feature: "stimer", needs: "synic")),
-        ("default,synic,stimer,-time", .missingDependency(feature: "stimer", needs: "time")),
+        ("default,-synic,-stimer,-stimer-direct,synic,stimer-direct", .missingDependency(feature: "stimer-direct", needs: "stimer")),
+        ("default,-time", .missingDependency(feature: "stimer", needs: "time")),
     ])
     func dependencies(text: String, error: EnlightenmentsError) {
         #expect(throws: error) { try Enlightenments.parse(text) }

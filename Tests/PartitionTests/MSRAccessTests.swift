@@ -77,13 +77,13 @@ private func harmless(_ index: UInt32) -> UInt64 { HvMSR.sints.contains(index) ?
         }
     }
 
-    /// The SynIC and STIMER MSRs #GP in the default set (they are opt-in until the monitor wires
-    /// SINT delivery and host timers), and answer once their features are on.
+    /// The SynIC and STIMER MSRs #GP without their features, and answer once they are on.
     @Test func synicAndTimerMSRsNeedTheirFeatures() {
         var msrs: [UInt32] = [HvMSR.scontrol, HvMSR.sversion, HvMSR.siefp, HvMSR.simp, HvMSR.eom]
         msrs += (0..<16).map { HvMSR.sint($0) }
         msrs += (0..<4).flatMap { [HvMSR.stimerConfig($0), HvMSR.stimerCount($0)] }
-        let off = FakePartitionEnvironment().makePartition(.default)
+        let off = FakePartitionEnvironment().makePartition(
+            Enlightenments(features: Enlightenments.defaultFeatures.subtracting([.synic, .stimer, .stimerDirect])))
         let on = FakePartitionEnvironment().makePartition(
             Enlightenments(features: Enlightenments.defaultFeatures.union([.synic, .stimer])))
         for index in msrs {

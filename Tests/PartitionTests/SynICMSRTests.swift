@@ -8,7 +8,8 @@ import Testing
         + (0..<16).map { HvMSR.sint($0) }
 
     @Test func gatedByTheSynicFeature() {
-        let without = SynICFixture(.default)
+        let without = SynICFixture(Enlightenments(features: Enlightenments.defaultFeatures
+            .subtracting([.synic, .stimer, .stimerDirect])))
         for index in synicMSRs {
             #expect(without.p.readMSR(vp: 0, index: index) == .generalProtection)
             #expect(without.p.writeMSR(vp: 0, index: index, value: 0x10000) == .generalProtection)

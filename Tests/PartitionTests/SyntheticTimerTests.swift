@@ -56,7 +56,7 @@ import Testing
     }
 
     @Test func directModeNeedsItsFeature() {
-        let f = SynICFixture(Enlightenments(features: Enlightenments.defaultFeatures.union([.synic, .stimer])))
+        let f = SynICFixture(Enlightenments(features: Enlightenments.defaultFeatures.subtracting([.stimerDirect])))
         #expect(f.wrmsr(HvMSR.stimerConfig(0), 0x1ED9) == .generalProtection)
         #expect(f.wrmsr(HvMSR.stimerConfig(0), 0x20009) == .written, "message mode is fine")
         let g = SynICFixture()
