@@ -2,6 +2,7 @@
 #include "csynthvm.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <spawn.h>
 #include <linux/filter.h>
@@ -419,3 +420,53 @@ static __thread int svm_current_vcpu_index = -1;
 void svm_set_current_vcpu(int index) { svm_current_vcpu_index = index; }
 
 int svm_current_vcpu(void) { return svm_current_vcpu_index; }
+
+int svm_bench_eventfd_wake(int rounds, int gap_us, unsigned long long *sum_ticks)
+{
+    int go = eventfd(0, EFD_CLOEXEC), ack = eventfd(0, EFD_CLOEXEC);
+    unsigned long long *shared = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (go < 0 || ack < 0 || shared == MAP_FAILED) {
+        int e = errno;
+        if (go >= 0) close(go);
+        if (ack >= 0) close(ack);
+        return -e;
+    }
+    pid_t child = fork();
+    if (child < 0) {
+        int e = errno;
+        close(go);
+        close(ack);
+        munmap(shared, 4096);
+        return -e;
+    }
+    if (child == 0) {
+        uint64_t v, one = 1;
+        for (int i = 0; i < rounds; i++) {
+            struct pollfd p = { .fd = go, .events = POLLIN };
+            while (poll(&p, 1, -1) < 0) {}
+            shared[0] = svm_rdtsc();
+            if (read(go, &v, 8) != 8 || write(ack, &one, 8) != 8)
+                _exit(1);
+        }
+        _exit(0);
+    }
+    unsigned long long sum = 0;
+    uint64_t v, one = 1;
+    int r = 0;
+    for (int i = 0; i < rounds && r == 0; i++) {
+        struct timespec ts = { 0, (long)gap_us * 1000 };
+        nanosleep(&ts, NULL);
+        unsigned long long t0 = svm_rdtsc();
+        if (write(go, &one, 8) != 8 || read(ack, &v, 8) != 8)
+            r = -EIO;
+        else
+            sum += shared[0] - t0;
+    }
+    int status;
+    waitpid(child, &status, 0);
+    close(go);
+    close(ack);
+    munmap(shared, 4096);
+    *sum_ticks = sum;
+    return r;
+}

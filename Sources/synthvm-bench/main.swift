@@ -6,11 +6,13 @@ import Monitor
 //
 // usage: synthvm-bench exits [--guest PATH] [--pio N] [--msr N] [--rounds N]
 //        synthvm-bench hyperv [--guest PATH] [--calls N] [--reads N] [--rounds N]
+//        synthvm-bench synic [--guest PATH] [--calls N] [--rounds N]
 // The bench guest is Tests/Guests/bench.c; by default it is built with Tests/Guests/build.sh.
 
 func usage() -> Never {
     print("usage: synthvm-bench exits [--guest bench.elf] [--pio N] [--msr N] [--rounds N]")
     print("       synthvm-bench hyperv [--guest hvbench.elf] [--calls N] [--reads N] [--rounds N]")
+    print("       synthvm-bench synic [--guest synicbench.elf] [--calls N] [--rounds N]")
     exit(64)
 }
 
@@ -21,7 +23,7 @@ let packageRoot: String = {
 }()
 
 var args = Array(CommandLine.arguments.dropFirst())
-guard let mode = args.first, mode == "exits" || mode == "hyperv" else { usage() }
+guard let mode = args.first, ["exits", "hyperv", "synic"].contains(mode) else { usage() }
 args.removeFirst()
 var guest: String?
 var pio = 20000, msr = 20000, rounds = 5
@@ -47,12 +49,16 @@ if guest == nil {
         print("synthvm-bench: building the bench guest failed (Tests/Guests/build.sh)")
         exit(70)
     }
-    guest = out + (mode == "exits" ? "/bench.elf" : "/hvbench.elf")
+    guest = out + ["exits": "/bench.elf", "hyperv": "/hvbench.elf", "synic": "/synicbench.elf"][mode]!
 }
 
 do {
     if mode == "exits" {
         try ExitBenchmark(benchGuest: guest!, pio: pio, msr: msr, rounds: rounds).runAndPrint()
+    } else if mode == "synic" {
+        let calls = pio == 20000 ? 2000 : pio
+        let exitGuest = (guest!.split(separator: "/").dropLast().joined(separator: "/")) + "/bench.elf"
+        try SynICBenchmark(guest: guest!, exitGuest: "/" + exitGuest, n: calls, rounds: rounds).runAndPrint()
     } else {
         try HyperVBenchmark(guest: guest!, calls: pio, reads: msr, rounds: rounds).runAndPrint()
     }

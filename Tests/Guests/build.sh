@@ -74,6 +74,7 @@ guest64 acpi acpi.c
 guest64 stimer stimer.c synictest.c synictest_asm.S mp.c mp_asm.S
 guest64 synic synic.c synictest.c synictest_asm.S mp.c mp_asm.S
 guest64 hvconn hvconn.c synictest.c synictest_asm.S mp.c mp_asm.S
+guest64 synicbench synicbench.c synictest.c synictest_asm.S mp.c mp_asm.S
 
 # 32-bit multiboot guest (mbstart.S first: the multiboot header must be in the first 8 KiB)
 compile -m32 "$OBJ/rt32-mbstart.o" "$SRC/runtime/mbstart.S"
@@ -84,4 +85,4 @@ compile -m32 "$OBJ/rt32-hyperv.o" "$SRC/runtime/hyperv.c"
 compile -m32 "$OBJ/mbhvcall.o" "$SRC/mbhvcall.c"
 link -m32 mbhvcall "$OBJ/rt32-mbstart.o" "$OBJ/rt32-common.o" "$OBJ/rt32-hyperv.o" "$OBJ/mbhvcall.o"
 
-echo "guests: built hello smp exceptions cpuid bench hvprobe hvmsr hvcall hvclock hvipi hvcrash hvbench irq acpi stimer synic hvconn mbhello mbhvcall in $OUT"
+echo "guests: built hello smp exceptions cpuid bench hvprobe hvmsr hvcall hvclock hvipi hvcrash hvbench irq acpi stimer synic hvconn synicbench mbhello mbhvcall in $OUT"

@@ -38,8 +38,40 @@ func fail(_ message: String) -> Never {
     exit(1)
 }
 
-let testForbiddenSyscall = CommandLine.arguments.dropFirst().contains("--test-forbidden-syscall")
-for a in CommandLine.arguments.dropFirst() where a != "--test-forbidden-syscall" { fail("unknown argument \(a)") }
+/// Test and bench arguments (the supervisor sets argv; the guest cannot): `--test-forbidden-syscall`,
+/// and `--bench-wake-mailbox 0x<GPA>` for synthvm-bench's wake-up latency mailbox
+/// (Tests/Guests/synicbench.c).
+func parseArguments() -> (forbiddenSyscall: Bool, benchMailbox: UInt64?) {
+    var forbidden = false, mailbox: UInt64?
+    var args = Array(CommandLine.arguments.dropFirst())
+    while !args.isEmpty {
+        let a = args.removeFirst()
+        if a == "--test-forbidden-syscall" {
+            forbidden = true
+        } else if a == "--bench-wake-mailbox", let v = args.first, v.hasPrefix("0x"), let gpa = UInt64(v.dropFirst(2), radix: 16) {
+            args.removeFirst()
+            mailbox = gpa
+        } else {
+            fail("unknown argument \(a)")
+        }
+    }
+    return (forbidden, mailbox)
+}
+
+let (testForbiddenSyscall, benchMailbox) = parseArguments()
+
+/// synthvm-bench's wake-up probe: when the guest has published a new sequence number, add the
+/// host TSC at which poll() returned (and count it); the bench subtracts the guest's TSCs.
+func benchWake(_ memory: any PartitionMemory, at gpa: UInt64, tsc: UInt64, lastSeq: inout UInt64) {
+    func u64(_ o: UInt64) -> UInt64? {
+        memory.read(gpa: gpa + o, count: 8).map { $0.enumerated().reduce(0) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) } }
+    }
+    func put(_ o: UInt64, _ v: UInt64) { _ = memory.write(gpa: gpa + o, bytes: (0..<8).map { UInt8(truncatingIfNeeded: v >> (8 * $0)) }) }
+    guard let seq = u64(0), seq != lastSeq, let sum = u64(24), let count = u64(32) else { return }
+    lastSeq = seq
+    put(24, sum &+ tsc)
+    put(32, count + 1)
+}
 
 /// The SIGSYS reporter's syscall-name table, built before the filter (C strings, never freed).
 func installSigsysReporter() {
@@ -160,11 +192,13 @@ func run() throws {
     if let r = routing { fds.append(pollfd(fd: r.doorbell.fd.rawValue, events: Int16(POLLIN), revents: 0)) }
     var buffer = [UInt8](repeating: 0, count: 4096)
     var reported = Set<Int>()
+    var benchSeq: UInt64 = 0
     router?.retry()
     while true {
         for i in fds.indices { fds[i].revents = 0 }
         let timeout: Int32 = router?.needsRetry == true ? 1 : -1
         if poll(&fds, nfds_t(fds.count), timeout) < 0 && errno != EINTR { fail("poll: \(String(cString: strerror(errno)))") }
+        if let gpa = benchMailbox, let m = router?.memory { benchWake(m, at: gpa, tsc: svm_rdtsc(), lastSeq: &benchSeq) }
         if fds[0].revents != 0 {
             controlMessage()
         }

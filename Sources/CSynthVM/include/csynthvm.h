@@ -157,3 +157,10 @@ int svm_set_parent_death_signal(int sig);
  * thread, read by devices that need to know who is writing (a __thread variable; Swift has none). */
 void svm_set_current_vcpu(int index);
 int svm_current_vcpu(void);
+
+/* synthvm-bench's floor for a cross-process wake-up: forks a child that sleeps in poll() on an
+ * eventfd; `rounds` times, waits `gap_us` (so the child is asleep), reads the TSC and writes the
+ * eventfd; the child reads the TSC as soon as poll() returns and acknowledges. Returns 0 and the
+ * sum of (child TSC - parent TSC) in *sum_ticks, or -errno. The child only makes async-signal-safe
+ * calls, so forking a multi-threaded process is fine. */
+int svm_bench_eventfd_wake(int rounds, int gap_us, unsigned long long *sum_ticks);
