@@ -71,6 +71,11 @@ struct RunCommand: ParsableCommand {
             + "Anything but enforce is announced on stderr. See docs/monitor.md.", valueName: "enforce|log|errno"))
     var seccomp: String = SeccompMode.enforce.rawValue
 
+    @Option(name: .long, help: ArgumentHelp(
+        "Directory of the seccomp policies (vcpu.policy, vmm.policy, one per worker). Default: the source tree's "
+            + "Policies/, which a relocated install must replace.", valueName: "dir"))
+    var policyDir: String?
+
     @Flag(name: .long, help: "Print exit statistics to stderr when the VM stops.")
     var stats = false
 
@@ -96,6 +101,7 @@ struct RunCommand: ParsableCommand {
             fail("--seccomp \(seccomp): expected enforce, log or errno", status: StopReason.usageStatus)
         }
         config.seccomp = seccompMode
+        if let dir = policyDir { config.policyDirectory = dir }
         if let t = timeout {
             guard t > 0 else { fail("--timeout \(t) must be positive", status: StopReason.usageStatus) }
             config.timeoutSeconds = t
