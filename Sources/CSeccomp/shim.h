@@ -25,12 +25,15 @@ static inline int svm_scmp_memfd(void) {
 
 /// Installs a classic-BPF seccomp program on the calling thread only: no TSYNC, so the other
 /// threads of the process keep their own filters (or none). no_new_privs first (also per thread),
-/// as the kernel requires without CAP_SYS_ADMIN. Returns 0 or -errno.
+/// as the kernel requires without CAP_SYS_ADMIN. SECCOMP_FILTER_FLAG_LOG: every action but allow
+/// reaches the audit log (dmesg type=1326), trap and errno included, which the kernel otherwise
+/// logs only for kill. Returns 0 or -errno.
 static inline int svm_seccomp_install_on_current_thread(const void *instructions, unsigned count) {
     if (count == 0 || count > BPF_MAXINSNS) return -EINVAL;
     struct sock_fprog prog = { .len = (unsigned short)count, .filter = (struct sock_filter *)instructions };
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) return -errno;
-    if (syscall(SYS_seccomp, 1 /* SECCOMP_SET_MODE_FILTER */, 0, &prog) < 0) return -errno;
+    if (syscall(SYS_seccomp, 1 /* SECCOMP_SET_MODE_FILTER */, 2 /* SECCOMP_FILTER_FLAG_LOG */, &prog) < 0)
+        return -errno;
     return 0;
 }
 

@@ -207,10 +207,14 @@ public final class VirtualMachine: @unchecked Sendable {
         // Stopping: keep kicking until every vCPU thread has left KVM_RUN and returned.
         let done = DoneFlag()
         let started = threads
-        let joiner = try? HostThread.spawn {
+        let joinAll: @Sendable () -> Void = {
             for t in started { t.join() }
             done.set()
         }
+        // Filtered like the vmm thread; should that fail, it is a helper of this unfiltered
+        // caller, which must not spin forever waiting for it.
+        let joiner = (try? HostThread.spawn(name: "synthvm-joiner", filter: filters.vmm, joinAll))
+            ?? (try? HostThread.spawn(joinAll))
         while !done.isSet {
             control.kickAll()
             var ts = timespec(tv_sec: 0, tv_nsec: 2_000_000)

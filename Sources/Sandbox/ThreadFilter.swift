@@ -22,7 +22,8 @@ public struct ThreadFilter: Sendable, Equatable {
     }
 
     /// Installs the filter on the calling thread, and only on it (no_new_privs, then
-    /// SECCOMP_SET_MODE_FILTER without TSYNC). Irreversible. Returns 0 or -errno.
+    /// SECCOMP_SET_MODE_FILTER without TSYNC, with SECCOMP_FILTER_FLAG_LOG so refusals reach the
+    /// audit log in every mode). Irreversible. Returns 0 or -errno.
     public func installOnCurrentThread() -> Int32 {
         instructions.withUnsafeBytes {
             svm_seccomp_install_on_current_thread($0.baseAddress, UInt32($0.count / PolicyCompiler.instructionSize))
