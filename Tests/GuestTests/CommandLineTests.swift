@@ -188,6 +188,7 @@ struct CommandLineTests {
         let dir = try MonitorFilterTests.policyCopy(editing: "vcpu.policy") { text in
             text.replacingOccurrences(of: "ioctl: arg1 in {KVM_RUN, ", with: "ioctl: arg1 in {")
         }
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let hello = try GuestHarness.guestPath("hello")
         let p = Process()
         p.executableURL = Self.binary

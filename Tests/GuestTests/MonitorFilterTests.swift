@@ -169,10 +169,13 @@ struct MonitorFilterTests {
     func badMonitorPolicy(name: String) throws {
         var config = try Self.helloConfig()
         config.policyDirectory = try Self.policyCopy(editing: name) { $0 + "\nnot_a_syscall: 1\n" }
+        defer { try? FileManager.default.removeItem(atPath: config.policyDirectory) }
         #expect { try VirtualMachine(config: config) } throws: {
             "\($0)".hasPrefix("monitor: seccomp policy: \(config.policyDirectory)/\(name):") && "\($0)".contains("not_a_syscall")
         }
-        config.policyDirectory = try Self.policyCopy(editing: name) { _ in nil }
+        let missing = try Self.policyCopy(editing: name) { _ in nil }
+        defer { try? FileManager.default.removeItem(atPath: missing) }
+        config.policyDirectory = missing
         #expect { try VirtualMachine(config: config) } throws: {
             "\($0)".contains("monitor: seccomp policy:") && "\($0)".contains("\(config.policyDirectory)/\(name)")
         }

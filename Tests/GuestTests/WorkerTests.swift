@@ -104,6 +104,7 @@ struct WorkerTests {
         var c = try Self.config("hello")
         // The monitor's own policies are there; the worker's is not.
         c.policyDirectory = try MonitorFilterTests.policyCopy(editing: "synic-router.policy") { _ in nil }
+        defer { try? FileManager.default.removeItem(atPath: c.policyDirectory) }
         #expect { try VirtualMachine(config: c) } throws: {
             "\($0)".contains("worker synic-router: seccomp policy:") && "\($0)".contains("\(c.policyDirectory)/synic-router.policy")
         }

@@ -48,6 +48,7 @@ import Testing
     func everyRule(policyName: String) throws {
         try #require(ProbeRunner.available, "synthvm-policy-probe is not built next to the tests (\(ProbeRunner.executable))")
         let file = try Self.probeable(policyName)
+        defer { if file.hasPrefix("/tmp/") { unlink(file) } }
         let policy = try Self.parser.parse(file: file)
         let (cases, problems) = ProbeCases.cases(for: policy, file: file)
         for p in problems { Issue.record("\(p)") }
