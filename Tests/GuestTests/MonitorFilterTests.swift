@@ -168,8 +168,9 @@ struct MonitorFilterTests {
           arguments: ["vcpu.policy", "vmm.policy"])
     func badMonitorPolicy(name: String) throws {
         var config = try Self.helloConfig()
-        config.policyDirectory = try Self.policyCopy(editing: name) { $0 + "\nnot_a_syscall: 1\n" }
-        defer { try? FileManager.default.removeItem(atPath: config.policyDirectory) }
+        let broken = try Self.policyCopy(editing: name) { $0 + "\nnot_a_syscall: 1\n" }
+        defer { try? FileManager.default.removeItem(atPath: broken) }
+        config.policyDirectory = broken
         #expect { try VirtualMachine(config: config) } throws: {
             "\($0)".hasPrefix("monitor: seccomp policy: \(config.policyDirectory)/\(name):") && "\($0)".contains("not_a_syscall")
         }
