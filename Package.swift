@@ -9,6 +9,7 @@ let package = Package(
         .executable(name: "synthvm", targets: ["synthvm"]),
         .executable(name: "synthvm-bench", targets: ["synthvm-bench"]),
         .executable(name: "synthvm-synic-router", targets: ["synthvm-synic-router"]),
+        .executable(name: "synthvm-policy-probe", targets: ["synthvm-policy-probe"]),
     ],
     dependencies: [
         // Pinned to the versions mirrored on our build machines.
@@ -42,6 +43,10 @@ let package = Package(
         // Seccomp policies: the Policies/*.policy model, parser, syscall and constant tables (pure),
         // and PolicyCompiler (Policy -> BPF with libseccomp).
         .target(name: "Sandbox", dependencies: ["CSeccomp"]),
+        // Makes one system call under a compiled policy; how it ends says whether the policy
+        // allowed it (the per-rule tests in SandboxTests, and operators checking a policy).
+        .target(name: "CPolicyProbe", path: "Sources/CPolicyProbe"),
+        .executableTarget(name: "synthvm-policy-probe", dependencies: ["Sandbox", "CPolicyProbe"]),
         // Worker processes: one thin main.swift each (Workers/<name>), spawned by the supervisor.
         .executableTarget(name: "synthvm-synic-router", dependencies: ["IPC", "CSynthVM", "Sandbox", "SynICRouting",
                                                                       "Partition", "HyperV"],

@@ -262,6 +262,8 @@ int svm_kick_thread(unsigned long thread, int signo) {
 
 unsigned long svm_thread_self(void) { return (unsigned long)pthread_self(); }
 
+pid_t svm_gettid(void) { return (pid_t)syscall(SYS_gettid); }
+
 int svm_block_signals_for_wait(void) {
     sigset_t set;
     sigemptyset(&set);

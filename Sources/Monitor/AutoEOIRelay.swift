@@ -1,6 +1,7 @@
 import CSynthVM
 import Glibc
 import KVM
+import Sandbox
 import Synchronization
 
 /// AutoEOI for SINTs (SINTx bit 17) on KVM's in-kernel LAPIC, which has no such mode.
@@ -21,14 +22,15 @@ import Synchronization
 /// set, no interrupt shadow, no event already being injected, and the vector's priority class
 /// above the LAPIC's processor priority (TPR and in-service vectors), as the LAPIC itself would
 /// require. Otherwise the vector stays pending and the relay kicks again after
-/// `retryNanoseconds`.
+/// `retryNanoseconds`. The thread exists from VM start (vCPU threads may not create threads),
+/// idle in poll() until a guest sets AutoEOI.
 ///
 /// Limits (docs/hyperv.md): each AutoEOI interrupt costs a relay wake-up, a kick and an exit
 /// (tens of microseconds here instead of an in-kernel delivery); while the guest keeps
 /// interrupts disabled the vector waits for the next retry (1 ms), so latency under IF=0 is
 /// bounded by the retry period, not by the guest's next STI; one vector is injected per exit,
-/// several pending vectors go highest first. Guests that do not set AutoEOI never start the
-/// thread.
+/// several pending vectors go highest first. Guests that do not set AutoEOI pay one relaxed load
+/// per exit and an idle thread.
 final class AutoEOIRelay: @unchecked Sendable {
     static let retryNanoseconds: Int64 = 1_000_000
 
@@ -48,7 +50,6 @@ final class AutoEOIRelay: @unchecked Sendable {
     private let wakeFD: Int32
     private let stopping = Atomic<Bool>(false)
     private var thread: HostThread?
-    private let threadLock = Mutex<Bool>(false)
     /// Injections done (tests and --stats).
     let injected = Atomic<Int>(0)
 
@@ -64,15 +65,15 @@ final class AutoEOIRelay: @unchecked Sendable {
         if wakeFD >= 0 { close(wakeFD) }
     }
 
-    /// SINT eventfd `fd` now has AutoEOI with `vector` on VP `vp`: starts the thread on first use.
+    /// Starts the relay's thread (under the vmm filter) before any vCPU runs: vCPU threads may
+    /// not create threads. Until a guest sets AutoEOI it sleeps in poll() on one eventfd.
+    func start(filter: ThreadFilter) throws(MonitorError) {
+        thread = try HostThread.spawn(name: "synthvm-autoeoi", filter: filter) { [self] in loop() }
+    }
+
+    /// SINT eventfd `fd` now has AutoEOI with `vector` on VP `vp`.
     func watch(fd: Int32, vp: Int, vector: UInt8) {
         watches.withLock { $0[fd] = Watch(vp: vp, vector: vector) }
-        let start = threadLock.withLock { started -> Bool in
-            if started { return false }
-            started = true
-            return true
-        }
-        if start { thread = try? HostThread.spawn { [self] in loop() } }
         wake()
     }
 

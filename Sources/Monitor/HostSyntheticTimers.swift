@@ -1,6 +1,7 @@
 import CSynthVM
 import Glibc
 import Partition
+import Sandbox
 import Synchronization
 
 /// Host timers for the synthetic timers: one deadline (in partition reference time) per VP and
@@ -35,9 +36,10 @@ final class HostSyntheticTimers: PartitionTimers, @unchecked Sendable {
         wake()
     }
 
-    func start(partition: Partition) throws(MonitorError) {
+    /// Starts the timer thread, which installs `filter` (Policies/vmm.policy) on itself first.
+    func start(partition: Partition, filter: ThreadFilter) throws(MonitorError) {
         self.partition = partition
-        thread = try HostThread.spawn { [self] in loop() }
+        thread = try HostThread.spawn(name: "synthvm-stimer", filter: filter) { [self] in loop() }
     }
 
     func stop() {

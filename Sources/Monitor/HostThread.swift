@@ -1,6 +1,9 @@
+import CSynthVM
 import Glibc
+import Sandbox
 
-/// A joinable pthread for vCPUs. The monitor stays off Foundation, so no `Thread`.
+/// A joinable pthread for vCPUs and the monitor's other threads. The monitor stays off
+/// Foundation, so no `Thread`.
 public struct HostThread: Sendable {
     private let handle: pthread_t
 
@@ -24,7 +27,71 @@ public struct HostThread: Sendable {
         return HostThread(handle: tid)
     }
 
+    /// Spawns a thread that first installs `filter` on itself (and only on itself), then runs
+    /// `body`. Returns once the filter is in place; if the kernel refused it, the thread ends
+    /// without running `body` and this throws: a monitor thread never runs unfiltered. The name
+    /// (at most 15 bytes, shown in /proc/<pid>/task/<tid>/comm and `top -H`) is given only after
+    /// the filter is installed, from this thread, so a thread named `synthvm-*` is always filtered.
+    public static func spawn(name: String, filter: ThreadFilter,
+                             _ body: @escaping @Sendable () -> Void) throws(MonitorError) -> HostThread {
+        let gate = StartGate()
+        let thread = try spawn {
+            // glibc gives a thread its malloc arena on its first malloc, and when there are
+            // already 8 or more arenas it first counts the CPUs by opening
+            // /sys/devices/system/cpu/online. Do that first malloc before the filter, which
+            // refuses open: from then on this thread allocates from its own arena.
+            free(malloc(64))
+            let r = filter.installOnCurrentThread()
+            gate.open(result: r, tid: svm_gettid())
+            if r == 0 { body() }
+        }
+        let (r, tid) = gate.wait()
+        if r != 0 {
+            thread.join()
+            throw .config("cannot install the seccomp filter \(filter.name) on thread \(name): "
+                + String(cString: strerror(-r)))
+        }
+        setName(name, tid: tid)
+        return thread
+    }
+
+    /// What pthread_setname_np does for another thread (it is not in Swift's Glibc module):
+    /// write /proc/self/task/<tid>/comm. Best effort; the kernel truncates to 15 bytes.
+    private static func setName(_ name: String, tid: pid_t) {
+        let fd = open("/proc/self/task/\(tid)/comm", O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        _ = name.withCString { Glibc.write(fd, $0, min(strlen($0), 15)) }
+        close(fd)
+    }
+
     public func join() {
         pthread_join(handle, nil)
+    }
+
+    /// A one-shot result handed from a new thread to its creator (a POSIX semaphore: sem_post is
+    /// a futex wake, which every filter allows).
+    private final class StartGate: @unchecked Sendable {
+        private let sem = UnsafeMutablePointer<sem_t>.allocate(capacity: 1)
+        private var result: Int32 = 0
+        private var tid: pid_t = 0
+
+        init() { sem_init(sem, 0, 0) }
+
+        deinit {
+            sem_destroy(sem)
+            sem.deallocate()
+        }
+
+        func open(result r: Int32, tid t: pid_t) {
+            result = r
+            tid = t
+            sem_post(sem)
+        }
+
+        /// The install result (0 or -errno) and the new thread's kernel tid.
+        func wait() -> (Int32, pid_t) {
+            while sem_wait(sem) != 0 && errno == EINTR {}
+            return (result, tid)
+        }
     }
 }

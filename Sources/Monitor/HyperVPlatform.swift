@@ -111,18 +111,23 @@ final class PartitionEventSink: PartitionEvents, @unchecked Sendable {
         pthread_mutex_unlock(&lock)
         let log = GuestCrashLog.text(n)
         _ = log.withCString { Glibc.write(2, $0, strlen($0)) }
-        if let path = crashReportPath {
-            let json = GuestCrashLog.json(n)
-            let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-            if fd >= 0 {
-                _ = json.withCString { Glibc.write(fd, $0, strlen($0)) }
-                close(fd)
-            } else {
-                let msg = "synthvm: cannot write crash report \(path): \(String(cString: strerror(errno)))\n"
-                _ = msg.withCString { Glibc.write(2, $0, strlen($0)) }
-            }
-        }
         if action == .stop { control.requestStop(.guestReportedCrash(vcpu: n.vp)) }
+    }
+
+    /// Writes the JSON report of the last notification to `crashReportPath`, if there was one.
+    /// Called by `VirtualMachine.run()` on its caller's thread once the vCPUs have stopped: a
+    /// vCPU thread, where notifications arrive, may not open files (Policies/vcpu.policy).
+    func writeCrashReport() {
+        guard let path = crashReportPath, let n = all.last else { return }
+        let json = GuestCrashLog.json(n)
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        if fd >= 0 {
+            _ = json.withCString { Glibc.write(fd, $0, strlen($0)) }
+            close(fd)
+        } else {
+            let msg = "synthvm: cannot write crash report \(path): \(String(cString: strerror(errno)))\n"
+            _ = msg.withCString { Glibc.write(2, $0, strlen($0)) }
+        }
     }
 
     var all: [GuestCrashNotification] {

@@ -2,6 +2,7 @@ import Glibc
 import IPC
 import Machine
 import Partition
+import Sandbox
 
 /// Everything needed to build a VM, already read and validated. `load` is the one path from
 /// operator input (paths, strings) to a config: the CLI and the guest tests both use it, so a
@@ -34,6 +35,11 @@ public struct MachineConfig: Sendable {
     /// the package's own `Policies/`, found from this source file's path, which is right for
     /// `swift run synthvm`, `swift test` and a binary run from its build tree.
     public var policyDirectory: String = MachineConfig.defaultPolicyDirectory
+    /// What every seccomp policy (the monitor's threads and the workers) does with a call it does
+    /// not allow: `enforce` (the policy's own default, trap or kill), or for debugging a policy,
+    /// `log` (allow and log) or `errno` (fail with ENOSYS). Anything but enforce is announced on
+    /// stderr whenever a VM is built.
+    public var seccomp: SeccompMode = .enforce
     /// Extra command-line arguments for every worker. Tests only (`--test-forbidden-syscall`);
     /// the operator's CLI does not set it.
     public var workerArguments: [String] = []

@@ -1,5 +1,6 @@
 import CSynthVM
 import Glibc
+import Sandbox
 import Synchronization
 
 /// Watches the worker processes through their pidfds on one thread, logs how each one ended
@@ -23,13 +24,16 @@ public final class Supervisor: @unchecked Sendable {
     /// not logged (a worker that dies any other way, or before, always is).
     private let leaving = Atomic<Bool>(false)
     private let onExit: @Sendable (Status) -> Void
+    /// Installed by the watching thread on itself when it starts (Policies/vmm.policy in a VM).
+    private let threadFilter: ThreadFilter?
 
-    /// `onExit` runs on the supervisor thread when a worker ends.
-    public init(onExit: @escaping @Sendable (Status) -> Void) throws(MonitorError) {
+    /// `onExit` runs on the supervisor thread when a worker ends, under `threadFilter` if given.
+    public init(onExit: @escaping @Sendable (Status) -> Void, threadFilter: ThreadFilter? = nil) throws(MonitorError) {
         let fd = svm_eventfd_nonblocking()
         if fd < 0 { throw .config("eventfd: \(String(cString: strerror(-fd)))") }
         wakeFD = fd
         self.onExit = onExit
+        self.threadFilter = threadFilter
     }
 
     deinit {
@@ -46,7 +50,13 @@ public final class Supervisor: @unchecked Sendable {
         workers.withLock { $0.append(w) }
         statuses.withLock { $0.append(Status(name: name, pid: w.pid, exit: nil)) }
         wake()
-        if thread == nil { thread = try HostThread.spawn { [self] in watch() } }
+        if thread == nil {
+            if let f = threadFilter {
+                thread = try HostThread.spawn(name: "synthvm-workers", filter: f) { [self] in watch() }
+            } else {
+                thread = try HostThread.spawn { [self] in watch() }
+            }
+        }
         return w
     }
 

@@ -10,7 +10,8 @@ import SynICRouting
 
 /// A VM built from a `MachineConfig`: KVM VM with in-kernel irqchip and PIT, guest RAM in a
 /// memfd, one vCPU per configured CPU with our CPUID table, the kernel loaded and the boot vCPU
-/// set up. `run()` runs it to the end on one thread per vCPU; the calling thread supervises.
+/// set up. `run()` runs it to the end on one thread per vCPU and a supervising thread, each under
+/// its seccomp filter (MonitorFilters); the calling thread waits and cleans up.
 public final class VirtualMachine: @unchecked Sendable {
     public let config: MachineConfig
     public let system: KVMSystem
@@ -34,6 +35,8 @@ public final class VirtualMachine: @unchecked Sendable {
     let sintRoutes: SINTRoutes?
     /// The monitor's side of the SynIC message router; nil unless the guest has a SynIC.
     let routerLink: SynICRouterLink?
+    /// The monitor threads' seccomp filters, compiled before any thread of this VM starts.
+    let filters: MonitorFilters
 
     /// Addresses KVM needs for its real-mode helpers on Intel; inside the MMIO hole.
     static let tssAddress: UInt64 = 0xFFFB_D000
@@ -42,6 +45,7 @@ public final class VirtualMachine: @unchecked Sendable {
     public init(config: MachineConfig, extraDevices: [(any PortIODevice, ClosedRange<UInt16>)] = [])
         throws(MonitorError) {
         self.config = config
+        filters = try MonitorFilters.compile(directory: config.policyDirectory, mode: config.seccomp)
         console = try ConsoleSink(config.console)
         control = try VMControl(vcpuCount: config.cpuCount)
         do {
@@ -141,11 +145,12 @@ public final class VirtualMachine: @unchecked Sendable {
                 return (w, kind)
             }
             // A worker that dies is reported (by the supervisor) and the VM keeps running.
-            let sup = try Supervisor(onExit: { _ in })
+            let sup = try Supervisor(onExit: { _ in }, threadFilter: filters.vmm)
             supervisor = sup
             for (name, kind) in kinds {
                 // Every worker runs under its policy from the handshake on; no policy, no worker.
-                let filter = try Self.compileWorkerPolicy(name: name, directory: config.policyDirectory)
+                let filter = try Self.compileWorkerPolicy(name: name, directory: config.policyDirectory,
+                                                          mode: config.seccomp)
                 var regions: [WorkerLink.Region] = [.init(id: WorkerLink.guestRAMRegion, fd: memory.fd, size: memory.size)]
                 var setup: [WorkerLink.SetupMessage] = []
                 if kind == .synicRouter, let link = routerLink, let routes = sintRoutes {
@@ -197,11 +202,17 @@ public final class VirtualMachine: @unchecked Sendable {
         defer { if signalFD >= 0 { close(signalFD) } }
 
         if let timers = syntheticTimers, let p = partition {
-            do { try timers.start(partition: p) } catch {
+            do { try timers.start(partition: p, filter: filters.vmm) } catch {
                 return RunOutcome(reason: .hostFailure(error.description), counters: [], crashReport: nil)
             }
         }
         defer { syntheticTimers?.stop() }
+        if let relay = sintRoutes?.autoEOI {
+            do { try relay.start(filter: filters.vmm) } catch {
+                return RunOutcome(reason: .hostFailure(error.description), counters: [], crashReport: nil)
+            }
+        }
+        defer { sintRoutes?.autoEOI.stop() }
         let runners = vcpus.enumerated().map {
             VCPURunner(index: $0.offset, vcpu: $0.element, bus: bus, control: control, memory: memory,
                        partition: partition, syncRegs: syncRegs,
@@ -209,19 +220,29 @@ public final class VirtualMachine: @unchecked Sendable {
         }
         var threads: [HostThread] = []
         for r in runners {
-            do { threads.append(try HostThread.spawn { r.run() }) } catch {
+            do { threads.append(try HostThread.spawn(name: "synthvm-vcpu\(r.index)", filter: filters.vcpu) { r.run() }) } catch {
                 control.requestStop(.hostFailure(error.description))
                 break
             }
         }
-        supervise(signalFD: signalFD)
+        // Supervising on a filtered thread of its own; this (unfiltered) thread only waits.
+        let stopSignals = signalFD
+        do {
+            try HostThread.spawn(name: "synthvm-vmm", filter: filters.vmm) { [self] in supervise(signalFD: stopSignals) }.join()
+        } catch {
+            control.requestStop(.hostFailure(error.description))
+        }
         // Stopping: keep kicking until every vCPU thread has left KVM_RUN and returned.
         let done = DoneFlag()
         let started = threads
-        let joiner = try? HostThread.spawn {
+        let joinAll: @Sendable () -> Void = {
             for t in started { t.join() }
             done.set()
         }
+        // Filtered like the vmm thread; should that fail, it is a helper of this unfiltered
+        // caller, which must not spin forever waiting for it.
+        let joiner = (try? HostThread.spawn(name: "synthvm-joiner", filter: filters.vmm, joinAll))
+            ?? (try? HostThread.spawn(joinAll))
         while !done.isSet {
             control.kickAll()
             var ts = timespec(tv_sec: 0, tv_nsec: 2_000_000)
@@ -229,6 +250,8 @@ public final class VirtualMachine: @unchecked Sendable {
         }
         joiner?.join()
         console.flush()
+        // Here, not on the vCPU thread that got the notification: vCPU threads cannot open files.
+        partitionEvents.writeCrashReport()
         stopWorkers()
         let reason = control.stopReason ?? .hostFailure("stopped without a reason")
         return RunOutcome(reason: reason, counters: runners.map(\.counters),
@@ -263,18 +286,9 @@ public final class VirtualMachine: @unchecked Sendable {
     }
 
     /// Parses `<directory>/<name>.policy` and compiles it into the program the worker installs.
-    static func compileWorkerPolicy(name: String, directory: String) throws(MonitorError) -> SeccompProgram {
-        let path = directory + "/" + name + ".policy"
-        let parser = PolicyParser(readFile: { p in
-            guard let bytes = try? MachineConfig.readFile(p, what: "policy") else { return nil }
-            return String(decoding: bytes, as: UTF8.self)
-        })
-        do {
-            let policy = try parser.parse(file: path)
-            return SeccompProgram(instructions: try PolicyCompiler.compile(policy))
-        } catch {
-            throw .config("worker \(name): seccomp policy: \(error)")
-        }
+    static func compileWorkerPolicy(name: String, directory: String, mode: SeccompMode) throws(MonitorError) -> SeccompProgram {
+        let filter = try MonitorFilters.compile(policy: name, directory: directory, mode: mode, for: "worker \(name)")
+        return SeccompProgram(instructions: filter.instructions)
     }
 
     /// Closes the workers' control sockets (they exit on end-of-file), gives them a moment, then

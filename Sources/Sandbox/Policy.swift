@@ -120,11 +120,12 @@ public enum PolicyDebugMode: String, Equatable, Hashable, Sendable, CaseIterable
     case enforce
     /// Allow and log what the policy would have refused (SECCOMP_RET_LOG).
     case log
-    /// Refuse with EPERM instead of killing, so the caller sees an error.
+    /// Refuse with ENOSYS instead of killing, so the caller sees "not implemented" and carries on.
     case errno
 
-    /// errno returned for refused calls in `.errno` mode.
-    public static let errnoValue: Int32 = 1  // EPERM
+    /// errno returned for refused calls in `.errno` mode: ENOSYS, which callers (glibc, the
+    /// Swift runtime) already treat as "this kernel lacks the call" rather than a hard failure.
+    public static let errnoValue: Int32 = 38  // ENOSYS
 }
 
 /// A whole policy: a default action for every call no rule allows, and the rules.

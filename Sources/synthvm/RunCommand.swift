@@ -70,6 +70,17 @@ struct RunCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Stop the VM after this many seconds (status 124).", valueName: "seconds"))
     var timeout: Int?
 
+    @Option(name: .long, help: ArgumentHelp(
+        "Seccomp filters of the monitor's threads and the workers: enforce (default), or, to debug a policy, "
+            + "log (refused calls are allowed and logged by the kernel) or errno (refused calls fail with ENOSYS). "
+            + "Anything but enforce is announced on stderr. See docs/monitor.md.", valueName: "enforce|log|errno"))
+    var seccomp: String = SeccompMode.enforce.rawValue
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Directory of the seccomp policies (vcpu.policy, vmm.policy, one per worker). Default: the source tree's "
+            + "Policies/, which a relocated install must replace.", valueName: "dir"))
+    var policyDir: String?
+
     @Flag(name: .long, help: "Print exit statistics to stderr when the VM stops.")
     var stats = false
 
@@ -98,6 +109,11 @@ struct RunCommand: ParsableCommand {
         guard onReset == "restart" || onReset == "exit" else {
             fail("--on-reset \(onReset): expected restart or exit", status: StopReason.usageStatus)
         }
+        guard let seccompMode = SeccompMode(rawValue: seccomp) else {
+            fail("--seccomp \(seccomp): expected enforce, log or errno", status: StopReason.usageStatus)
+        }
+        config.seccomp = seccompMode
+        if let dir = policyDir { config.policyDirectory = dir }
         if let t = timeout {
             guard t > 0 else { fail("--timeout \(t) must be positive", status: StopReason.usageStatus) }
             config.timeoutSeconds = t

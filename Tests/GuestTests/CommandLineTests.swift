@@ -166,12 +166,55 @@ struct CommandLineTests {
         #expect(e.contains("stopped by signal 15"), "\(e)")
     }
 
+    @Test("--seccomp log and errno say loudly that nothing is enforced; a bad mode is a usage error")
+    func seccompModes() throws {
+        try GuestHarness.requireKVM()
+        for mode in ["log", "errno"] {
+            let r = try Self.synthvm(["run", "--seccomp", mode, "--serial", "none"])
+            #expect(r.status == 0, "\(r.stderr)")
+            #expect(r.stderr.contains("synthvm: WARNING: seccomp NOT ENFORCED (--seccomp \(mode))"), "\(r.stderr)")
+        }
+        let enforced = try Self.synthvm(["run", "--seccomp", "enforce", "--serial", "none"])
+        #expect(enforced.status == 0 && enforced.stderr.isEmpty, "\(enforced.stderr)")
+        let bad = try Self.synthvm(["run", "--seccomp", "off"])
+        #expect(bad.status == 64)
+        #expect(bad.stderr.contains("--seccomp off: expected enforce, log or errno"), "\(bad.stderr)")
+    }
+
+    @Test("a vCPU thread making a call its policy refuses kills the monitor by SIGSYS, naming the call")
+    func monitorViolation() throws {
+        try GuestHarness.requireKVM()
+        // A vcpu.policy without KVM_RUN: the first KVM_RUN is refused.
+        let dir = try MonitorFilterTests.policyCopy(editing: "vcpu.policy") { text in
+            text.replacingOccurrences(of: "ioctl: arg1 in {KVM_RUN, ", with: "ioctl: arg1 in {")
+        }
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let hello = try GuestHarness.guestPath("hello")
+        let p = Process()
+        p.executableURL = Self.binary
+        p.arguments = ["run", "--kernel", hello, "--serial", "none", "--policy-dir", dir]
+        p.environment = ["SWIFT_BACKTRACE": "enable=no"]
+        let err = Pipe()
+        p.standardError = err
+        try p.run()
+        let e = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationReason == .uncaughtSignal && p.terminationStatus == SIGSYS, "\(p.terminationStatus): \(e)")
+        #expect(e.contains("synthvm monitor: seccomp violation: syscall 16 (ioctl)\n"), "\(e)")
+        // The debug modes, on the same broken policy: log lets KVM_RUN through, errno fails it.
+        let logged = try Self.synthvm(["run", "--kernel", hello, "--serial", "none", "--policy-dir", dir, "--seccomp", "log"])
+        #expect(logged.status == 0, "\(logged.stderr)")
+        let refused = try Self.synthvm(["run", "--kernel", hello, "--serial", "none", "--policy-dir", dir, "--seccomp", "errno"])
+        #expect(refused.status == 6, "\(refused.stderr)")
+        #expect(refused.stderr.contains("KVM_RUN(vCPU 0)"), "\(refused.stderr)")
+    }
+
     @Test("--help documents every run option")
     func help() throws {
         let r = try Self.synthvm(["run", "--help"])
         #expect(r.status == 0)
         for option in ["--kernel", "--initrd", "--module", "--cmdline", "--cpus", "--memory", "--serial", "--timeout", "--stats",
-                       "--hyperv", "--crash-report", "--on-guest-crash", "--on-reset"] {
+                       "--hyperv", "--crash-report", "--on-guest-crash", "--on-reset", "--seccomp", "--policy-dir"] {
             #expect(r.stdout.contains(option), "missing \(option)")
         }
     }

@@ -146,9 +146,11 @@ struct WorkerTests {
     @Test("without its policy a worker does not start, and neither does the VM")
     func missingPolicyFailsTheVM() throws {
         var c = try Self.config("hello")
-        c.policyDirectory = "/nonexistent"
+        // The monitor's own policies are there; the worker's is not.
+        c.policyDirectory = try MonitorFilterTests.policyCopy(editing: "synic-router.policy") { _ in nil }
+        defer { try? FileManager.default.removeItem(atPath: c.policyDirectory) }
         #expect { try VirtualMachine(config: c) } throws: {
-            "\($0)".contains("worker synic-router: seccomp policy:") && "\($0)".contains("/nonexistent/synic-router.policy")
+            "\($0)".contains("worker synic-router: seccomp policy:") && "\($0)".contains("\(c.policyDirectory)/synic-router.policy")
         }
     }
 

@@ -9,6 +9,10 @@ import Testing
             "KVM_GET_SREGS": 0x8138_AE83, "KVM_SET_SREGS": 0x4138_AE84,
             "KVM_SIGNAL_MSI": 0x4020_AEA5, "KVM_IRQFD": 0x4020_AE76,
             "KVM_SET_GSI_ROUTING": 0x4008_AE6A,
+            // The rest of the vCPU threads' calls (Policies/vcpu.policy), from their _IOR/_IOW
+            // encodings: struct kvm_fpu is 416 bytes, kvm_vcpu_events 64, kvm_mp_state 4.
+            "KVM_GET_FPU": 0x81A0_AE8C, "KVM_GET_VCPU_EVENTS": 0x8040_AE9F,
+            "KVM_SET_VCPU_EVENTS": 0x4040_AEA0, "KVM_GET_MP_STATE": 0x8004_AE98,
         ]
         for (name, value) in expected { #expect(PolicyConstants.value(of: name) == value, "\(name)") }
         #expect(PolicyConstants.value(of: "KVM_NOPE") == nil)

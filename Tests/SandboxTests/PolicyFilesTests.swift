@@ -29,6 +29,59 @@ import Testing
         #expect(p.applying(.log).action(forSyscall: 257) == .log)
     }
 
+    /// The KVM requests in `rule`'s `arg1 == X` / `arg1 in {...}` conditions, by name.
+    static func ioctlNames(_ p: Policy) -> Set<String> {
+        var values: Set<UInt64> = []
+        for group in p.rule(for: "ioctl")?.conditions ?? [] {
+            for c in group where c.arg == 1 {
+                switch c.op {
+                case .equal(let v): values.insert(v)
+                case .inSet(let vs): values.formUnion(vs)
+                default: values.insert(.max)
+                }
+            }
+        }
+        return Set(values.map { v in PolicyConstants.kvm.first { $0.value == v }?.key ?? "0x" + String(v, radix: 16) })
+    }
+
+    /// Calls no monitor thread may make: files, sockets, processes, privileges, other code.
+    static let neverForTheMonitor = ["open", "openat", "openat2", "creat", "socket", "socketpair", "connect",
+                                     "accept", "accept4", "bind", "listen", "clone", "clone3", "fork", "vfork",
+                                     "execve", "execveat", "ptrace", "mount", "pivot_root", "chroot", "setuid",
+                                     "setgid", "unshare", "setns", "prctl", "seccomp", "bpf", "memfd_create",
+                                     "process_vm_writev", "kill", "pidfd_open", "pidfd_send_signal"]
+
+    @Test func monitorPoliciesAllowExactlyTheirKVMCalls() throws {
+        let vcpu = try Self.parser.parse(file: repositoryRoot + "/Policies/vcpu.policy")
+        let vmm = try Self.parser.parse(file: repositoryRoot + "/Policies/vmm.policy")
+        #expect(vcpu.defaultAction == .trap && vmm.defaultAction == .trap)
+        // The ioctl rule is only `arg1 ...` conditions (any fd, these requests).
+        for p in [vcpu, vmm] {
+            let rule = try #require(p.rule(for: "ioctl"))
+            #expect(rule.conditions.allSatisfy { $0.allSatisfy { $0.arg == 1 } })
+        }
+        #expect(Self.ioctlNames(vcpu) == [
+            "KVM_RUN", "KVM_GET_REGS", "KVM_SET_REGS", "KVM_GET_SREGS", "KVM_GET_FPU", "KVM_GET_VCPU_EVENTS",
+            "KVM_SET_VCPU_EVENTS", "KVM_GET_LAPIC", "KVM_GET_MP_STATE", "KVM_SET_MP_STATE", "KVM_SIGNAL_MSI",
+            "KVM_SET_GSI_ROUTING", "KVM_IRQFD",
+        ])
+        #expect(Self.ioctlNames(vmm) == ["KVM_SIGNAL_MSI"])
+        for p in [vcpu, vmm] {
+            for name in Self.neverForTheMonitor { #expect(p.rule(for: name) == nil, "\(name)") }
+        }
+        // Only the vmm thread kicks (SIGUSR1); nobody may send SIGKILL or SIGSTOP.
+        let sigusr1: UInt64 = 10, sigabrt: UInt64 = 6, sigkill: UInt64 = 9
+        #expect(vmm.action(forSyscall: 234, args: [1, 2, sigusr1]) == .allow)
+        #expect(vcpu.action(forSyscall: 234, args: [1, 2, sigusr1]) == .trap)
+        #expect(vcpu.action(forSyscall: 234, args: [1, 2, sigabrt]) == .allow)
+        #expect(vmm.action(forSyscall: 234, args: [1, 2, sigkill]) == .trap)
+        // Mapping guest-supplied code executable is refused everywhere.
+        #expect(vcpu.action(forSyscall: 9, args: [0, 4096, 7, 0x22, 0, 0]) == .trap)
+        // No new descriptors on vCPU or vmm threads: the SINT eventfds exist before they start.
+        #expect(vcpu.action(forSyscall: 290, args: [0, 0x80800]) == .trap)
+        #expect(vmm.action(forSyscall: 290, args: [0, 0x80800]) == .trap)
+    }
+
     @Test func commonPolicyIsIncludeOnly() throws {
         let error = #expect(throws: PolicyError.self) {
             try Self.parser.parse(file: repositoryRoot + "/Policies/common.policy")

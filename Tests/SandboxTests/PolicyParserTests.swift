@@ -76,7 +76,7 @@ private func failure(_ text: String, extra: [String: String] = [:]) -> PolicyErr
         let p = try parse("@default kill\nread: 1")
         #expect(p.applying(.enforce) == p)
         #expect(p.applying(.log).defaultAction == .log)
-        #expect(p.applying(.errno).defaultAction == .errno(1))
+        #expect(p.applying(.errno).defaultAction == .errno(38))  // ENOSYS
         #expect(p.applying(.log).rules == p.rules)
     }
 

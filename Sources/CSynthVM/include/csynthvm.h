@@ -118,6 +118,8 @@ void svm_kick_register(struct kvm_run *run);  // also unblocks the kick signal i
 void svm_kick_clear(void);
 int svm_kick_thread(unsigned long thread, int signo);
 unsigned long svm_thread_self(void);
+/// The calling thread's kernel id (gettid; Swift's Glibc module lacks it).
+pid_t svm_gettid(void);
 
 // Signals delivered synchronously to one waiting thread (SIGINT/SIGTERM).
 int svm_block_signals_for_wait(void);      // block SIGINT/SIGTERM in this thread (inherited)

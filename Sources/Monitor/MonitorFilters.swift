@@ -1,0 +1,79 @@
+import CSynthVM
+import Glibc
+import Sandbox
+
+/// The operator's seccomp mode (`synthvm run --seccomp`, `MachineConfig.seccomp`).
+public typealias SeccompMode = PolicyDebugMode
+
+/// The monitor's own seccomp filters, Firecracker-style: one policy per kind of thread
+/// (Policies/vcpu.policy, Policies/vmm.policy), compiled once per VM before any of its threads
+/// starts, and installed by each thread on itself as it starts (`HostThread.spawn(name:filter:)`),
+/// never with TSYNC: the thread that builds the VM and calls `run()` (the CLI's main thread, or a
+/// test) needs open, clone and the setup ioctls, and is not one of the VM's threads.
+/// docs/monitor.md ("Seccomp filters") lists what runs under which policy and what does not.
+struct MonitorFilters: Sendable {
+    /// Every vCPU thread.
+    let vcpu: ThreadFilter
+    /// The run loop (synthvm-vmm), the synthetic timers (synthvm-stimer), the worker supervisor
+    /// (synthvm-workers).
+    let vmm: ThreadFilter
+    let mode: SeccompMode
+
+    /// The policies, by file name without `.policy`.
+    static let policyNames = ["vcpu", "vmm"]
+
+    /// Reads and compiles both policies from `directory`; any error names the file and line.
+    /// Not enforcing is announced on stderr, every time.
+    static func compile(directory: String, mode: SeccompMode) throws(MonitorError) -> MonitorFilters {
+        let vcpu = try compile(policy: "vcpu", directory: directory, mode: mode, for: "monitor")
+        let vmm = try compile(policy: "vmm", directory: directory, mode: mode, for: "monitor")
+        installSigsysReporter()
+        if let warning = warning(mode) { _ = warning.withCString { Glibc.write(2, $0, strlen($0)) } }
+        return MonitorFilters(vcpu: vcpu, vmm: vmm, mode: mode)
+    }
+
+    /// `<directory>/<policy>.policy`, parsed, with the operator's mode applied, compiled. Errors
+    /// read `<user>: seccomp policy: <file>:<line>: <message>`.
+    static func compile(policy: String, directory: String, mode: SeccompMode,
+                        for user: String) throws(MonitorError) -> ThreadFilter {
+        let parser = PolicyParser(readFile: { p in
+            guard let bytes = try? MachineConfig.readFile(p, what: "policy") else { return nil }
+            return String(decoding: bytes, as: UTF8.self)
+        })
+        do {
+            return try ThreadFilter.compile(name: policy, path: directory + "/" + policy + ".policy",
+                                            mode: mode, parser: parser)
+        } catch {
+            throw .config("\(user): seccomp policy: \(error)")
+        }
+    }
+
+    /// The line printed on stderr whenever a VM is built with a mode other than enforce.
+    static func warning(_ mode: SeccompMode) -> String? {
+        switch mode {
+        case .enforce:
+            return nil
+        case .log:
+            return "synthvm: WARNING: seccomp NOT ENFORCED (--seccomp log): calls the policies refuse are "
+                + "ALLOWED and only logged by the kernel (dmesg / audit). For debugging policies, never for guests "
+                + "you do not trust.\n"
+        case .errno:
+            return "synthvm: WARNING: seccomp NOT ENFORCED (--seccomp errno): calls the policies refuse fail with "
+                + "ENOSYS instead of killing the process. For debugging policies, never for guests you do not trust.\n"
+        }
+    }
+
+    /// A monitor thread that makes a refused call takes SIGSYS (`@default trap`): this handler
+    /// (async-signal-safe C, the same as the workers') writes `synthvm monitor: seccomp violation:
+    /// syscall N (name)` to stderr, then re-raises SIGSYS so the process dies by it. Process-wide
+    /// and installed once; it changes nothing for threads without a filter, which never take SIGSYS.
+    static func installSigsysReporter() { _ = sigsysReporterInstalled }
+
+    private static let sigsysReporterInstalled: Int32 = {
+        let count = Int((SyscallTable.numbers.values.max() ?? 0) + 1)
+        let names = UnsafeMutablePointer<UnsafePointer<CChar>?>.allocate(capacity: count)
+        names.initialize(repeating: nil, count: count)
+        for (name, n) in SyscallTable.numbers { names[Int(n)] = UnsafePointer(strdup(name)) }
+        return svm_install_sigsys_reporter(strdup("synthvm monitor"), names, UInt32(count))
+    }()
+}
