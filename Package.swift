@@ -17,7 +17,8 @@ let package = Package(
     ],
     targets: [
         // C shims: linux/kvm.h constants and the calls Swift cannot make directly
-        // (ioctl with struct arguments, memfd_create, eventfd, signal kicks).
+        // (ioctl with struct arguments, memfd_create, eventfd, signal kicks, the worker jail's
+        // clone/pivot_root).
         .target(name: "CSynthVM", path: "Sources/CSynthVM"),
         // Thin, typed, errno-checked Swift over /dev/kvm.
         .target(name: "KVM", dependencies: ["CSynthVM"]),
@@ -34,9 +35,12 @@ let package = Package(
         .target(name: "Monitor", dependencies: ["Machine", "KVM", "CSynthVM", "Partition", "HyperV", "IPC", "Sandbox"]),
         // libseccomp (libseccomp-dev), for compiling policies into BPF. Only Sandbox uses it.
         .systemLibrary(name: "CSeccomp", path: "Sources/CSeccomp"),
+        // libcap (libcap-dev), for dropping a jailed worker's capabilities. Only Sandbox uses it.
+        .systemLibrary(name: "CCap", path: "Sources/CCap"),
         // Seccomp policies: the Policies/*.policy model, parser, syscall and constant tables (pure),
-        // and PolicyCompiler (Policy -> BPF with libseccomp).
-        .target(name: "Sandbox", dependencies: ["CSeccomp"]),
+        // and PolicyCompiler (Policy -> BPF with libseccomp). The worker jail: its configuration,
+        // Jail.enter (the worker's side), and the checks the monitor makes (docs/security.md).
+        .target(name: "Sandbox", dependencies: ["CSeccomp", "CCap", "CSynthVM"]),
         // Worker processes: one thin main.swift each (Workers/<name>), spawned by the supervisor.
         .executableTarget(name: "synthvm-synic-router", dependencies: ["IPC", "CSynthVM", "Sandbox"],
                           path: "Workers/synic-router"),
@@ -50,7 +54,7 @@ let package = Package(
         .testTarget(name: "PartitionTests", dependencies: ["Partition", "HyperV"]),
         .testTarget(name: "IPCTests", dependencies: ["IPC", "CSynthVM"]),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "IPC"]),
-        .testTarget(name: "GuestTests", dependencies: ["Monitor", "Machine"]),
+        .testTarget(name: "GuestTests", dependencies: ["Monitor", "Machine", "Sandbox"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -2,6 +2,7 @@ import Glibc
 import IPC
 import Machine
 import Partition
+import Sandbox
 
 /// Everything needed to build a VM, already read and validated. `load` is the one path from
 /// operator input (paths, strings) to a config: the CLI and the guest tests both use it, so a
@@ -31,6 +32,9 @@ public struct MachineConfig: Sendable {
     /// the package's own `Policies/`, found from this source file's path, which is right for
     /// `swift run synthvm`, `swift test` and a binary run from its build tree.
     public var policyDirectory: String = MachineConfig.defaultPolicyDirectory
+    /// How every worker is jailed (docs/security.md). nil: the operator's `--no-jail` (workers run
+    /// in the monitor's namespaces, as its user, filtered only; warned on stderr at every start).
+    public var jail: JailConfig? = JailConfig()
     /// Extra command-line arguments for every worker. Tests only (`--test-forbidden-syscall`);
     /// the operator's CLI does not set it.
     public var workerArguments: [String] = []

@@ -94,7 +94,8 @@ public final class VirtualMachine: @unchecked Sendable {
                 workerLinks.append(try WorkerLink(
                     supervisor: sup, name: name, kind: kind,
                     regions: [.init(id: WorkerLink.guestRAMRegion, fd: memory.fd, size: memory.size)],
-                    filter: filter, arguments: config.workerArguments, standardError: config.workerStandardError))
+                    filter: filter, jail: config.jail, arguments: config.workerArguments,
+                    standardError: config.workerStandardError))
             }
         }
 

@@ -8,8 +8,11 @@
 // socket. From "attached" on it runs filtered; a call the policy does not allow traps, and the
 // SIGSYS reporter names it on stderr before the process dies by SIGSYS.
 //
-// Test-only argument (the supervisor sets argv, the guest cannot): `--test-forbidden-syscall`
-// makes the worker call socket(AF_INET, SOCK_STREAM, 0) right after attaching. Routing of
+// Before any of it, the worker enters its jail (`--jail`, Sandbox's Jail.enter: docs/security.md)
+// unless the operator said `--no-jail`. Test-only arguments (the supervisor sets argv, the guest
+// cannot): `--test-forbidden-syscall` makes the worker call socket(AF_INET, SOCK_STREAM, 0) right
+// after attaching; `--test-crash-after-ms N` crashes it (SIGSEGV) N ms after attaching;
+// `--test-jail-probes` reports what the jail alone lets it reach. Routing of
 // messages and events lands here next; today the worker proves the substrate: spawn with only
 // the fds it needs, handshake, shared mappings, death detection.
 import CSynthVM
@@ -25,8 +28,10 @@ func fail(_ message: String) -> Never {
     exit(1)
 }
 
-let testForbiddenSyscall = CommandLine.arguments.dropFirst().contains("--test-forbidden-syscall")
-for a in CommandLine.arguments.dropFirst() where a != "--test-forbidden-syscall" { fail("unknown argument \(a)") }
+// --jail LIMITS | --no-jail, and the test-only arguments (Sources/Sandbox/WorkerCommandLine.swift).
+let options: WorkerCommandLine
+do { options = try WorkerCommandLine.parse(Array(CommandLine.arguments.dropFirst())) } catch { fail("\(error)") }
+let testForbiddenSyscall = options.testForbiddenSyscall
 
 /// The SIGSYS reporter's syscall-name table, built before the filter (C strings, never freed).
 func installSigsysReporter() {
@@ -38,9 +43,22 @@ func installSigsysReporter() {
     if r < 0 { fail("cannot install the SIGSYS reporter: \(String(cString: strerror(-r)))") }
 }
 
-// Die with the monitor rather than linger with guest memory mapped.
+// Die with the monitor rather than linger with guest memory mapped. (A jailed worker had it
+// armed before exec already.) If the monitor died before that, its end of the control socket is
+// closed: getppid() cannot tell, it is 0 in a PID namespace of our own.
 _ = svm_set_parent_death_signal(SIGKILL)
-if getppid() == 1 { exit(0) }
+if Jail.peerHasClosed(controlFD) { exit(0) }
+
+// The jail, before a region is mapped or a guest byte read; the seccomp filter comes after.
+if let limits = options.jail {
+    do { try Jail.enter(limits) } catch { fail("cannot enter the jail: \(error)") }
+    if let targets = options.jailProbes {
+        for (probe, result) in JailProbes.run(targets, executable: CommandLine.arguments[0]) {
+            let line = "synthvm-synic-router: jail probe: \(probe): \(result)\n"
+            _ = line.withCString { write(2, $0, strlen($0)) }
+        }
+    }
+}
 
 do {
     let hello = WorkerHello(kind: .synicRouter, pid: getpid())
@@ -68,6 +86,7 @@ do {
     // Attached: say so with the same hello (the supervisor counts the second one as "ready").
     try FDPassing.send(hello.encoded(), over: controlFD)
     if testForbiddenSyscall { _ = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0) }
+    if let ms = options.testCrashAfterMilliseconds { svm_test_crash_after(ms) }
     // Serve until the monitor goes away (the socket closes) or sends something we do not know.
     while true {
         do {
