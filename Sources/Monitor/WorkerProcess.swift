@@ -62,8 +62,12 @@ public final class WorkerProcess: @unchecked Sendable {
                                         &child, &message, message.count)
             }
             if r < 0 {
+                let why = String(decoding: message.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                // An exec refused for permissions is the host id's: it must reach the executable.
+                let hint = r == -EACCES && why.contains("execve")
+                    ? " (host uid \(ids.hostUID) must be able to read and search the executable, its directories and libraries)" : ""
                 throw .config("cannot start worker \(name) (\(executable)) in its jail (uid \(ids.uid) -> host \(ids.hostUID), "
-                    + "gid \(ids.gid) -> host \(ids.hostGID)): \(String(decoding: message.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self))")
+                    + "gid \(ids.gid) -> host \(ids.hostGID)): \(why)\(hint)")
             }
         } else {
             let r = fds.withUnsafeBufferPointer { f in
