@@ -18,7 +18,8 @@ let package = Package(
     ],
     targets: [
         // C shims: linux/kvm.h constants and the calls Swift cannot make directly
-        // (ioctl with struct arguments, memfd_create, eventfd, signal kicks).
+        // (ioctl with struct arguments, memfd_create, eventfd, signal kicks, the worker jail's
+        // clone/pivot_root).
         .target(name: "CSynthVM", path: "Sources/CSynthVM"),
         // Thin, typed, errno-checked Swift over /dev/kvm.
         .target(name: "KVM", dependencies: ["CSynthVM"]),
@@ -40,9 +41,12 @@ let package = Package(
                                                 "SynICRouting"]),
         // libseccomp (libseccomp-dev), for compiling policies into BPF. Only Sandbox uses it.
         .systemLibrary(name: "CSeccomp", path: "Sources/CSeccomp"),
+        // libcap (libcap-dev), for dropping a jailed worker's capabilities. Only Sandbox uses it.
+        .systemLibrary(name: "CCap", path: "Sources/CCap"),
         // Seccomp policies: the Policies/*.policy model, parser, syscall and constant tables (pure),
-        // and PolicyCompiler (Policy -> BPF with libseccomp).
-        .target(name: "Sandbox", dependencies: ["CSeccomp"]),
+        // and PolicyCompiler (Policy -> BPF with libseccomp). The worker jail: its configuration,
+        // Jail.enter (the worker's side), and the checks the monitor makes (docs/security.md).
+        .target(name: "Sandbox", dependencies: ["CSeccomp", "CCap", "CSynthVM"]),
         // Makes one system call under a compiled policy; how it ends says whether the policy
         // allowed it (the per-rule tests in SandboxTests, and operators checking a policy).
         .target(name: "CPolicyProbe", path: "Sources/CPolicyProbe"),
@@ -65,7 +69,7 @@ let package = Package(
         .testTarget(name: "IPCTests", dependencies: ["IPC", "CSynthVM"]),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "IPC"]),
         .testTarget(name: "SynICRoutingTests", dependencies: ["SynICRouting", "IPC", "HyperV", "Partition"]),
-        .testTarget(name: "GuestTests", dependencies: ["Monitor", "Machine"]),
+        .testTarget(name: "GuestTests", dependencies: ["Monitor", "Machine", "Sandbox"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -3,7 +3,7 @@
 # (idempotent; needs root or sudo for apt-get). Used by the README's commands and by .ci/run.
 set -euo pipefail
 
-packages=(gcc binutils make libseccomp-dev acpica-tools)
+packages=(gcc binutils make libseccomp-dev libcap-dev acpica-tools)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

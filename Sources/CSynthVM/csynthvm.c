@@ -10,6 +10,7 @@
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <signal.h>
+#include <ucontext.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -359,8 +360,7 @@ static size_t sigsys_strlen(const char *s) {
 }
 
 static void sigsys_reporter(int sig, siginfo_t *info, void *ucontext) {
-    (void)sig; (void)ucontext;
-    int saved = errno;
+    (void)sig;
     char line[256];
     size_t n = 0;
 #define PUT(s) do { const char *p_ = (s); size_t l_ = sigsys_strlen(p_); \
@@ -384,7 +384,13 @@ static void sigsys_reporter(int sig, siginfo_t *info, void *ucontext) {
     // SA_RESETHAND made SIGSYS SIG_DFL on entry and SA_NODEFER left it unblocked: this kills
     // the process (with a core dump where enabled), so the supervisor sees SIGSYS.
     syscall(SYS_tgkill, getpid(), (pid_t)syscall(SYS_gettid), SIGSYS);
-    errno = saved;
+    // Still here: we are pid 1 of our own PID namespace (a jailed worker), where the kernel
+    // drops signals a process sends itself with the default action. Make the same call again:
+    // the filter traps it again, and a seccomp trap with SIGSYS at SIG_DFL kills even a
+    // namespace's init (force_sig_seccomp). The arguments are the refused call's own.
+    const greg_t *r = ((const ucontext_t *)ucontext)->uc_mcontext.gregs;
+    syscall(nr, r[REG_RDI], r[REG_RSI], r[REG_RDX], r[REG_R10], r[REG_R8], r[REG_R9]);
+    _exit(128 + SIGSYS);  // not reached: a filter traps the same call the same way
 }
 
 int svm_install_sigsys_reporter(const char *prefix, const char *const *names, unsigned count) {

@@ -40,6 +40,9 @@ public struct MachineConfig: Sendable {
     /// `log` (allow and log) or `errno` (fail with ENOSYS). Anything but enforce is announced on
     /// stderr whenever a VM is built.
     public var seccomp: SeccompMode = .enforce
+    /// How every worker is jailed (docs/security.md). nil: the operator's `--no-jail` (workers run
+    /// in the monitor's namespaces, as its user, filtered only; warned on stderr at every start).
+    public var jail: JailConfig? = JailConfig()
     /// Extra command-line arguments for every worker. Tests only (`--test-forbidden-syscall`);
     /// the operator's CLI does not set it.
     public var workerArguments: [String] = []

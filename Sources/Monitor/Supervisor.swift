@@ -41,12 +41,12 @@ public final class Supervisor: @unchecked Sendable {
         close(wakeFD)
     }
 
-    /// Spawns a worker and starts watching it.
+    /// Spawns a worker (jailed as `jail`, or unjailed if nil: `WorkerProcess`) and starts watching it.
     @discardableResult
     public func spawn(name: String, executable: String? = nil, arguments: [String] = [],
-                      fds: [Int32], standardError: Int32? = nil) throws(MonitorError) -> WorkerProcess {
+                      fds: [Int32], standardError: Int32? = nil, jail: JailIDs? = nil) throws(MonitorError) -> WorkerProcess {
         let w = try WorkerProcess(name: name, executable: executable ?? WorkerProcess.executablePath(for: name),
-                                  arguments: arguments, fds: fds, standardError: standardError)
+                                  arguments: arguments, fds: fds, standardError: standardError, jail: jail)
         workers.withLock { $0.append(w) }
         statuses.withLock { $0.append(Status(name: name, pid: w.pid, exit: nil)) }
         wake()

@@ -153,14 +153,21 @@ public final class VirtualMachine: @unchecked Sendable {
                                                           mode: config.seccomp)
                 var regions: [WorkerLink.Region] = [.init(id: WorkerLink.guestRAMRegion, fd: memory.fd, size: memory.size)]
                 var setup: [WorkerLink.SetupMessage] = []
+                var jail = config.jail
                 if kind == .synicRouter, let link = routerLink, let routes = sintRoutes {
+                    // It holds one eventfd per (VP, SINT) besides its few others.
+                    if var j = jail {
+                        j.openFiles = max(j.openFiles, UInt64(64 + 16 * config.cpuCount))
+                        jail = j
+                    }
                     regions.append(.init(id: WorkerLink.synicRegion, fd: link.region.region.fd.rawValue,
                                          size: UInt64(link.region.region.size)))
                     setup = Self.routerSetup(config: config, link: link, routes: routes)
                 }
                 workerLinks.append(try WorkerLink(
                     supervisor: sup, name: name, kind: kind, regions: regions, setup: setup,
-                    filter: filter, arguments: config.workerArguments, standardError: config.workerStandardError))
+                    filter: filter, jail: jail, arguments: config.workerArguments,
+                    standardError: config.workerStandardError))
             }
         }
 

@@ -1,6 +1,7 @@
 import CSynthVM
 import Glibc
 import IPC
+import Sandbox
 
 /// The monitor's end of a worker's control socket, after the handshake:
 /// worker -> WorkerHello; supervisor -> RegionLayout with the region fds, then the worker kind's
@@ -43,24 +44,36 @@ public final class WorkerLink: @unchecked Sendable {
 
     /// Spawns worker `name` under `supervisor` and runs the handshake (bounded by `timeoutMs`
     /// per step). `filter` is the compiled seccomp program the worker must install before it
-    /// says "attached" (`PolicyCompiler`); `arguments` and `standardError` are for tests.
-    /// Throws, with the worker killed, if it does not answer as expected.
+    /// says "attached" (`PolicyCompiler`); `jail` how it is jailed (nil: `--no-jail`, said
+    /// loudly); `arguments` and `standardError` are for tests.
+    /// Throws, with the worker killed, if it does not answer as expected or is not jailed.
     public init(supervisor: Supervisor, name: String, kind: WorkerKind, regions: [Region],
                 setup: [SetupMessage] = [],
-                filter: SeccompProgram, arguments: [String] = [], standardError: Int32? = nil,
-                timeoutMs: Int32 = 5000) throws(MonitorError) {
+                filter: SeccompProgram, jail: JailConfig? = JailConfig(), arguments: [String] = [],
+                standardError: Int32? = nil, timeoutMs: Int32 = 5000) throws(MonitorError) {
         self.kind = kind
+        // The jail (docs/security.md): ids mapped by the spawn, limits applied by the worker.
+        do { try jail?.validate() } catch { throw .config("worker \(name): \(error)") }
+        let ids = jail?.ids(monitorUID: geteuid(), monitorGID: getegid())
+        let limits = jail?.limits(regionBytes: regions.reduce(0) { $0 &+ $1.size })
         let ours: OwnedFileDescriptor, theirs: OwnedFileDescriptor
-        do { (ours, theirs) = try FDPassing.socketPair() } catch { throw .config("worker \(name): \(error)") }
-        process = try supervisor.spawn(name: name, arguments: arguments, fds: [theirs.rawValue],
-                                       standardError: standardError)
         do {
-            let hello = try Self.receiveHello(ours.rawValue, timeoutMs: timeoutMs)
-            guard hello.kind == kind, hello.pid == process.pid,
+            (ours, theirs) = try FDPassing.socketPair()
+            // The kernel names the hello's sender (its pid as we see it), before the worker exists.
+            try PeerCredentials.pass(true, on: ours.rawValue)
+        } catch { throw .config("worker \(name): \(error)") }
+        process = try supervisor.spawn(name: name, arguments: WorkerCommandLine.jailArguments(limits) + arguments,
+                                       fds: [theirs.rawValue], standardError: standardError, jail: ids)
+        if ids == nil { WorkerJail.warnUnjailed(name: name, pid: process.pid, standardError: standardError) }
+        do {
+            let (hello, sender) = try Self.receiveFirstHello(ours.rawValue, name: name, timeoutMs: timeoutMs)
+            guard hello.kind == kind, sender.pid == process.pid,
                   hello.protocolVersion == WorkerHello.currentProtocolVersion else {
-                throw MonitorError.config("worker \(name) announced \(hello.kind) pid \(hello.pid) protocol "
-                    + "\(hello.protocolVersion); expected \(kind) pid \(process.pid) protocol \(WorkerHello.currentProtocolVersion)")
+                throw MonitorError.config("worker \(name) announced \(hello.kind) protocol \(hello.protocolVersion) from pid "
+                    + "\(sender.pid); expected \(kind) protocol \(WorkerHello.currentProtocolVersion) from pid \(process.pid)")
             }
+            // Jailed before it gets anything: checked here, not taken from the worker.
+            if let ids { try WorkerJail.verify(pid: process.pid, ids: ids, name: name) }
             let layout = RegionLayout(entries: regions.map { .init(regionID: $0.id, size: $0.size) })
             try FDPassing.send(layout.encoded(), fds: regions.map(\.fd), over: ours.rawValue)
             for m in setup { try FDPassing.send(m.bytes, fds: m.fds, over: ours.rawValue) }
@@ -70,7 +83,10 @@ public final class WorkerLink: @unchecked Sendable {
             do { attached = try Self.receiveHello(ours.rawValue, timeoutMs: timeoutMs) } catch {
                 throw MonitorError.config("worker \(name) did not attach under its seccomp filter: \(error)")
             }
-            guard attached.pid == process.pid else { throw MonitorError.config("worker \(name): bad attach message") }
+            guard attached.pid == hello.pid, attached.kind == kind else {
+                throw MonitorError.config("worker \(name): bad attach message")
+            }
+            try WorkerJail.verifyFiltered(pid: process.pid, name: name)
         } catch let e as MonitorError {
             process.signal(SIGKILL)
             throw e
@@ -79,6 +95,20 @@ public final class WorkerLink: @unchecked Sendable {
             throw .config("worker \(name) handshake failed: \(error)")
         }
         control = ours
+    }
+
+    /// The first hello, with its sender as the kernel names it (SO_PASSCRED is on until then):
+    /// in its own PID namespace the worker sees itself as pid 1.
+    static func receiveFirstHello(_ fd: Int32, name: String, timeoutMs: Int32) throws -> (WorkerHello, PeerCredentials) {
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        guard poll(&p, 1, timeoutMs) == 1 else { throw MonitorError.config("worker \(name) did not answer within \(timeoutMs) ms") }
+        let m: (payload: [UInt8], sender: PeerCredentials)
+        do { m = try PeerCredentials.receive(from: fd, maxPayload: 4096) } catch .peerClosed {
+            throw MonitorError.config("worker \(name) exited before its hello: it could not start or enter its jail "
+                + "(its stderr says why)")
+        }
+        try PeerCredentials.pass(false, on: fd)
+        return (try WorkerHello.decode(m.payload), m.sender)
     }
 
     static func receiveHello(_ fd: Int32, timeoutMs: Int32) throws -> WorkerHello {

@@ -1,5 +1,6 @@
 import CSynthVM
 import Glibc
+import Sandbox
 
 /// How a worker process ended, as the supervisor reports it.
 public enum WorkerExit: Sendable, Equatable, CustomStringConvertible {
@@ -43,17 +44,37 @@ public final class WorkerProcess: @unchecked Sendable {
 
     /// Spawns `executable` with the given fds as 3, 4, ... (every other fd is closed in the child).
     /// `standardError`, if given, becomes the worker's fd 2 instead of the monitor's stderr.
+    /// `jail`: clone it into new namespaces as those ids (`svm_spawn_worker_jailed`); nil spawns
+    /// it in the monitor's namespaces as the monitor's user (`--no-jail`).
     public init(name: String, executable: String, arguments: [String] = [], fds: [Int32],
-                standardError: Int32? = nil) throws(MonitorError) {
+                standardError: Int32? = nil, jail: JailIDs? = nil) throws(MonitorError) {
         self.name = name
         var argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) }
         argv.append(nil)
         defer { argv.forEach { free($0) } }
         var child: pid_t = 0
-        let r = fds.withUnsafeBufferPointer { f in
-            svm_spawn_worker(executable, argv, f.baseAddress, Int32(f.count), standardError ?? -1, &child)
+        if let ids = jail {
+            var c = svm_jail_ids(uid: ids.uid, gid: ids.gid, host_uid: ids.hostUID, host_gid: ids.hostGID,
+                                 deny_setgroups: ids.denySetgroups ? 1 : 0)
+            var message = [CChar](repeating: 0, count: 512)
+            let r = fds.withUnsafeBufferPointer { f in
+                svm_spawn_worker_jailed(executable, argv, f.baseAddress, Int32(f.count), standardError ?? -1, &c,
+                                        &child, &message, message.count)
+            }
+            if r < 0 {
+                let why = String(decoding: message.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                // An exec refused for permissions is the host id's: it must reach the executable.
+                let hint = r == -EACCES && why.contains("execve")
+                    ? " (host uid \(ids.hostUID) must be able to read and search the executable, its directories and libraries)" : ""
+                throw .config("cannot start worker \(name) (\(executable)) in its jail (uid \(ids.uid) -> host \(ids.hostUID), "
+                    + "gid \(ids.gid) -> host \(ids.hostGID)): \(why)\(hint)")
+            }
+        } else {
+            let r = fds.withUnsafeBufferPointer { f in
+                svm_spawn_worker(executable, argv, f.baseAddress, Int32(f.count), standardError ?? -1, &child)
+            }
+            if r < 0 { throw .config("cannot start worker \(name) (\(executable)): \(String(cString: strerror(-r)))") }
         }
-        if r < 0 { throw .config("cannot start worker \(name) (\(executable)): \(String(cString: strerror(-r)))") }
         pid = child
         let p = svm_pidfd_open(child, 0)
         if p < 0 {

@@ -84,6 +84,17 @@ struct RunCommand: ParsableCommand {
     @Flag(name: .long, help: "Print exit statistics to stderr when the VM stops.")
     var stats = false
 
+    @Flag(name: .long, help: ArgumentHelp(
+        "Run worker processes WITHOUT their jail (namespaces, unprivileged ids, no capabilities, rlimits); "
+            + "their seccomp filters still apply. For debugging only: warns on stderr at every worker start. "
+            + "See docs/security.md."))
+    var noJail = false
+
+    // Workers to start with the VM (MachineConfig.workers). Hidden: today they attach to guest RAM
+    // and route nothing yet; the tests use it to run a worker under a real `synthvm` process.
+    @Option(name: .customLong("worker"), help: .hidden)
+    var workers: [String] = []
+
     func run() throws {
         var config: MachineConfig
         do {
@@ -100,6 +111,11 @@ struct RunCommand: ParsableCommand {
                      status: StopReason.usageStatus)
             }
             config.hypervTestDevice = true
+        }
+        config.workers = workers
+        if noJail {
+            config.jail = nil
+            printErr("synthvm: WARNING: --no-jail: worker processes will run without their jail (debugging only)")
         }
         config.crashReportPath = crashReport
         guard let crashAction = GuestCrashAction(rawValue: onGuestCrash) else {

@@ -15,8 +15,12 @@
 // and reported, never trusted. A call the policy does not allow traps, and the SIGSYS reporter
 // names it on stderr before the process dies by SIGSYS.
 //
-// Test-only argument (the supervisor sets argv, the guest cannot): `--test-forbidden-syscall`
-// makes the worker call socket(AF_INET, SOCK_STREAM, 0) right after attaching.
+// Before any of it, the worker enters its jail (`--jail`, Sandbox's Jail.enter: docs/security.md)
+// unless the operator said `--no-jail`. Test-only arguments (the supervisor sets argv, the guest
+// cannot): `--test-forbidden-syscall` makes the worker call socket(AF_INET, SOCK_STREAM, 0) right
+// after attaching; `--test-crash-after-ms N` crashes it (SIGSEGV) N ms after attaching;
+// `--test-jail-probes` reports what the jail alone lets it reach; `--bench-wake-mailbox 0xGPA`
+// (synthvm-bench) records wake-up times in guest RAM.
 import CSynthVM
 import Glibc
 import HyperV
@@ -38,27 +42,11 @@ func fail(_ message: String) -> Never {
     exit(1)
 }
 
-/// Test and bench arguments (the supervisor sets argv; the guest cannot): `--test-forbidden-syscall`,
-/// and `--bench-wake-mailbox 0x<GPA>` for synthvm-bench's wake-up latency mailbox
-/// (Tests/Guests/synicbench.c).
-func parseArguments() -> (forbiddenSyscall: Bool, benchMailbox: UInt64?) {
-    var forbidden = false, mailbox: UInt64?
-    var args = Array(CommandLine.arguments.dropFirst())
-    while !args.isEmpty {
-        let a = args.removeFirst()
-        if a == "--test-forbidden-syscall" {
-            forbidden = true
-        } else if a == "--bench-wake-mailbox", let v = args.first, v.hasPrefix("0x"), let gpa = UInt64(v.dropFirst(2), radix: 16) {
-            args.removeFirst()
-            mailbox = gpa
-        } else {
-            fail("unknown argument \(a)")
-        }
-    }
-    return (forbidden, mailbox)
-}
-
-let (testForbiddenSyscall, benchMailbox) = parseArguments()
+// --jail LIMITS | --no-jail, and the test-only arguments (Sources/Sandbox/WorkerCommandLine.swift).
+let options: WorkerCommandLine
+do { options = try WorkerCommandLine.parse(Array(CommandLine.arguments.dropFirst())) } catch { fail("\(error)") }
+let testForbiddenSyscall = options.testForbiddenSyscall
+let benchMailbox = options.benchWakeMailbox
 
 /// synthvm-bench's wake-up probe: when the guest has published a new sequence number, add the
 /// host TSC at which poll() returned (and count it); the bench subtracts the guest's TSCs.
@@ -115,9 +103,22 @@ func receiveRouting(first: FDPassing.Message) throws -> Routing {
     return r
 }
 
-// Die with the monitor rather than linger with guest memory mapped.
+// Die with the monitor rather than linger with guest memory mapped. (A jailed worker had it
+// armed before exec already.) If the monitor died before that, its end of the control socket is
+// closed: getppid() cannot tell, it is 0 in a PID namespace of our own.
 _ = svm_set_parent_death_signal(SIGKILL)
-if getppid() == 1 { exit(0) }
+if Jail.peerHasClosed(controlFD) { exit(0) }
+
+// The jail, before a region is mapped or a guest byte read; the seccomp filter comes after.
+if let limits = options.jail {
+    do { try Jail.enter(limits) } catch { fail("cannot enter the jail: \(error)") }
+    if let targets = options.jailProbes {
+        for (probe, result) in JailProbes.run(targets, executable: CommandLine.arguments[0]) {
+            let line = "synthvm-synic-router: jail probe: \(probe): \(result)\n"
+            _ = line.withCString { write(2, $0, strlen($0)) }
+        }
+    }
+}
 
 /// The monitor closing the control socket is the order to leave; anything else it sends is ignored.
 func controlMessage() {
@@ -186,6 +187,7 @@ func run() throws {
     if installed > 0 { fail("cannot install the seccomp filter on thread \(installed) (TSYNC)") }
     try FDPassing.send(hello.encoded(), over: controlFD)
     if testForbiddenSyscall { _ = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0) }
+    if let ms = options.testCrashAfterMilliseconds { svm_test_crash_after(ms) }
 
     // Serve.
     var fds = [pollfd(fd: controlFD, events: Int16(POLLIN), revents: 0)]

@@ -144,7 +144,9 @@ int svm_pidfd_reap(int pidfd, int *code, int *status);
 int svm_install_seccomp_filter(const void *instructions, unsigned count);
 // A SIGSYS handler for seccomp traps (SA_NODEFER | SA_RESETHAND) that writes
 // "<prefix>: seccomp violation: syscall <n> (<name>)\n" to fd 2 with write(2) only, then raises
-// SIGSYS again (now SIG_DFL) with tgkill so the process dies by SIGSYS. `names[n]` (may be NULL)
+// SIGSYS again (now SIG_DFL) with tgkill so the process dies by SIGSYS; as pid 1 of a PID
+// namespace, which ignores that, it repeats the refused call, which traps again and kills it by
+// SIGSYS all the same. `names[n]` (may be NULL)
 // names syscall n, for n < count; the table and strings must outlive the process. Returns 0 or
 // -errno.
 int svm_install_sigsys_reporter(const char *prefix, const char *const *names, unsigned count);

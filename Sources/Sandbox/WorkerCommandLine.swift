@@ -1,0 +1,79 @@
+// A worker's command line, which only the monitor writes (the guest never sees it):
+//
+//   --jail nofile=N,nproc=N[,as=N]   enter the jail with these limits (JailLimits), or
+//   --no-jail                        run unjailed (the operator's `synthvm run --no-jail`);
+//                                    exactly one of the two, so a worker never guesses.
+//   --test-forbidden-syscall         tests: call socket(2) once the seccomp filter is installed
+//   --test-crash-after-ms N          tests: once attached, crash by a real fault (SIGSEGV) after
+//                                    N ms (a jailed worker is pid 1 of its PID namespace, which
+//                                    ignores a SIGSEGV sent from outside)
+//   --test-jail-probes PID:PORT:NAME tests: right after entering the jail, before the filter, try
+//                                    to reach the host (JailProbes) and report on stderr
+//   --bench-wake-mailbox 0xGPA       synthvm-bench: the SynIC router records its wake-up times in
+//                                    a mailbox at that guest-physical address
+
+public struct WorkerCommandLine: Sendable, Equatable {
+    /// nil: `--no-jail`.
+    public var jail: JailLimits?
+    public var testForbiddenSyscall = false
+    public var testCrashAfterMilliseconds: UInt32?
+    public var jailProbes: JailProbes.Targets?
+    public var benchWakeMailbox: UInt64?
+
+    public init(jail: JailLimits?) { self.jail = jail }
+
+    /// Parses the arguments after argv[0]. Unknown arguments, repeats, a missing or doubled
+    /// jail choice and bad values are errors.
+    public static func parse(_ arguments: [String]) throws(JailError) -> WorkerCommandLine {
+        var jail: JailLimits?? = nil
+        var forbidden = false
+        var crash: UInt32?
+        var probes: JailProbes.Targets?
+        var mailbox: UInt64?
+        var rest = arguments[...]
+        while let a = rest.popFirst() {
+            switch a {
+            case "--jail", "--no-jail":
+                guard jail == nil else { throw JailError("--jail/--no-jail given twice") }
+                if a == "--no-jail" {
+                    jail = .some(nil)
+                } else {
+                    guard let v = rest.popFirst() else { throw JailError("--jail needs a value") }
+                    jail = .some(try JailLimits(argument: v))
+                }
+            case "--test-forbidden-syscall":
+                guard !forbidden else { throw JailError("\(a) given twice") }
+                forbidden = true
+            case "--test-crash-after-ms":
+                guard crash == nil else { throw JailError("\(a) given twice") }
+                guard let v = rest.popFirst(), let ms = UInt32(v) else { throw JailError("\(a) needs a number of milliseconds") }
+                crash = ms
+            case "--test-jail-probes":
+                guard probes == nil else { throw JailError("\(a) given twice") }
+                guard let v = rest.popFirst() else { throw JailError("\(a) needs a value") }
+                probes = try JailProbes.Targets(argument: v)
+            case "--bench-wake-mailbox":
+                guard mailbox == nil else { throw JailError("\(a) given twice") }
+                guard let v = rest.popFirst(), v.hasPrefix("0x"), let gpa = UInt64(v.dropFirst(2), radix: 16) else {
+                    throw JailError("\(a) needs a hexadecimal guest-physical address (0x...)")
+                }
+                mailbox = gpa
+            default:
+                throw JailError("unknown argument \(a)")
+            }
+        }
+        guard let choice = jail else { throw JailError("neither --jail nor --no-jail given") }
+        if probes != nil && choice == nil { throw JailError("--test-jail-probes needs --jail") }
+        var c = WorkerCommandLine(jail: choice)
+        c.testForbiddenSyscall = forbidden
+        c.testCrashAfterMilliseconds = crash
+        c.jailProbes = probes
+        c.benchWakeMailbox = mailbox
+        return c
+    }
+
+    /// The jail choice as arguments (the monitor's side).
+    public static func jailArguments(_ limits: JailLimits?) -> [String] {
+        limits.map { ["--jail", $0.argument] } ?? ["--no-jail"]
+    }
+}
