@@ -33,9 +33,11 @@ extension ElfImage {
             guard segment.fileOffset <= fileSize, segment.fileSize <= fileSize - segment.fileOffset else {
                 throw .segmentOutOfFile(index: segment.index)
             }
+            // Name and descriptor start on `padding` boundaries counted from the segment start.
             let padding = segment.alignment == 8 ? 8 : 4
-            func padded(_ n: Int) -> Int { (n + padding - 1) / padding * padding }
-            var at = Int(segment.fileOffset)
+            let start = Int(segment.fileOffset)
+            func padded(_ offset: Int) -> Int { start + (offset - start + padding - 1) / padding * padding }
+            var at = start
             let end = Int(segment.fileOffset + segment.fileSize)
             // Trailing bytes too few for a note header are padding, as binutils treats them.
             while end - at >= 12 {
@@ -44,9 +46,11 @@ extension ElfImage {
                 let descriptorSize = Int(le32(bytes, at + 4))
                 let type = le32(bytes, at + 8)
                 let nameStart = at + 12
-                let descriptorStart = nameStart + padded(nameSize)
-                let next = descriptorStart + padded(descriptorSize)
-                guard descriptorStart + descriptorSize <= end else { throw .malformedNote(index: segment.index, offset: at) }
+                let descriptorStart = padded(nameStart + nameSize)
+                let next = padded(descriptorStart + descriptorSize)
+                guard nameStart + nameSize <= end, descriptorStart + descriptorSize <= end else {
+                    throw .malformedNote(index: segment.index, offset: at)
+                }
                 var name = Array(bytes[nameStart..<(nameStart + nameSize)])
                 if name.last == 0 { name.removeLast() }
                 notes.append(ElfNote(name: name, type: type, descriptor: descriptorStart..<(descriptorStart + descriptorSize)))
