@@ -57,7 +57,7 @@ public enum KernelLoader {
         var entry: UInt64
         var kernelRange: Range<UInt64>
         switch format {
-        case .elf64Direct, .pvh, .linux64:
+        case .elf64Direct, .pvh, .linux64:  // the Linux formats returned above
             let image: ElfImage
             do { image = try ElfImage.parse(kernel) } catch { throw .elf(error) }
             kernelRange = try loadSegments(image, kernel, layout: layout, memory: memory)
@@ -108,7 +108,7 @@ public enum KernelLoader {
 
         var cpu: BootCPUState
         switch format {
-        case .elf64Direct, .pvh, .linux64:
+        case .elf64Direct, .pvh, .linux64:  // the Linux formats returned above
             cpu = BootCPUState(mode: .long64, rip: entry)
             cpu.rdi = BootLayout.bootInfo
             cpu.cr3 = BootLayout.pageTables
