@@ -28,7 +28,13 @@ let package = Package(
         // HV#1 state machines: synthetic MSRs, hypercalls, reference time. Pure.
         .target(name: "Partition", dependencies: ["HyperV"]),
         // Guest memory layout, loaders, CPUID table, legacy devices. Mostly pure.
-        .target(name: "Machine", dependencies: ["KVM", "CSynthVM"]),
+        .target(name: "Machine", dependencies: ["KVM", "CSynthVM", "CZlib", "CLzma", "CLz4", "CZstd"]),
+        // Debian's compression libraries, for the bzImage payload decoders in Machine/Decompression:
+        // zlib1g-dev (gzip), liblzma-dev (xz, lzma), liblz4-dev (lz4), libzstd-dev (zstd).
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+        .systemLibrary(name: "CLzma", path: "Sources/CLzma"),
+        .systemLibrary(name: "CLz4", path: "Sources/CLz4"),
+        .systemLibrary(name: "CZstd", path: "Sources/CZstd"),
         // Between processes: memfd regions, SPSC record rings, eventfd doorbells, fd passing,
         // versioned wire records. Everything a peer writes is validated; nothing it writes traps.
         .target(name: "IPC", dependencies: ["CSynthVM", .product(name: "Atomics", package: "swift-atomics")]),
@@ -64,12 +70,15 @@ let package = Package(
         .executableTarget(
             name: "synthvm-bench",
             dependencies: ["Monitor", "KVM", "Machine", "CSynthVM"]),
-        .testTarget(name: "MachineTests", dependencies: ["Machine"]),
+        // Test-only helpers shared by MachineTests and GuestTests: payloads compressed by the
+        // system's tools, synthetic bzImages around them.
+        .target(name: "TestFixtures", dependencies: ["Machine"], path: "Tests/Fixtures"),
+        .testTarget(name: "MachineTests", dependencies: ["Machine", "TestFixtures"]),
         .testTarget(name: "PartitionTests", dependencies: ["Partition", "HyperV"]),
         .testTarget(name: "IPCTests", dependencies: ["IPC", "CSynthVM"]),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "IPC"]),
         .testTarget(name: "SynICRoutingTests", dependencies: ["SynICRouting", "IPC", "HyperV", "Partition"]),
-        .testTarget(name: "GuestTests", dependencies: ["Monitor", "Machine", "Sandbox"]),
+        .testTarget(name: "GuestTests", dependencies: ["Monitor", "Machine", "Sandbox", "TestFixtures"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -3,7 +3,10 @@
 # (idempotent; needs root or sudo for apt-get). Used by the README's commands and by .ci/run.
 set -euo pipefail
 
-packages=(gcc binutils make libseccomp-dev libcap-dev acpica-tools)
+# zlib1g-dev liblzma-dev liblz4-dev libzstd-dev: the bzImage payload decoders (Machine/Decompression);
+# gzip xz-utils lz4 zstd bzip2: the tools the decompressor tests compress their data with.
+packages=(gcc binutils make libseccomp-dev libcap-dev acpica-tools zlib1g-dev liblzma-dev liblz4-dev libzstd-dev
+          gzip xz-utils lz4 zstd bzip2)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

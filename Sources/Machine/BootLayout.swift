@@ -10,6 +10,10 @@ public enum BootLayout {
     public static let commandLineMax = 4095
     public static let moduleNames: UInt64 = 0x4000
     public static let moduleNamesEnd: UInt64 = 0x5000
+    /// Linux protocols: the `boot_params` zero page, or the PVH `hvm_start_info` followed by its
+    /// module list and memory map (one page, up to ``linuxBootDataEnd``).
+    public static let linuxBootData: UInt64 = 0x5000
+    public static let linuxBootDataEnd: UInt64 = 0x6000
     /// [0x8000, 0x10000) is the guest's own, e.g. for its AP trampoline (SIPI vector 0x08).
     public static let guestFreeLow: UInt64 = 0x8000
     public static let pageTables: UInt64 = 0x10000
@@ -46,6 +50,8 @@ public struct BootCPUState: Equatable, Sendable {
     public var rax: UInt64 = 0
     public var rbx: UInt64 = 0
     public var rdi: UInt64 = 0
+    /// The Linux 64-bit boot protocol passes `boot_params` here.
+    public var rsi: UInt64 = 0
     public var cr3: UInt64 = 0
 
     public init(mode: Mode, rip: UInt64) {

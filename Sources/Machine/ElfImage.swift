@@ -13,11 +13,14 @@ public struct ElfImage: Sendable, Equatable {
         case elf64
     }
 
+    /// `\x7fELF`.
+    public static let magic: [UInt8] = [0x7F, 0x45, 0x4C, 0x46]
     public static let machineX86_64: UInt16 = 62  // EM_X86_64
     public static let machine386: UInt16 = 3  // EM_386
     public static let typeExecutable: UInt16 = 2  // ET_EXEC
     public static let typeShared: UInt16 = 3  // ET_DYN (position-independent kernels)
     static let programTypeLoad: UInt32 = 1  // PT_LOAD
+    static let programTypeNote: UInt32 = 4  // PT_NOTE
 
     public let elfClass: Class
     /// `e_machine`: always ``machineX86_64`` for ELF64 and ``machine386`` for ELF32.
@@ -28,6 +31,8 @@ public struct ElfImage: Sendable, Equatable {
     public let entry: UInt64
     /// The `PT_LOAD` segments with a non-zero memory size, in program-header order.
     public let segments: [ElfSegment]
+    /// The `PT_NOTE` segments, in program-header order, unvalidated; read with ``notes(in:)``.
+    public let noteSegments: [ElfNoteSegment]
 
     /// The physical address of `entry`: the loader copies segments to their physical addresses
     /// and starts the vCPU with paging off (multiboot) or identity-mapped (direct boot), so
@@ -101,10 +106,20 @@ public struct ElfImage: Sendable, Equatable {
         // ELF64, and at most 4 GiB for ELF32, whose addresses would otherwise wrap.
         let addressLimit: UInt64 = elfClass == .elf64 ? UInt64.max : 0x1_0000_0000
         var segments: [ElfSegment] = []
+        var noteSegments: [ElfNoteSegment] = []
         for index in 0..<Int(programHeaderCount) {
             // In bounds: the whole table was checked above.
             let base = Int(programHeaderOffset) + index * Int(programHeaderEntrySize)
             let programType = reader.u32(base)
+            if programType == programTypeNote {
+                let (offset, size, alignment) = elfClass == .elf64
+                    ? (reader.u64(base + 8), reader.u64(base + 32), reader.u64(base + 48))
+                    : (UInt64(reader.u32(base + 4)), UInt64(reader.u32(base + 16)), UInt64(reader.u32(base + 28)))
+                // Checked when the notes are read (``notes(in:)``): a loader that needs no notes
+                // does not care about a bad note header.
+                noteSegments.append(ElfNoteSegment(index: index, fileOffset: offset, fileSize: size, alignment: alignment))
+                continue
+            }
             guard programType == programTypeLoad else { continue }
             let segment: ElfSegment
             switch elfClass {
@@ -135,7 +150,9 @@ public struct ElfImage: Sendable, Equatable {
             if segment.memorySize > 0 { segments.append(segment) }
         }
         if segments.isEmpty { throw .noLoadableSegment }
-        return ElfImage(elfClass: elfClass, machine: machine, type: type, entry: entry, segments: segments)
+        return ElfImage(
+            elfClass: elfClass, machine: machine, type: type, entry: entry, segments: segments,
+            noteSegments: noteSegments)
     }
 }
 
@@ -178,6 +195,8 @@ public enum ElfError: Error, Equatable, Sendable, CustomStringConvertible {
     case segmentFileSizeExceedsMemorySize(index: Int)
     case addressOverflow(index: Int)
     case noLoadableSegment
+    /// A note in the `PT_NOTE` segment with program-header `index` runs past the segment.
+    case malformedNote(index: Int, offset: Int)
 
     public var description: String {
         switch self {
@@ -207,6 +226,8 @@ public enum ElfError: Error, Equatable, Sendable, CustomStringConvertible {
             return "ELF segment \(index) wraps around the end of the address space"
         case .noLoadableSegment:
             return "ELF file has no loadable (PT_LOAD) segment"
+        case .malformedNote(let index, let offset):
+            return "ELF note at file offset \(offset) runs past the end of its note segment \(index)"
         }
     }
 }

@@ -10,7 +10,14 @@ public struct BootModule: Sendable {
 
 /// What `KernelLoader.load` did: which protocol, where things went, how the boot vCPU starts.
 public struct BootPlan: Sendable {
-    public enum Format: String, Sendable { case elf64Direct = "ELF64 direct boot", multiboot = "multiboot v1" }
+    public enum Format: String, Sendable {
+        case elf64Direct = "ELF64 direct boot"
+        case multiboot = "multiboot v1"
+        /// The PVH entry of a kernel with XEN_ELFNOTE_PHYS32_ENTRY (Linux, or any PVH kernel).
+        case pvh = "PVH"
+        /// Linux's 64-bit boot protocol: boot_params, entered at startup_64.
+        case linux64 = "Linux 64-bit boot protocol"
+    }
     public var format: Format
     public var cpu: BootCPUState
     /// [start, end) of the loaded kernel image.
@@ -21,35 +28,36 @@ public struct BootPlan: Sendable {
 /// Detects the kernel format and loads kernel, modules, command line and boot structures into
 /// guest memory. Pure apart from writing through `GuestPhysicalMemory`; runs in unit tests.
 public enum KernelLoader {
+    /// The boot protocol for `bytes` (``KernelImage/open(_:decompressedSizeLimit:)`` decides).
     public static func detect(_ bytes: [UInt8]) throws(BootError) -> BootPlan.Format {
-        if bytes.count >= 4, bytes[0] == 0x7F, bytes[1] == 0x45, bytes[2] == 0x4C, bytes[3] == 0x46 {
-            let image: ElfImage
-            do { image = try ElfImage.parse(bytes) } catch { throw .elf(error) }
-            if image.elfClass == .elf64 { return .elf64Direct }
-            let header: MultibootHeader?
-            do { header = try MultibootHeader.find(in: bytes) } catch { throw .multiboot(error) }
-            guard header != nil else { throw .elf32WithoutMultiboot }
-            return .multiboot
-        }
-        let header: MultibootHeader?
-        do { header = try MultibootHeader.find(in: bytes) } catch { throw .multiboot(error) }
-        if let h = header, h.addresses != nil { return .multiboot }
-        throw .unknownFormat
+        try KernelImage.open(bytes, decompressedSizeLimit: KernelDecompressor.maximumOutputSize).format
     }
 
+    /// Recognises (and for a bzImage, unpacks) `kernel`, then loads it. A bzImage payload may
+    /// decompress to at most the guest's RAM.
     public static func load(kernel: [UInt8], modules: [BootModule], commandLine: String, cpuCount: Int,
                             into memory: some GuestPhysicalMemory) throws(BootError) -> BootPlan {
-        let format = try detect(kernel)
+        let image = try KernelImage.open(kernel, decompressedSizeLimit: Int(memory.layout.ramSize))
+        return try load(kernel: image, modules: modules, commandLine: commandLine, cpuCount: cpuCount, into: memory)
+    }
+
+    public static func load(kernel image: KernelImage, modules: [BootModule], commandLine: String, cpuCount: Int,
+                            into memory: some GuestPhysicalMemory) throws(BootError) -> BootPlan {
+        let format = image.format
+        let kernel = image.bytes
         let cmdline = Array(commandLine.utf8)
         if cmdline.count > BootLayout.commandLineMax { throw .commandLineTooLong(cmdline.count) }
         if modules.count > BootLayout.maxModules { throw .tooManyModules(modules.count) }
+        if format == .pvh || format == .linux64 {
+            return try LinuxLoader.load(image, modules: modules, commandLine: cmdline, memory: memory)
+        }
         let layout = memory.layout
 
         // 1. The kernel image.
         var entry: UInt64
         var kernelRange: Range<UInt64>
         switch format {
-        case .elf64Direct:
+        case .elf64Direct, .pvh, .linux64:  // the Linux formats returned above
             let image: ElfImage
             do { image = try ElfImage.parse(kernel) } catch { throw .elf(error) }
             kernelRange = try loadSegments(image, kernel, layout: layout, memory: memory)
@@ -100,7 +108,7 @@ public enum KernelLoader {
 
         var cpu: BootCPUState
         switch format {
-        case .elf64Direct:
+        case .elf64Direct, .pvh, .linux64:  // the Linux formats returned above
             cpu = BootCPUState(mode: .long64, rip: entry)
             cpu.rdi = BootLayout.bootInfo
             cpu.cr3 = BootLayout.pageTables

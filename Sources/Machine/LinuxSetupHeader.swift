@@ -35,6 +35,8 @@ public struct LinuxSetupHeader: Equatable, Sendable {
     /// `struct boot_params` has room for the setup header up to here (`_pad7` ends at 0x290);
     /// the loader copies `setupHeaderRange` into the zero page at the same offsets.
     public static let zeroPageHeaderLimit = 0x290
+    /// Where a protocol-2.15 header ends (after `kernel_info_offset`).
+    public static let defaultHeaderEnd = 0x26C
 
     // Field offsets, file-relative (boot.rst's table).
     static let setupSectsOffset = 0x1F1
@@ -43,6 +45,7 @@ public struct LinuxSetupHeader: Equatable, Sendable {
     static let headerOffset = 0x202
     static let versionOffset = 0x206
     static let loadFlagsOffset = 0x211
+    static let initrdAddressMaxOffset = 0x22C
     static let kernelAlignmentOffset = 0x230
     static let relocatableOffset = 0x234
     static let xloadFlagsOffset = 0x236
@@ -61,6 +64,8 @@ public struct LinuxSetupHeader: Equatable, Sendable {
     public var setupSectors: Int
     /// `loadflags`.
     public var loadFlags: UInt8
+    /// `initrd_addr_max` (protocol 2.03): the highest address the initramfs may occupy.
+    public var initrdAddressMax: UInt32
     /// `kernel_alignment`: the physical alignment a relocatable kernel needs.
     public var kernelAlignment: UInt32
     /// `relocatable_kernel` is non-zero.
@@ -87,7 +92,7 @@ public struct LinuxSetupHeader: Equatable, Sendable {
     public var setupHeaderRange: Range<Int>
 
     public init(
-        protocolVersion: UInt16, setupSectors: Int, loadFlags: UInt8, kernelAlignment: UInt32,
+        protocolVersion: UInt16, setupSectors: Int, loadFlags: UInt8, initrdAddressMax: UInt32, kernelAlignment: UInt32,
         relocatable: Bool, xloadFlags: UInt16, commandLineSize: UInt32, payloadOffset: UInt32,
         payloadLength: UInt32, preferredAddress: UInt64, initSize: UInt32, protectedModeOffset: Int,
         payloadRange: Range<Int>, setupHeaderRange: Range<Int>
@@ -95,6 +100,7 @@ public struct LinuxSetupHeader: Equatable, Sendable {
         self.protocolVersion = protocolVersion
         self.setupSectors = setupSectors
         self.loadFlags = loadFlags
+        self.initrdAddressMax = initrdAddressMax
         self.kernelAlignment = kernelAlignment
         self.relocatable = relocatable
         self.xloadFlags = xloadFlags
@@ -159,6 +165,7 @@ public struct LinuxSetupHeader: Equatable, Sendable {
         let hasV210 = version >= 0x020A
         return LinuxSetupHeader(
             protocolVersion: version, setupSectors: setupSectors, loadFlags: bytes[loadFlagsOffset],
+            initrdAddressMax: u32(bytes, initrdAddressMaxOffset),
             kernelAlignment: u32(bytes, kernelAlignmentOffset), relocatable: bytes[relocatableOffset] != 0,
             xloadFlags: xloadFlags, commandLineSize: u32(bytes, cmdlineSizeOffset),
             payloadOffset: payloadOffset, payloadLength: payloadLength,

@@ -56,6 +56,7 @@ enum BootRegisters {
         regs.rax = state.rax
         regs.rbx = state.rbx
         regs.rdi = state.rdi
+        regs.rsi = state.rsi
         regs.rflags = 0x2
         try vcpu.setRegs(regs)
     }

@@ -8,7 +8,8 @@ import Sandbox
 /// operator input (paths, strings) to a config: the CLI and the guest tests both use it, so a
 /// test boots a guest exactly as `synthvm run` would.
 public struct MachineConfig: Sendable {
-    public var kernel: [UInt8]
+    /// The kernel, recognised and unpacked (a bzImage's payload decompressed) once, here.
+    public var kernel: KernelImage
     public var kernelName: String
     public var modules: [BootModule]
     public var commandLine: String
@@ -70,7 +71,7 @@ public struct MachineConfig: Sendable {
     public static let cpuRange = 1...64
     public static let defaultMemory = "256M"
 
-    public init(kernel: [UInt8], kernelName: String, modules: [BootModule] = [], commandLine: String = "",
+    public init(kernel: KernelImage, kernelName: String, modules: [BootModule] = [], commandLine: String = "",
                 cpuCount: Int = 1, layout: GuestMemoryLayout, console: ConsoleSink.Target,
                 enlightenments: Enlightenments) {
         self.enlightenments = enlightenments
@@ -98,14 +99,18 @@ public struct MachineConfig: Sendable {
         let layout: GuestMemoryLayout
         do { layout = try GuestMemoryLayout(ramSize: size) } catch { throw .config("--memory: \(error)") }
         let console = try parseSerial(serial)
-        let kernel: [UInt8]
+        let file: [UInt8]
         let name: String
         if let path = kernelPath {
-            kernel = try readFile(path, what: "kernel")
+            file = try readFile(path, what: "kernel")
             name = path
         } else {
-            kernel = BuiltinGuest.elf()
+            file = BuiltinGuest.elf()
             name = BuiltinGuest.name
+        }
+        let kernel: KernelImage
+        do { kernel = try KernelImage.open(file, decompressedSizeLimit: Int(layout.ramSize)) } catch {
+            throw .config("\(name): \(error)")
         }
         var modules: [BootModule] = []
         for p in modulePaths { modules.append(BootModule(name: p, bytes: try readFile(p, what: "module"))) }

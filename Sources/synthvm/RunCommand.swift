@@ -7,10 +7,12 @@ struct RunCommand: ParsableCommand {
         commandName: "run",
         abstract: "Boot a guest kernel in a new VM and run it to the end.",
         discussion: """
-            The kernel format is detected from the file: an ELF64 x86-64 image is entered directly in \
-            64-bit long mode (SynthVM direct boot, see docs/boot-protocol.md); an ELF32 or a.out-kludge \
-            image with a multiboot v1 header is entered in 32-bit protected mode. Without --kernel, the \
-            built-in default guest runs.
+            The kernel format is detected from the file: a Linux bzImage has its payload decompressed on \
+            the host and its vmlinux booted through the PVH entry (or the Linux 64-bit boot protocol); an \
+            ELF with a PVH note boots through PVH, an ELF64 vmlinux through the 64-bit boot protocol; any \
+            other ELF64 x86-64 image is entered directly in 64-bit long mode (SynthVM direct boot); an \
+            ELF32 or a.out-kludge image with a multiboot v1 header is entered in 32-bit protected mode \
+            (see docs/boot-protocol.md). Without --kernel, the built-in default guest runs.
 
             Exit status: 0 when every vCPU halted with interrupts off; (v << 1) | 1 when the guest wrote \
             v to the exit device at port 0xf4; 2 triple fault; 4 guest crash (a report goes to stderr); \
@@ -19,11 +21,11 @@ struct RunCommand: ParsableCommand {
             requested a reset and --on-reset is exit.
             """)
 
-    @Option(name: .long, help: ArgumentHelp("Guest kernel: ELF64, or a multiboot v1 kernel. Default: the built-in guest.",
+    @Option(name: .long, help: ArgumentHelp("Guest kernel: a Linux bzImage or vmlinux, an ELF64, or a multiboot v1 kernel. Default: the built-in guest.",
                                             valueName: "path"))
     var kernel: String?
 
-    @Option(name: .long, help: ArgumentHelp("A file to load as a boot module (multiboot module / boot-info module). Repeatable.",
+    @Option(name: .long, help: ArgumentHelp("A file to load as a boot module (Linux initramfs / multiboot module / boot-info module). Repeatable.",
                                             valueName: "path"))
     var initrd: [String] = []
 

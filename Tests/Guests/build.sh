@@ -4,6 +4,8 @@
 #   hvprobe.elf hvmsr.elf hvcall.elf hvclock.elf hvipi.elf hvcrash.elf hvbench.elf irq.elf
 #   stimer.elf synic.elf hvconn.elf  (ELF64, HV#1 tests)
 #   mbhello.elf mbhvcall.elf                              (ELF32, multiboot v1)
+#   pvh.elf pvh64.elf                                     (PVH entry note: ELF32, and the same as ELF64)
+#   bootparams.elf                                        (ELF64 with a "Linux" note: 64-bit boot protocol)
 # Usage: bash Tests/Guests/build.sh OUTDIR
 set -eu
 
@@ -85,4 +87,19 @@ compile -m32 "$OBJ/rt32-hyperv.o" "$SRC/runtime/hyperv.c"
 compile -m32 "$OBJ/mbhvcall.o" "$SRC/mbhvcall.c"
 link -m32 mbhvcall "$OBJ/rt32-mbstart.o" "$OBJ/rt32-common.o" "$OBJ/rt32-hyperv.o" "$OBJ/mbhvcall.o"
 
-echo "guests: built hello smp exceptions cpuid bench hvprobe hvmsr hvcall hvclock hvipi hvcrash hvbench irq acpi stimer synic hvconn synicbench mbhello mbhvcall in $OUT"
+# Linux-protocol guests (linux.ld keeps their notes). pvh64.elf is pvh.elf as an ELF64 file with
+# the same 32-bit code, like a 64-bit vmlinux with its 32-bit PVH entry.
+LINUXLD=(-nostdlib -static -no-pie -Wl,-T,"$SRC/linux.ld" -Wl,--build-id=none
+         -Wl,-z,max-page-size=0x1000 -Wl,-z,noexecstack -Wl,--no-warn-rwx-segments)
+compile -m32 "$OBJ/pvh_start.o" "$SRC/pvh_start.S"
+compile -m32 "$OBJ/pvh.o" "$SRC/pvh.c"
+"$CC" -m32 "${LINUXLD[@]}" -o "$OUT/pvh.elf.tmp" "$OBJ/pvh_start.o" "$OBJ/rt32-common.o" "$OBJ/pvh.o"
+"${OBJCOPY:-objcopy}" -O elf64-x86-64 "$OUT/pvh.elf.tmp" "$OUT/pvh64.elf.tmp"
+mv -f "$OUT/pvh.elf.tmp" "$OUT/pvh.elf"
+mv -f "$OUT/pvh64.elf.tmp" "$OUT/pvh64.elf"
+compile -m64 "$OBJ/bootparams_start.o" "$SRC/bootparams_start.S"
+compile -m64 "$OBJ/bootparams.o" "$SRC/bootparams.c"
+"$CC" -m64 "${LINUXLD[@]}" -o "$OUT/bootparams.elf.tmp" "$OBJ/bootparams_start.o" "$OBJ/rt64-common.c.o" "$OBJ/bootparams.o"
+mv -f "$OUT/bootparams.elf.tmp" "$OUT/bootparams.elf"
+
+echo "guests: built hello smp exceptions cpuid bench hvprobe hvmsr hvcall hvclock hvipi hvcrash hvbench irq acpi stimer synic hvconn synicbench mbhello mbhvcall pvh pvh64 bootparams in $OUT"

@@ -207,6 +207,22 @@ private func ascii(_ b: some Collection<UInt8>) -> String { String(decoding: b, 
         #expect(madt == MADT.table(vcpuCount: vcpuCount).bytes())
     }
 
+    @Test func vmbusSlotEncoding() {
+        // Device(VMBS) { Name(_HID, "VMBus"); Name(_UID, Zero); Name(_CRS, ResourceTemplate() {}) }
+        let slot = DSDT.vmbus()
+        let body: [UInt8] = Array("VMBS".utf8)
+            + [0x08] + Array("_HID".utf8) + [0x0D] + Array("VMBus".utf8) + [0]
+            + [0x08] + Array("_UID".utf8) + [0x00]
+            + [0x08] + Array("_CRS".utf8) + [0x11, 0x05, 0x0A, 0x02, 0x79, 0x00]
+        #expect(slot == [0x5B, 0x82, UInt8(body.count + 1)] + body)
+        // Resources go into the _CRS template, before the end tag.
+        let filled = DSDT.vmbus(resources: AML.irq([5]))
+        #expect(filled.suffix(7) == [0x0A, 0x05, 0x22, 0x20, 0x00, 0x79, 0x00])
+        // The default tables have no VMBus device.
+        let dsdt = DSDT.table().bytes()
+        #expect(!dsdt.indices.dropLast(3).contains { dsdt[$0..<($0 + 4)].elementsEqual("VMBS".utf8) })
+    }
+
     @Test func extraDevicesLandInSystemBus() {
         let vmbus = AML.device("VMBS", AML.name("_HID", AML.string("VMBus")))
         let plain = DSDT.table().bytes()
@@ -224,10 +240,11 @@ private func ascii(_ b: some Collection<UInt8>) -> String { String(decoding: b, 
             Issue.record("iasl not found: install acpica-tools (scripts/install-deps.sh)")
             return
         }
-        let vmbus = AML.device(
-            "VMBS", AML.name("_HID", AML.string("VMBus")),
-            AML.name("_CRS", AML.resourceTemplate(AML.irq([5]))))
-        let (_, blob, a) = ACPITables.build(vcpuCount: 4, base: ACPITables.defaultBase, extraDevices: [vmbus])
+        // The VMBus slot with a placeholder (empty) _CRS, and as the VMBus work may fill it.
+        let emptySlot = DSDT.vmbus()
+        let filledSlot = AML.device("VMB2", AML.name("_HID", AML.string("VMBus")),
+                                    AML.name("_CRS", AML.resourceTemplate(AML.irq([5]))))
+        let (_, blob, a) = ACPITables.build(vcpuCount: 4, base: ACPITables.defaultBase, extraDevices: [emptySlot, filledSlot])
         func slice(_ address: UInt64, _ length: Int) -> [UInt8] {
             let offset = Int(address - ACPITables.defaultBase)
             return Array(blob[offset..<offset + length])
@@ -265,6 +282,14 @@ private func ascii(_ b: some Collection<UInt8>) -> String { String(decoding: b, 
             let listing = (try? String(contentsOf: directory.appendingPathComponent("\(name).dsl"), encoding: .utf8)) ?? ""
             #expect(!listing.isEmpty, "iasl -d \(name) wrote no listing: \(output)")
             #expect(!listing.contains("Incorrect checksum") && !listing.contains("**** "), "\(name).dsl:\n\(listing)")
+            if name == "dsdt" {
+                // iasl's reading of the VMBus slot, not only ours.
+                let compact = listing.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+                #expect(compact.contains("Device (VMBS)"), "\(listing)")
+                #expect(compact.contains("Name (_HID, \"VMBus\")  // _HID: Hardware ID"), "\(listing)")
+                #expect(compact.contains("Name (_UID, Zero)  // _UID: Unique ID"), "\(listing)")
+                #expect(compact.contains("Name (_CRS, ResourceTemplate ()  // _CRS: Current Resource Settings"), "\(listing)")
+            }
         }
     }
 }

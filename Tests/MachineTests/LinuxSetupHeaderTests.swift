@@ -20,6 +20,7 @@ private func makeBzImage(
     bytes.put32(0x5372_6448, at: 0x202)  // "HdrS"
     bytes.put16(version, at: 0x206)
     bytes[0x211] = 0x81  // LOADED_HIGH | CAN_USE_HEAP
+    bytes.put32(0x7FFF_FFFF, at: 0x22C)  // initrd_addr_max
     bytes.put32(0x20_0000, at: 0x230)
     bytes[0x234] = 1
     bytes.put16(xloadFlags, at: 0x236)
@@ -61,6 +62,7 @@ private func checkInvariants(_ header: LinuxSetupHeader, _ bytes: [UInt8]) {
         #expect(header.loadFlags == 0x81)
         #expect(header.loadFlags & LinuxSetupHeader.loadedHigh != 0)
         #expect(header.kernelAlignment == 0x20_0000)
+        #expect(header.initrdAddressMax == 0x7FFF_FFFF)
         #expect(header.relocatable)
         #expect(header.xloadFlags == 0x7F)
         #expect(header.commandLineSize == 2047)

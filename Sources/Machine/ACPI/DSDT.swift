@@ -6,7 +6,8 @@
 ///   FADT's PM1a control block is where the guest writes it.
 /// - `\_SB.COM1`: the 16550 UART at 0x3F8-0x3FF on ISA IRQ 4 (PNP0501), so Linux's ACPI PNP
 ///   layer binds the serial driver to the port with the right IRQ.
-/// - whatever devices the caller adds to `\_SB` (the VMBus device, once the VMBus work exists).
+/// - whatever devices the caller adds to `\_SB`: the VMBus device (``vmbus(resources:)``), once
+///   the VMBus work exists.
 public enum DSDT {
     /// Revision 2: integers are 64 bits wide.
     public static let revision: UInt8 = 2
@@ -25,6 +26,26 @@ public enum DSDT {
             AML.name("_HID", AML.integer(UInt64(AML.eisaID("PNP0501")))),
             AML.name("_UID", AML.integer(1)),
             AML.name("_CRS", AML.resourceTemplate(AML.io(base: 0x3F8, length: 8), AML.irq([4]))))
+    }
+
+    /// The ACPI name of the VMBus device, `\_SB.VMBS` (Hyper-V's own DSDTs use the same).
+    public static let vmbusName = "VMBS"
+
+    /// The slot for the VMBus device: `Device(VMBS)` with `_HID "VMBus"` (one of the two IDs
+    /// Linux's hv_vmbus ACPI driver matches, the other being "VMBUS"), `_UID 0`, and `_CRS` with
+    /// `resources` (encoded descriptors; empty: only the end tag). hv_vmbus requires a `_CRS` and
+    /// walks it for its interrupt and MMIO ranges; on x86 it signals through the Hyper-V callback
+    /// vector, so an empty template is valid. The VMBus work fills in the resources and passes
+    /// the device to ``table(extraDevices:)``.
+    ///
+    /// Not in the default tables: a guest that sees a VMBus device binds hv_vmbus to it and
+    /// waits for a host side that does not exist yet.
+    public static func vmbus(resources: [UInt8] = []) -> [UInt8] {
+        AML.device(
+            vmbusName,
+            AML.name("_HID", AML.string("VMBus")),
+            AML.name("_UID", AML.integer(0)),
+            AML.name("_CRS", AML.resourceTemplate(resources)))
     }
 
     /// The DSDT with `\_S5`, and `\_SB` holding COM1 followed by `extraDevices` (each an
