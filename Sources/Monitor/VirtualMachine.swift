@@ -29,6 +29,8 @@ public final class VirtualMachine: @unchecked Sendable {
     public private(set) var workerLinks: [WorkerLink] = []
     let partitionEvents: PartitionEventSink
     let syntheticTimers: HostSyntheticTimers?
+    /// COM1, kept for the console input feeder.
+    let serial: SerialPort
 
     /// Addresses KVM needs for its real-mode helpers on Intel; inside the MMIO hole.
     static let tssAddress: UInt64 = 0xFFFB_D000
@@ -143,7 +145,12 @@ public final class VirtualMachine: @unchecked Sendable {
         cpuidTables = tables
 
         var builder = PortIOBus.Builder()
-        builder.attach(SerialPort(sink: console), ports: SerialPort.com1)
+        serial = try SerialPort(sink: console, irq: ISAInterruptLine(vm: vm, irq: SerialPort.com1IRQ, control: control))
+        builder.attach(serial, ports: SerialPort.com1)
+        builder.attach(RTCDevice(), ports: RTCDevice.ports)
+        let keyboard = KeyboardController(control: control)
+        builder.attach(keyboard, ports: I8042.dataPort...I8042.dataPort)
+        builder.attach(keyboard, ports: I8042.commandPort...I8042.commandPort)
         builder.attach(ExitDevice(control: control), ports: ExitDevice.port...ExitDevice.port)
         builder.attach(POSTPort(), ports: POSTPort.port...POSTPort.port)
         builder.attach(ACPIPowerManagement(control: control), ports: ACPIPowerManagement.ports)
@@ -181,6 +188,17 @@ public final class VirtualMachine: @unchecked Sendable {
             }
         }
         defer { syntheticTimers?.stop() }
+        var consoleInput: ConsoleInput?
+        if let fd = config.consoleInput {
+            do {
+                let input = try ConsoleInput(fd: fd, serial: serial, control: control, escapes: config.consoleEscapes)
+                try input.start()
+                consoleInput = input
+            } catch {
+                return RunOutcome(reason: .hostFailure(error.description), counters: [], crashReport: nil)
+            }
+        }
+        defer { consoleInput?.stop() }
         let runners = vcpus.enumerated().map {
             VCPURunner(index: $0.offset, vcpu: $0.element, bus: bus, control: control, memory: memory,
                        partition: partition, syncRegs: syncRegs)

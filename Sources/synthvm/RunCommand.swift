@@ -41,7 +41,9 @@ struct RunCommand: ParsableCommand {
                                             valueName: "size"))
     var memory: String = MachineConfig.defaultMemory
 
-    @Option(name: .long, help: ArgumentHelp("Guest serial (COM1) output: stdio, none, or file:PATH.", valueName: "sink"))
+    @Option(name: .long, help: ArgumentHelp(
+        "Guest serial console (COM1): stdio (output to stdout, input from stdin; a terminal is put in raw mode, "
+            + "Ctrl-A x quits), none, or file:PATH (output only).", valueName: "sink"))
     var serial: String = "stdio"
 
     @Option(name: .long, help: ArgumentHelp(
@@ -90,6 +92,12 @@ struct RunCommand: ParsableCommand {
             guard t > 0 else { fail("--timeout \(t) must be positive", status: StopReason.usageStatus) }
             config.timeoutSeconds = t
         }
+        if serial == "stdio" {
+            // COM1 receives stdin. A terminal goes raw so every key reaches the guest (Ctrl-C
+            // included); its mode comes back at exit and on any fatal signal (the C shim).
+            config.consoleInput = 0
+            config.consoleEscapes = ConsoleTerminal.enterRawMode(fd: 0)
+        }
         var outcome: RunOutcome
         let started = monotonicSeconds()
         // A guest-requested reset rebuilds the VM from the same configuration; --timeout covers
@@ -114,6 +122,7 @@ struct RunCommand: ParsableCommand {
             }
             break
         } while true
+        ConsoleTerminal.restore()
         if let report = outcome.crashReport { printErr(report) }
         switch outcome.reason {
         case .halted, .exitDevice, .poweredOff: break

@@ -24,6 +24,8 @@ struct CommandLineTests {
         let out = Pipe(), err = Pipe()
         p.standardOutput = out
         p.standardError = err
+        // COM1 reads stdin: never let a test's synthvm take the terminal the tests run in.
+        p.standardInput = FileHandle.nullDevice
         try p.run()
         let o = out.fileHandleForReading.readDataToEndOfFile()
         let e = err.fileHandleForReading.readDataToEndOfFile()
@@ -156,6 +158,7 @@ struct CommandLineTests {
         p.arguments = ["run", "--kernel", spin, "--timeout", "60"]
         let err = Pipe()
         p.standardError = err
+        p.standardInput = FileHandle.nullDevice
         try p.run()
         usleep(500_000)
         p.terminate() // SIGTERM
