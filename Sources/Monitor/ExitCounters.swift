@@ -16,6 +16,8 @@ public struct ExitCounters: Sendable, Equatable {
     public var syntheticMSRReads = 0
     public var syntheticMSRWrites = 0
     public var hypercalls = 0
+    /// Emulation failures SynthVM completed itself (int3, fwait: `EmulationFixups`).
+    public var emulationFixups = 0
 
     public init() {}
 
@@ -35,6 +37,7 @@ public struct ExitCounters: Sendable, Equatable {
         r.syntheticMSRReads += b.syntheticMSRReads
         r.syntheticMSRWrites += b.syntheticMSRWrites
         r.hypercalls += b.hypercalls
+        r.emulationFixups += b.emulationFixups
         return r
     }
 
@@ -42,7 +45,8 @@ public struct ExitCounters: Sendable, Equatable {
         "exits=\(exits) pio=\(portIO) mmio=\(mmio) msr=\(msr) kicks=\(kicks) "
             + "unknown: port r/w=\(unknownPortReads)/\(unknownPortWrites) "
             + "mmio r/w=\(unknownMMIOReads)/\(unknownMMIOWrites) msr r/w=\(unknownMSRReads)/\(unknownMSRWrites) "
-            + "synthetic msr r/w=\(syntheticMSRReads)/\(syntheticMSRWrites) hypercalls=\(hypercalls)"
+            + "synthetic msr r/w=\(syntheticMSRReads)/\(syntheticMSRWrites) hypercalls=\(hypercalls) "
+            + "emulation fix-ups=\(emulationFixups)"
     }
 }
 

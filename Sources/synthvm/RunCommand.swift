@@ -1,5 +1,6 @@
 import ArgumentParser
 import Glibc
+import Machine
 import Monitor
 
 struct RunCommand: ParsableCommand {
@@ -64,6 +65,11 @@ struct RunCommand: ParsableCommand {
                                             valueName: "restart|exit"))
     var onReset: String = "restart"
 
+    @Option(name: .long, help: ArgumentHelp(
+        "Guest profile. linux-pvm: on a PVM host, append the Linux options (noxsave, clearcpuid=...) for the "
+            + "features the guest sees but the host cannot emulate; see docs/pvm.md.", valueName: "name"))
+    var profile: String?
+
     @Option(name: .long, help: ArgumentHelp("Stop the VM after this many seconds (status 124).", valueName: "seconds"))
     var timeout: Int?
 
@@ -91,6 +97,10 @@ struct RunCommand: ParsableCommand {
         if let t = timeout {
             guard t > 0 else { fail("--timeout \(t) must be positive", status: StopReason.usageStatus) }
             config.timeoutSeconds = t
+        }
+        if let p = profile {
+            guard p == "linux-pvm" else { fail("--profile \(p): expected linux-pvm", status: StopReason.usageStatus) }
+            applyLinuxPVMProfile(to: &config)
         }
         if serial == "stdio" {
             // COM1 receives stdin. A terminal goes raw so every key reaches the guest (Ctrl-C
@@ -133,6 +143,28 @@ struct RunCommand: ParsableCommand {
             for (i, c) in outcome.counters.enumerated() { printErr("synthvm: vCPU \(i): \(c.summary)") }
         }
         Glibc.exit(outcome.exitStatus)
+    }
+
+    /// Derives the additions from what a probe guest sees on this host and appends those the
+    /// operator did not already give.
+    private func applyLinuxPVMProfile(to config: inout MachineConfig) {
+        let host = PVMHost.detect()
+        guard host.isPVM else {
+            printErr("synthvm: --profile linux-pvm: not a PVM host (no \(PVMHost.modulePath)); nothing to add")
+            return
+        }
+        let guest: PVMHost.GuestCPUID
+        do { guest = try PVMHost.probeGuestCPUID() } catch {
+            fail("--profile linux-pvm: cannot probe the guest CPUID: \(error)", status: StopReason.setupFailureStatus)
+        }
+        let additions = host.linuxCommandLineAdditions(guest: guest)
+        config.commandLine = LinuxPVMProfile.merge(additions, into: config.commandLine)
+        if let list = config.commandLine.split(separator: " ").first(where: { $0.hasPrefix("clearcpuid=") }),
+           list.count - "clearcpuid=".count > LinuxPVMProfile.clearCPUIDLimit {
+            printErr("synthvm: --profile linux-pvm: warning: Linux reads only \(LinuxPVMProfile.clearCPUIDLimit) characters of \(list)")
+        }
+        do { try config.validate() } catch { fail("--profile linux-pvm: \(error)", status: StopReason.usageStatus) }
+        printErr("synthvm: --profile linux-pvm: command line is now: \(config.commandLine)")
     }
 
     /// --initrd and --module values in the order they were typed.

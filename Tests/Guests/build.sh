@@ -3,7 +3,7 @@
 #   hello.elf smp.elf exceptions.elf cpuid.elf bench.elf  (ELF64, SynthVM direct boot)
 #   hvprobe.elf hvmsr.elf hvcall.elf hvclock.elf hvipi.elf hvcrash.elf hvbench.elf irq.elf
 #   stimer.elf synic.elf  (ELF64, HV#1 tests)
-#   acpi.elf uart.elf rtc.elf platform.elf  (ELF64, platform devices)
+#   acpi.elf uart.elf rtc.elf platform.elf emulate.elf  (ELF64, platform devices, PVM fix-ups)
 #   mbhello.elf mbhvcall.elf                              (ELF32, multiboot v1)
 # Usage: bash Tests/Guests/build.sh OUTDIR
 set -eu
@@ -75,6 +75,7 @@ guest64 acpi acpi.c
 guest64 uart uart.c uart_asm.S mp.c mp_asm.S
 guest64 rtc rtc.c
 guest64 platform platform.c
+guest64 emulate emulate.c emulate_asm.S
 guest64 stimer stimer.c synictest.c synictest_asm.S mp.c mp_asm.S
 guest64 synic synic.c synictest.c synictest_asm.S mp.c mp_asm.S
 
@@ -87,4 +88,4 @@ compile -m32 "$OBJ/rt32-hyperv.o" "$SRC/runtime/hyperv.c"
 compile -m32 "$OBJ/mbhvcall.o" "$SRC/mbhvcall.c"
 link -m32 mbhvcall "$OBJ/rt32-mbstart.o" "$OBJ/rt32-common.o" "$OBJ/rt32-hyperv.o" "$OBJ/mbhvcall.o"
 
-echo "guests: built hello smp exceptions cpuid bench hvprobe hvmsr hvcall hvclock hvipi hvcrash hvbench irq acpi uart rtc platform stimer synic mbhello mbhvcall in $OUT"
+echo "guests: built hello smp exceptions cpuid bench hvprobe hvmsr hvcall hvclock hvipi hvcrash hvbench irq acpi uart rtc platform emulate stimer synic mbhello mbhvcall in $OUT"
