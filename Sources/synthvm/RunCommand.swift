@@ -104,9 +104,14 @@ struct RunCommand: ParsableCommand {
         }
         if serial == "stdio" {
             // COM1 receives stdin. A terminal goes raw so every key reaches the guest (Ctrl-C
-            // included); its mode comes back at exit and on any fatal signal (the C shim).
-            config.consoleInput = 0
-            config.consoleEscapes = ConsoleTerminal.enterRawMode(fd: 0)
+            // included); its mode comes back at exit and on any fatal signal (the C shim). In the
+            // background the terminal is not ours: no input from it (reading would stop us).
+            if !ConsoleTerminal.isTerminal(fd: 0) {
+                config.consoleInput = 0
+            } else if ConsoleTerminal.isForeground(fd: 0) {
+                config.consoleInput = 0
+                config.consoleEscapes = ConsoleTerminal.enterRawMode(fd: 0)
+            }
         }
         var outcome: RunOutcome
         let started = monotonicSeconds()
