@@ -28,6 +28,14 @@ final class ConsoleInput: @unchecked Sendable {
         close(stopFD)
     }
 
+    /// The running feeder for `config.consoleInput`, or nil when the VM has no console input.
+    static func start(config: MachineConfig, serial: SerialPort, control: VMControl) throws(MonitorError) -> ConsoleInput? {
+        guard let fd = config.consoleInput else { return nil }
+        let input = try ConsoleInput(fd: fd, serial: serial, control: control, escapes: config.consoleEscapes)
+        try input.start()
+        return input
+    }
+
     func start() throws(MonitorError) {
         thread = try HostThread.spawn { [self] in loop() }
     }

@@ -188,15 +188,9 @@ public final class VirtualMachine: @unchecked Sendable {
             }
         }
         defer { syntheticTimers?.stop() }
-        var consoleInput: ConsoleInput?
-        if let fd = config.consoleInput {
-            do {
-                let input = try ConsoleInput(fd: fd, serial: serial, control: control, escapes: config.consoleEscapes)
-                try input.start()
-                consoleInput = input
-            } catch {
-                return RunOutcome(reason: .hostFailure(error.description), counters: [], crashReport: nil)
-            }
+        let consoleInput: ConsoleInput?
+        do { consoleInput = try ConsoleInput.start(config: config, serial: serial, control: control) } catch {
+            return RunOutcome(reason: .hostFailure(error.description), counters: [], crashReport: nil)
         }
         defer { consoleInput?.stop() }
         let runners = vcpus.enumerated().map {
