@@ -19,6 +19,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -477,4 +478,75 @@ int svm_bench_eventfd_wake(int rounds, int gap_us, unsigned long long *sum_ticks
     munmap(shared, 4096);
     *sum_ticks = sum;
     return r;
+}
+
+// ---- console terminal -------------------------------------------------------------------
+
+static struct termios terminal_saved;
+static volatile sig_atomic_t terminal_fd = -1;
+
+// Signals whose default action ends the process. SIGQUIT is left alone: the Swift runtime's
+// backtracer takes it to print a backtrace and carry on, and a raw terminal never sends it.
+static const int terminal_signals[] = { SIGHUP, SIGINT, SIGILL, SIGTRAP, SIGABRT, SIGBUS, SIGFPE, SIGSEGV,
+                                        SIGPIPE, SIGALRM, SIGTERM, SIGXCPU, SIGXFSZ, SIGSYS, SIGUSR2 };
+static struct sigaction terminal_previous[65];
+
+static void terminal_restore_now(void) {
+    int fd = terminal_fd;
+    if (fd >= 0) tcsetattr(fd, TCSANOW, &terminal_saved);  // async-signal-safe
+}
+
+void svm_terminal_restore(void) {
+    terminal_restore_now();
+    terminal_fd = -1;
+}
+
+// Restores the terminal, then does what would have happened without us: the previous handler
+// (the Swift runtime's crash backtracer, say) is called as it would have been, and the default
+// action is taken again by re-raising with it (the signal is blocked in here, so it lands as soon
+// as this returns; a fault simply happens again).
+static void terminal_signal(int sig, siginfo_t *info, void *context) {
+    terminal_restore_now();
+    struct sigaction *previous = &terminal_previous[sig];
+    if (previous->sa_flags & SA_SIGINFO) {
+        previous->sa_sigaction(sig, info, context);
+    } else if (previous->sa_handler == SIG_DFL) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+    } else if (previous->sa_handler != SIG_IGN) {
+        previous->sa_handler(sig);
+    }
+}
+
+int svm_terminal_raw(int fd) {
+    if (terminal_fd >= 0) return 0;
+    struct termios t;
+    if (tcgetattr(fd, &t) < 0) return -errno;
+    terminal_saved = t;
+    cfmakeraw(&t);
+    t.c_oflag |= OPOST;  // keep ONLCR & co. as the terminal had them
+    static int registered;
+    if (!registered) {
+        registered = 1;
+        atexit(terminal_restore_now);
+        for (size_t i = 0; i < sizeof terminal_signals / sizeof terminal_signals[0]; i++) {
+            int sig = terminal_signals[i];
+            struct sigaction *previous = &terminal_previous[sig];
+            if (sigaction(sig, NULL, previous) < 0) continue;
+            if (!(previous->sa_flags & SA_SIGINFO) && previous->sa_handler == SIG_IGN) continue;  // stays ignored
+            struct sigaction sa;
+            memset(&sa, 0, sizeof sa);
+            sa.sa_sigaction = terminal_signal;
+            sa.sa_mask = previous->sa_mask;
+            sa.sa_flags = (previous->sa_flags & (SA_ONSTACK | SA_RESTART)) | SA_SIGINFO;
+            sigaction(sig, &sa, NULL);
+        }
+    }
+    terminal_fd = fd;
+    if (tcsetattr(fd, TCSANOW, &t) < 0) {
+        int e = errno;
+        terminal_fd = -1;
+        return -e;
+    }
+    return 0;
 }

@@ -8,7 +8,6 @@ public enum BuiltinGuest {
     public static let greeting = "Hello from the SynthVM built-in guest (ELF64, long mode). Command line: "
 
     public static func elf() -> [UInt8] {
-        let headers = 64 + 56
         var code: [UInt8] = []
         func rel32(from next: Int, to target: Int) -> [UInt8] {
             withUnsafeBytes(of: Int32(target - next).littleEndian) { Array($0) }
@@ -35,7 +34,13 @@ public enum BuiltinGuest {
         precondition(code.count == msg1)
         code += msg1Bytes
         code += Array("\n".utf8) + [0]
+        return elf64(code: code)
+    }
 
+    /// A minimal ELF64 executable: one read-execute segment at `loadAddress` holding the headers
+    /// and then `code`, entered at the code's first byte (SynthVM direct boot).
+    public static func elf64(code: [UInt8]) -> [UInt8] {
+        let headers = 64 + 56
         let fileSize = UInt64(headers + code.count)
         let entry = loadAddress + UInt64(headers)
         var elf: [UInt8] = []

@@ -2,11 +2,14 @@
 /// I/O offsets 0 to 7 (COM1 at 0x3f8 in docs/boot-protocol.md, "Platform ports").
 ///
 /// It is a pure state machine: the caller turns port I/O exits into `read`/`write`, forwards
-/// transmitted bytes to the console sink, feeds console input in through `receive`, and raises
-/// the UART's interrupt line when `interruptPending` says so. There is no baud-rate timing:
-/// transmission completes instantly, so the transmitter is always empty. What is modelled
-/// faithfully is what drivers probe and rely on: the divisor latch, the scratch register,
-/// loopback (Linux's 8250 autoconfig uses it), the IIR priority scheme and THRE interrupts.
+/// transmitted bytes to the console sink and then reports the holding register empty again
+/// (`transmitterDrained`), feeds console input in through `receive`, and drives the IRQ line
+/// from `interruptLine`. There is no baud-rate timing: the caller drains the transmitter within
+/// the same exit, so a guest never sees it busy, but the THR write and the drain are two steps
+/// so the THRE interrupt falls and rises again as on the chip (an edge-triggered ISA IRQ needs
+/// that edge). What is modelled faithfully is what drivers probe and rely on: the divisor
+/// latch, the scratch register, loopback (Linux's 8250 autoconfig uses it), the IIR priority
+/// scheme, THRE and received-data interrupts, and the PC's OUT2 gate on the IRQ output.
 public struct UART16550: Sendable, Equatable {
     /// Received bytes kept before overruns start. A real 16550 holds 16; a deeper queue means
     /// pasted console input survives a guest that polls slowly, which no driver can tell apart
@@ -41,6 +44,8 @@ public struct UART16550: Sendable, Equatable {
     static let lsrTransmitterIdle: UInt8 = 0x60  // THRE | TEMT
     // LCR / MCR bits.
     static let lcrDLAB: UInt8 = 0x80
+    static let mcrRTS: UInt8 = 0x02
+    static let mcrOUT2: UInt8 = 0x08
     static let mcrLoopback: UInt8 = 0x10
     /// MSR line bits when the port is not in loopback: DCD, DSR and CTS asserted, as if a
     /// terminal were attached and ready, so drivers that wait for CTS/DSR do not stall.
@@ -61,9 +66,11 @@ public struct UART16550: Sendable, Equatable {
     private var receiveQueue: [UInt8] = []
     private var receiveHead = 0
     /// The "THR empty" interrupt condition, separate from IER as in the 16550: it is raised when
-    /// the holding register empties (instantly after each THR write here, or when the interrupt
-    /// is enabled while empty) and cleared by an IIR read that reports it or a THR write.
+    /// the holding register empties (`transmitterDrained`, or when the interrupt is enabled
+    /// while empty) and cleared by an IIR read that reports it or a THR write.
     private var transmitterEmptyInterrupt = false
+    /// A byte was written to THR and the caller has not yet called `transmitterDrained`.
+    public private(set) var transmitterHolding = false
     /// LSR overrun bit; cleared by reading LSR.
     private var overrunFlag = false
     /// MSR delta bits (DCTS, DDSR, TERI, DDCD); cleared by reading MSR.
@@ -73,6 +80,21 @@ public struct UART16550: Sendable, Equatable {
 
     /// Whether the UART asserts its interrupt output (IIR bit 0 clear).
     public var interruptPending: Bool { pendingInterruptID != Self.iirNone }
+
+    /// The level of the ISA IRQ line. On a PC the UART's INTRPT output reaches the interrupt
+    /// controller only through a buffer enabled by MCR OUT2, which drivers set when they want
+    /// interrupts (Linux's 8250 does for every port with an IRQ); in loopback the OUT2 output is
+    /// wired back to DCD instead, so the line is not driven.
+    public var interruptLine: Bool {
+        interruptPending && modemControl & Self.mcrOUT2 != 0 && !isLoopback
+    }
+
+    /// Whether the guest asserts RTS (and is not in loopback): the "ready to receive" of
+    /// hardware flow control. Console input is held back while it is clear.
+    public var readyToReceive: Bool { modemControl & Self.mcrRTS != 0 && !isLoopback }
+
+    /// Room left in the receive queue.
+    public var receiveSpace: Int { Self.receiveCapacity - receivedCount }
 
     var isLoopback: Bool { modemControl & Self.mcrLoopback != 0 }
     var isDLAB: Bool { lineControl & Self.lcrDLAB != 0 }
@@ -96,7 +118,7 @@ public struct UART16550: Sendable, Equatable {
         case 4:
             return modemControl
         case 5:
-            var value = Self.lsrTransmitterIdle
+            var value = transmitterHolding ? 0 : Self.lsrTransmitterIdle
             if receivedCount > 0 { value |= Self.lsrDataReady }
             if overrunFlag { value |= Self.lsrOverrun }
             overrunFlag = false
@@ -121,10 +143,11 @@ public struct UART16550: Sendable, Equatable {
                 divisorLatch = divisorLatch & 0xFF00 | UInt16(value)
                 return nil
             }
-            // The holding register is emptied at once, so the THRE condition is re-raised
-            // immediately: the 16550 clears it on the write and sets it again when the byte moves
-            // to the shift register. Interrupt-driven drivers wait for that second edge.
-            transmitterEmptyInterrupt = true
+            // The write clears the THRE condition; `transmitterDrained` sets it again once the
+            // byte has gone, as the 16550 does when the byte moves to the shift register.
+            // Interrupt-driven drivers wait for that second edge.
+            transmitterEmptyInterrupt = false
+            transmitterHolding = true
             if isLoopback {
                 enqueueReceived(value)
                 return nil
@@ -137,9 +160,10 @@ public struct UART16550: Sendable, Equatable {
             }
             let old = interruptEnable
             interruptEnable = value & 0x0F
-            // Enabling the THRE interrupt while the transmitter is empty (always, here) raises
-            // it, as drivers expect to kick off interrupt-driven transmission.
-            if interruptEnable & Self.ierTransmitterEmpty != 0, old & Self.ierTransmitterEmpty == 0 {
+            // Enabling the THRE interrupt while the holding register is empty raises it, as
+            // drivers expect to kick off interrupt-driven transmission.
+            if interruptEnable & Self.ierTransmitterEmpty != 0, old & Self.ierTransmitterEmpty == 0,
+               !transmitterHolding {
                 transmitterEmptyInterrupt = true
             }
             return nil
@@ -165,6 +189,14 @@ public struct UART16550: Sendable, Equatable {
         default:
             return nil
         }
+    }
+
+    /// The byte written to THR has left: THR and the shift register are empty again (LSR THRE
+    /// and TEMT) and the THRE interrupt condition is raised. No effect when nothing was held.
+    public mutating func transmitterDrained() {
+        guard transmitterHolding else { return }
+        transmitterHolding = false
+        transmitterEmptyInterrupt = true
     }
 
     /// A byte arriving on the serial line (console input). In loopback the line input is

@@ -18,6 +18,8 @@ public struct ExitCounters: Sendable, Equatable {
     public var hypercalls = 0
     /// AutoEOI SINT vectors injected by this vCPU (AutoEOIRelay).
     public var autoEOIInjections = 0
+    /// Emulation failures SynthVM completed itself (int3, fwait: `EmulationFixups`).
+    public var emulationFixups = 0
 
     public init() {}
 
@@ -38,6 +40,7 @@ public struct ExitCounters: Sendable, Equatable {
         r.syntheticMSRWrites += b.syntheticMSRWrites
         r.hypercalls += b.hypercalls
         r.autoEOIInjections += b.autoEOIInjections
+        r.emulationFixups += b.emulationFixups
         return r
     }
 
@@ -45,7 +48,8 @@ public struct ExitCounters: Sendable, Equatable {
         "exits=\(exits) pio=\(portIO) mmio=\(mmio) msr=\(msr) kicks=\(kicks) "
             + "unknown: port r/w=\(unknownPortReads)/\(unknownPortWrites) "
             + "mmio r/w=\(unknownMMIOReads)/\(unknownMMIOWrites) msr r/w=\(unknownMSRReads)/\(unknownMSRWrites) "
-            + "synthetic msr r/w=\(syntheticMSRReads)/\(syntheticMSRWrites) hypercalls=\(hypercalls) autoeoi=\(autoEOIInjections)"
+            + "synthetic msr r/w=\(syntheticMSRReads)/\(syntheticMSRWrites) hypercalls=\(hypercalls) autoeoi=\(autoEOIInjections) "
+            + "emulation fix-ups=\(emulationFixups)"
     }
 }
 

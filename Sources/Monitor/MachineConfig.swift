@@ -16,6 +16,11 @@ public struct MachineConfig: Sendable {
     public var cpuCount: Int
     public var layout: GuestMemoryLayout
     public var console: ConsoleSink.Target
+    /// Where COM1's received bytes come from (the CLI: stdin with `--serial stdio`); nil: nothing
+    /// is ever received. The fd stays the caller's.
+    public var consoleInput: Int32?
+    /// Whether Ctrl-A x on `consoleInput` stops the VM (the CLI sets it for a raw terminal).
+    public var consoleEscapes = false
     /// How often the supervisor checks for "every vCPU halted with IF=0".
     public var haltPollMilliseconds: Int32 = 10
     /// Whether SIGINT/SIGTERM stop the VM (the CLI); tests leave signals alone.

@@ -8,11 +8,11 @@
 /// | 4 | guest crash: KVM internal error, failed entry, unhandled exit |
 /// | 6 | host failure while running (a KVM ioctl failed) |
 /// | 8 | the guest reported a crash through the Hyper-V crash MSRs |
-/// | 10 | the guest requested a reset (Hyper-V RESET MSR or port 0xCF9) with `--on-reset exit` |
+/// | 10 | the guest requested a reset (Hyper-V RESET MSR, port 0xCF9 or the keyboard controller) with `--on-reset exit` |
 /// | 64 | bad command line or input, before any VM is created |
 /// | 70 | the VM could not be created (KVM missing, setup ioctl failed) |
 /// | 124 | the --timeout elapsed |
-/// | 130 | stopped by SIGINT or SIGTERM |
+/// | 130 | stopped by SIGINT or SIGTERM, or from the console with Ctrl-A x |
 public enum StopReason: Sendable, Equatable {
     case halted
     case exitDevice(value: UInt32)
@@ -24,7 +24,10 @@ public enum StopReason: Sendable, Equatable {
     case guestReportedCrash(vcpu: UInt32)
     case resetRequested(vcpu: UInt32)
     case poweredOff
+    /// Port 0xCF9 or the keyboard controller's reset line.
     case platformReset
+    /// Ctrl-A x on a raw-mode console terminal.
+    case consoleQuit
 
     /// A reset of either kind (the CLI restarts the VM for these with `--on-reset restart`).
     public var isReset: Bool {
@@ -41,7 +44,7 @@ public enum StopReason: Sendable, Equatable {
         case .tripleFault: return 2
         case .guestCrash: return 4
         case .hostFailure: return 6
-        case .signal: return 130
+        case .signal, .consoleQuit: return 130
         case .timedOut: return 124
         case .guestReportedCrash: return 8
         case .resetRequested, .platformReset: return 10
@@ -61,7 +64,8 @@ public enum StopReason: Sendable, Equatable {
         case let .guestReportedCrash(c): return "guest reported a crash (crash MSRs) on vCPU \(c)"
         case let .resetRequested(c): return "guest requested a reset on vCPU \(c)"
         case .poweredOff: return "guest powered off (ACPI S5)"
-        case .platformReset: return "guest reset the platform (port 0xcf9)"
+        case .platformReset: return "guest reset the platform (port 0xcf9 or the keyboard controller)"
+        case .consoleQuit: return "stopped from the console (Ctrl-A x)"
         }
     }
 

@@ -110,13 +110,23 @@ final class VCPURunner: @unchecked Sendable {
             case KVMExitReason.internalError:
                 let ie = run.pointee.internal
                 let name = KVMExitReason.internalErrorName(ie.suberror)
+                var notCompleted: [String] = []
+                if ie.suberror == UInt32(KVM_INTERNAL_ERROR_EMULATION) {
+                    switch EmulationFixups.complete(vcpu: vcpu, memory: memory) {
+                    case .completed:
+                        counters.emulationFixups += 1
+                        continue
+                    case let .notCompleted(why):
+                        notCompleted = ["not completed by SynthVM: \(why)"]
+                    }
+                }
                 var words: [String] = []
                 withUnsafeBytes(of: ie.data) { raw in
                     let d = raw.bindMemory(to: UInt64.self)
                     for i in 0..<min(Int(ie.ndata), d.count) { words.append(CrashReport.hex(d[i])) }
                 }
                 crash(headline: "KVM internal error, \(name)",
-                      detail: words.isEmpty ? [] : ["KVM data: " + words.joined(separator: " ")],
+                      detail: notCompleted + (words.isEmpty ? [] : ["KVM data: " + words.joined(separator: " ")]),
                       stop: .guestCrash(vcpu: vcpu.id, summary: "KVM internal error, \(name)"))
                 return
             case KVMExitReason.failEntry:

@@ -37,6 +37,8 @@ public final class VirtualMachine: @unchecked Sendable {
     let routerLink: SynICRouterLink?
     /// The monitor threads' seccomp filters, compiled before any thread of this VM starts.
     let filters: MonitorFilters
+    /// COM1, kept for the console input feeder.
+    let serial: SerialPort
 
     /// Addresses KVM needs for its real-mode helpers on Intel; inside the MMIO hole.
     static let tssAddress: UInt64 = 0xFFFB_D000
@@ -172,7 +174,12 @@ public final class VirtualMachine: @unchecked Sendable {
         }
 
         var builder = PortIOBus.Builder()
-        builder.attach(SerialPort(sink: console), ports: SerialPort.com1)
+        serial = try SerialPort(sink: console, irq: ISAInterruptLine(vm: vm, irq: SerialPort.com1IRQ, control: control))
+        builder.attach(serial, ports: SerialPort.com1)
+        builder.attach(RTCDevice(), ports: RTCDevice.ports)
+        let keyboard = KeyboardController(control: control)
+        builder.attach(keyboard, ports: I8042.dataPort...I8042.dataPort)
+        builder.attach(keyboard, ports: I8042.commandPort...I8042.commandPort)
         builder.attach(ExitDevice(control: control), ports: ExitDevice.port...ExitDevice.port)
         builder.attach(POSTPort(), ports: POSTPort.port...POSTPort.port)
         builder.attach(ACPIPowerManagement(control: control), ports: ACPIPowerManagement.ports)
@@ -220,6 +227,11 @@ public final class VirtualMachine: @unchecked Sendable {
             }
         }
         defer { sintRoutes?.autoEOI.stop() }
+        let consoleInput: ConsoleInput?
+        do { consoleInput = try ConsoleInput.start(config: config, serial: serial, control: control, filter: filters.vmm) } catch {
+            return RunOutcome(reason: .hostFailure(error.description), counters: [], crashReport: nil)
+        }
+        defer { consoleInput?.stop() }
         let runners = vcpus.enumerated().map {
             VCPURunner(index: $0.offset, vcpu: $0.element, bus: bus, control: control, memory: memory,
                        partition: partition, syncRegs: syncRegs,

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Glibc
+import Machine
 import Monitor
 
 struct RunCommand: ParsableCommand {
@@ -43,7 +44,9 @@ struct RunCommand: ParsableCommand {
                                             valueName: "size"))
     var memory: String = MachineConfig.defaultMemory
 
-    @Option(name: .long, help: ArgumentHelp("Guest serial (COM1) output: stdio, none, or file:PATH.", valueName: "sink"))
+    @Option(name: .long, help: ArgumentHelp(
+        "Guest serial console (COM1): stdio (output to stdout, input from stdin; a terminal is put in raw mode, "
+            + "Ctrl-A x quits), none, or file:PATH (output only).", valueName: "sink"))
     var serial: String = "stdio"
 
     @Option(name: .long, help: ArgumentHelp(
@@ -68,6 +71,11 @@ struct RunCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("When the guest resets the VM (Hyper-V RESET MSR): restart or exit (status 10).",
                                             valueName: "restart|exit"))
     var onReset: String = "restart"
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Guest profile. linux-pvm: on a PVM host, append the Linux options (noxsave, clearcpuid=...) for the "
+            + "features the guest sees but the host cannot emulate; see docs/pvm.md.", valueName: "name"))
+    var profile: String?
 
     @Option(name: .long, help: ArgumentHelp("Stop the VM after this many seconds (status 124).", valueName: "seconds"))
     var timeout: Int?
@@ -136,6 +144,21 @@ struct RunCommand: ParsableCommand {
             guard t > 0 else { fail("--timeout \(t) must be positive", status: StopReason.usageStatus) }
             config.timeoutSeconds = t
         }
+        if let p = profile {
+            guard p == "linux-pvm" else { fail("--profile \(p): expected linux-pvm", status: StopReason.usageStatus) }
+            applyLinuxPVMProfile(to: &config)
+        }
+        if serial == "stdio" {
+            // COM1 receives stdin. A terminal goes raw so every key reaches the guest (Ctrl-C
+            // included); its mode comes back at exit and on any fatal signal (the C shim). In the
+            // background the terminal is not ours: no input from it (reading would stop us).
+            if !ConsoleTerminal.isTerminal(fd: 0) {
+                config.consoleInput = 0
+            } else if ConsoleTerminal.isForeground(fd: 0) {
+                config.consoleInput = 0
+                config.consoleEscapes = ConsoleTerminal.enterRawMode(fd: 0)
+            }
+        }
         var outcome: RunOutcome
         let started = monotonicSeconds()
         // A guest-requested reset rebuilds the VM from the same configuration; --timeout covers
@@ -160,6 +183,7 @@ struct RunCommand: ParsableCommand {
             }
             break
         } while true
+        ConsoleTerminal.restore()
         if let report = outcome.crashReport { printErr(report) }
         switch outcome.reason {
         case .halted, .exitDevice, .poweredOff: break
@@ -170,6 +194,28 @@ struct RunCommand: ParsableCommand {
             for (i, c) in outcome.counters.enumerated() { printErr("synthvm: vCPU \(i): \(c.summary)") }
         }
         Glibc.exit(outcome.exitStatus)
+    }
+
+    /// Derives the additions from what a probe guest sees on this host and appends those the
+    /// operator did not already give.
+    private func applyLinuxPVMProfile(to config: inout MachineConfig) {
+        let host = PVMHost.detect()
+        guard host.isPVM else {
+            printErr("synthvm: --profile linux-pvm: not a PVM host (no \(PVMHost.modulePath)); nothing to add")
+            return
+        }
+        let guest: PVMHost.GuestCPUID
+        do { guest = try PVMHost.probeGuestCPUID() } catch {
+            fail("--profile linux-pvm: cannot probe the guest CPUID: \(error)", status: StopReason.setupFailureStatus)
+        }
+        let additions = host.linuxCommandLineAdditions(guest: guest)
+        config.commandLine = LinuxPVMProfile.merge(additions, into: config.commandLine)
+        if let list = config.commandLine.split(separator: " ").first(where: { $0.hasPrefix("clearcpuid=") }),
+           list.count - "clearcpuid=".count > LinuxPVMProfile.clearCPUIDLimit {
+            printErr("synthvm: --profile linux-pvm: warning: Linux reads only \(LinuxPVMProfile.clearCPUIDLimit) characters of \(list)")
+        }
+        do { try config.validate() } catch { fail("--profile linux-pvm: \(error)", status: StopReason.usageStatus) }
+        printErr("synthvm: --profile linux-pvm: command line is now: \(config.commandLine)")
     }
 
     /// --initrd and --module values in the order they were typed.

@@ -24,6 +24,8 @@ struct CommandLineTests {
         let out = Pipe(), err = Pipe()
         p.standardOutput = out
         p.standardError = err
+        // COM1 reads stdin: never let a test's synthvm take the terminal the tests run in.
+        p.standardInput = FileHandle.nullDevice
         try p.run()
         let o = out.fileHandleForReading.readDataToEndOfFile()
         let e = err.fileHandleForReading.readDataToEndOfFile()
@@ -82,6 +84,7 @@ struct CommandLineTests {
         (["run", "--hyperv", "time,time"], "--hyperv"),
         (["run", "--on-guest-crash", "explode"], "--on-guest-crash explode"),
         (["run", "--on-reset", "maybe"], "--on-reset maybe"),
+        (["run", "--profile", "windows"], "--profile windows"),
     ])
     func badInput(args: [String], message: String) throws {
         let r = try Self.synthvm(args)
@@ -156,6 +159,7 @@ struct CommandLineTests {
         p.arguments = ["run", "--kernel", spin, "--timeout", "60"]
         let err = Pipe()
         p.standardError = err
+        p.standardInput = FileHandle.nullDevice
         try p.run()
         usleep(500_000)
         p.terminate() // SIGTERM
@@ -214,8 +218,34 @@ struct CommandLineTests {
         let r = try Self.synthvm(["run", "--help"])
         #expect(r.status == 0)
         for option in ["--kernel", "--initrd", "--module", "--cmdline", "--cpus", "--memory", "--serial", "--timeout", "--stats",
-                       "--hyperv", "--crash-report", "--on-guest-crash", "--on-reset", "--seccomp", "--policy-dir"] {
+                       "--hyperv", "--crash-report", "--on-guest-crash", "--on-reset", "--seccomp", "--policy-dir",
+                       "--profile"] {
             #expect(r.stdout.contains(option), "missing \(option)")
         }
     }
+
+    @Test("`synthvm info` says whether the host is PVM and what --profile linux-pvm adds; run --profile appends it")
+    func pvmInfoAndProfile() throws {
+        try GuestHarness.requireKVM()
+        let info = try Self.synthvm(["info"])
+        #expect(info.status == 0, "\(info.stderr)")
+        let isPVM = PVMHostProbe.moduleLoaded
+        #expect(info.stdout.contains(isPVM ? "host KVM = PVM" : "host KVM = not PVM"), "\(info.stdout)")
+        let line = try #require(info.stdout.split(separator: "\n").first { $0.hasPrefix("--profile linux-pvm adds = ") })
+        let additions = String(line.dropFirst("--profile linux-pvm adds = ".count))
+        let run = try Self.synthvm(["run", "--profile", "linux-pvm", "--cmdline", "console=ttyS0"])
+        #expect(run.status == 0, "\(run.stderr)")
+        if isPVM {
+            #expect(run.stdout == BuiltinGuest.greeting + "console=ttyS0 " + additions + "\n", "\(run.stdout)")
+            #expect(run.stderr.contains("--profile linux-pvm: command line is now: console=ttyS0 " + additions))
+        } else {
+            #expect(additions == "nothing on this host")
+            #expect(run.stdout == BuiltinGuest.greeting + "console=ttyS0\n")
+        }
+    }
+}
+
+/// The CLI tests do not link the monitor's PVMHost; this is the same check it makes.
+enum PVMHostProbe {
+    static var moduleLoaded: Bool { FileManager.default.fileExists(atPath: "/sys/module/kvm_pvm") }
 }

@@ -2,7 +2,8 @@
 # Builds the SynthVM test guests into OUTDIR with the machine's gcc and binutils:
 #   hello.elf smp.elf exceptions.elf cpuid.elf bench.elf  (ELF64, SynthVM direct boot)
 #   hvprobe.elf hvmsr.elf hvcall.elf hvclock.elf hvipi.elf hvcrash.elf hvbench.elf irq.elf
-#   stimer.elf synic.elf hvconn.elf  (ELF64, HV#1 tests)
+#   stimer.elf synic.elf hvconn.elf synicbench.elf  (ELF64, HV#1 tests)
+#   acpi.elf uart.elf rtc.elf platform.elf emulate.elf  (ELF64, platform devices, PVM fix-ups)
 #   mbhello.elf mbhvcall.elf                              (ELF32, multiboot v1)
 #   pvh.elf pvh64.elf                                     (PVH entry note: ELF32, and the same as ELF64)
 #   bootparams.elf                                        (ELF64 with a "Linux" note: 64-bit boot protocol)
@@ -73,6 +74,10 @@ guest64 hvcrash hvcrash.c
 guest64 hvbench hvbench.c
 guest64 irq irq.c irq_asm.S mp.c mp_asm.S
 guest64 acpi acpi.c
+guest64 uart uart.c uart_asm.S mp.c mp_asm.S
+guest64 rtc rtc.c
+guest64 platform platform.c
+guest64 emulate emulate.c emulate_asm.S
 guest64 stimer stimer.c synictest.c synictest_asm.S mp.c mp_asm.S
 guest64 synic synic.c synictest.c synictest_asm.S mp.c mp_asm.S
 guest64 hvconn hvconn.c synictest.c synictest_asm.S mp.c mp_asm.S
@@ -102,4 +107,4 @@ compile -m64 "$OBJ/bootparams.o" "$SRC/bootparams.c"
 "$CC" -m64 "${LINUXLD[@]}" -o "$OUT/bootparams.elf.tmp" "$OBJ/bootparams_start.o" "$OBJ/rt64-common.c.o" "$OBJ/bootparams.o"
 mv -f "$OUT/bootparams.elf.tmp" "$OUT/bootparams.elf"
 
-echo "guests: built hello smp exceptions cpuid bench hvprobe hvmsr hvcall hvclock hvipi hvcrash hvbench irq acpi stimer synic hvconn synicbench mbhello mbhvcall pvh pvh64 bootparams in $OUT"
+echo "guests: built hello smp exceptions cpuid bench hvprobe hvmsr hvcall hvclock hvipi hvcrash hvbench irq acpi uart rtc platform emulate stimer synic hvconn synicbench mbhello mbhvcall pvh pvh64 bootparams in $OUT"

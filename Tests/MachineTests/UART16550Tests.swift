@@ -5,6 +5,13 @@ import Testing
 private let RBR: UInt8 = 0, IER: UInt8 = 1, IIR: UInt8 = 2, FCR: UInt8 = 2, LCR: UInt8 = 3, MCR: UInt8 = 4,
     LSR: UInt8 = 5, MSR: UInt8 = 6, SCR: UInt8 = 7
 
+/// A THR write followed by the drain the caller does within the same exit.
+private func send(_ uart: inout UART16550, _ byte: UInt8) -> UInt8? {
+    let out = uart.write(offset: 0, value: byte)
+    uart.transmitterDrained()
+    return out
+}
+
 @Suite struct UART16550Tests {
     @Test func resetState() {
         var uart = UART16550()
@@ -20,9 +27,9 @@ private let RBR: UInt8 = 0, IER: UInt8 = 1, IIR: UInt8 = 2, FCR: UInt8 = 2, LCR:
 
     @Test func transmitReturnsTheByte() {
         var uart = UART16550()
-        #expect(uart.write(offset: RBR, value: 0x41) == 0x41)
-        #expect(uart.write(offset: RBR, value: 0x00) == 0x00)
-        #expect(uart.read(offset: LSR) == 0x60)  // transmission is instant
+        #expect(send(&uart, 0x41) == 0x41)
+        #expect(send(&uart, 0x00) == 0x00)
+        #expect(uart.read(offset: LSR) == 0x60)  // drained within the exit
         // Other registers never produce output.
         for offset: UInt8 in 1...7 {
             #expect(uart.write(offset: offset, value: 0x41) == nil)
@@ -133,7 +140,7 @@ private let RBR: UInt8 = 0, IER: UInt8 = 1, IIR: UInt8 = 2, FCR: UInt8 = 2, LCR:
         #expect(!uart.interruptPending)
         #expect(uart.read(offset: IIR) == 0xC1)
         // Each transmitted byte empties the holding register again: a new THRE interrupt.
-        #expect(uart.write(offset: RBR, value: 0x58) == 0x58)
+        #expect(send(&uart, 0x58) == 0x58)
         #expect(uart.interruptPending)
         #expect(uart.read(offset: IIR) == 0xC2)
         #expect(uart.read(offset: IIR) == 0xC1)
@@ -147,7 +154,7 @@ private let RBR: UInt8 = 0, IER: UInt8 = 1, IIR: UInt8 = 2, FCR: UInt8 = 2, LCR:
 
     @Test func transmitterEmptyIsLatchedWhileMasked() {
         var uart = UART16550()
-        _ = uart.write(offset: RBR, value: 0x41)  // THRE condition latched with ETBEI off
+        _ = send(&uart, 0x41)  // THRE condition latched with ETBEI off
         #expect(!uart.interruptPending)
         #expect(uart.read(offset: IIR) == 0x01)
         _ = uart.write(offset: IER, value: 0x02)
@@ -196,8 +203,8 @@ private let RBR: UInt8 = 0, IER: UInt8 = 1, IIR: UInt8 = 2, FCR: UInt8 = 2, LCR:
         #expect(uart.read(offset: MSR) & 0xF0 == 0x40)
 
         // Transmitted bytes come back as received data and are not sent out.
-        #expect(uart.write(offset: RBR, value: 0x55) == nil)
-        #expect(uart.write(offset: RBR, value: 0xAA) == nil)
+        #expect(send(&uart, 0x55) == nil)
+        #expect(send(&uart, 0xAA) == nil)
         #expect(uart.read(offset: LSR) & 0x01 == 0x01)
         #expect(uart.read(offset: RBR) == 0x55)
         #expect(uart.read(offset: RBR) == 0xAA)
@@ -207,7 +214,7 @@ private let RBR: UInt8 = 0, IER: UInt8 = 1, IIR: UInt8 = 2, FCR: UInt8 = 2, LCR:
 
         _ = uart.write(offset: MCR, value: 0x00)
         #expect(uart.read(offset: MSR) & 0xF0 == 0xB0)
-        #expect(uart.write(offset: RBR, value: 0x55) == 0x55)
+        #expect(send(&uart, 0x55) == 0x55)
     }
 
     @Test func modemStatusDeltas() {
@@ -236,4 +243,84 @@ private let RBR: UInt8 = 0, IER: UInt8 = 1, IIR: UInt8 = 2, FCR: UInt8 = 2, LCR:
         }
         #expect(uart == before)
     }
+
+    @Test("a THR write drops THRE (LSR and interrupt) until the caller drains the byte")
+    func transmitterHoldsUntilDrained() {
+        var uart = UART16550()
+        _ = uart.write(offset: MCR, value: 0x08)  // OUT2
+        _ = uart.write(offset: IER, value: 0x02)
+        #expect(uart.interruptLine)
+        #expect(uart.write(offset: RBR, value: 0x41) == 0x41)
+        #expect(uart.transmitterHolding)
+        #expect(uart.read(offset: LSR) == 0x00)  // neither THRE nor TEMT
+        #expect(!uart.interruptPending)
+        #expect(!uart.interruptLine)  // the falling half of the edge
+        #expect(uart.read(offset: IIR) == 0x01)
+        // Toggling ETBEI while a byte is held does not raise THRE.
+        _ = uart.write(offset: IER, value: 0x00)
+        _ = uart.write(offset: IER, value: 0x02)
+        #expect(!uart.interruptPending)
+        uart.transmitterDrained()
+        #expect(!uart.transmitterHolding)
+        #expect(uart.interruptLine)  // and the rising half
+        #expect(uart.read(offset: LSR) == 0x60)
+        #expect(uart.read(offset: IIR) == 0x02)
+        // A second drain without a write changes nothing.
+        uart.transmitterDrained()
+        #expect(!uart.interruptPending)
+    }
+
+    @Test("the IRQ line follows the interrupt only with OUT2 set and loopback off")
+    func interruptLineNeedsOUT2() {
+        var uart = UART16550()
+        _ = uart.write(offset: IER, value: 0x01)
+        uart.receive(0x33)
+        #expect(uart.interruptPending)
+        #expect(!uart.interruptLine)  // OUT2 clear: the PC's buffer is off
+        _ = uart.write(offset: MCR, value: 0x0B)  // DTR | RTS | OUT2
+        #expect(uart.interruptLine)
+        _ = uart.read(offset: RBR)
+        #expect(!uart.interruptLine)
+        _ = uart.write(offset: MCR, value: 0x18)  // loopback | OUT2
+        _ = send(&uart, 0x44)  // comes back as received data
+        #expect(uart.interruptPending)
+        #expect(!uart.interruptLine)
+        _ = uart.write(offset: MCR, value: 0x08)
+        #expect(uart.interruptLine)
+    }
+
+    @Test("RTS is the ready-to-receive signal; receive space counts down")
+    func flowControlSignals() {
+        var uart = UART16550()
+        #expect(!uart.readyToReceive)
+        _ = uart.write(offset: MCR, value: 0x02)
+        #expect(uart.readyToReceive)
+        _ = uart.write(offset: MCR, value: 0x12)  // RTS, but looped back
+        #expect(!uart.readyToReceive)
+        _ = uart.write(offset: MCR, value: 0x03)
+        #expect(uart.receiveSpace == UART16550.receiveCapacity)
+        for b: UInt8 in 1...10 { uart.receive(b) }
+        #expect(uart.receiveSpace == UART16550.receiveCapacity - 10)
+        _ = uart.read(offset: RBR)
+        #expect(uart.receiveSpace == UART16550.receiveCapacity - 9)
+    }
+
+    @Test("random register traffic never traps and keeps the invariants", arguments: [1, 2, 3])
+    func fuzz(seed: UInt64) {
+        var rng = SplitMix64(state: seed)
+        var uart = UART16550()
+        for _ in 0..<20_000 {
+            let r = rng.next()
+            let offset = UInt8(truncatingIfNeeded: r >> 8) & 0x0F
+            switch r % 4 {
+            case 0: _ = uart.read(offset: offset)
+            case 1: _ = uart.write(offset: offset, value: UInt8(truncatingIfNeeded: r >> 16))
+            case 2: uart.receive(UInt8(truncatingIfNeeded: r >> 24))
+            default: uart.transmitterDrained()
+            }
+            #expect(uart.receivedCount >= 0 && uart.receivedCount <= UART16550.receiveCapacity)
+            #expect(!uart.interruptLine || uart.interruptPending)
+        }
+    }
 }
+

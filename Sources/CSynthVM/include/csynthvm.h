@@ -155,6 +155,14 @@ int svm_pidfd_send_signal(int pidfd, int sig);
 // prctl(PR_SET_PDEATHSIG, sig): the calling process gets sig when its parent dies.
 int svm_set_parent_death_signal(int sig);
 
+// The console terminal. svm_terminal_raw puts the terminal on fd into raw mode (cfmakeraw,
+// but with output processing kept so a guest's "\n" still starts a new line) after saving its
+// mode, and arranges for that mode to be restored at exit() and on every signal that ends the
+// process (the handler restores, then chains to the previous handler or the default action).
+// Returns 0 or -errno. svm_terminal_restore restores it now; both are idempotent.
+int svm_terminal_raw(int fd);
+void svm_terminal_restore(void);
+
 #endif
 
 /* The vCPU index of the calling thread (-1 on threads that are not vCPUs): set once by each vCPU
