@@ -26,14 +26,16 @@ import Testing
         !text.split(separator: "\n").contains { $0.drop { $0 == " " || $0 == "\t" }.hasPrefix("@default") }
     }
 
-    /// A policy file the probe can load: the file itself, or a wrapper for an include-only one.
-    static func probeable(_ name: String) throws -> String {
+    /// A policy file the probe can load: the file itself, or a wrapper for an include-only one
+    /// (`isWrapper`: this test made it and removes it; the repository's own files are never
+    /// removed, wherever the checkout lives, /tmp included).
+    static func probeable(_ name: String) throws -> (file: String, isWrapper: Bool) {
         let path = policyDirectory + "/" + name
         let text = try #require(readTextFile(path), "cannot read \(path)")
-        guard isIncludeOnly(text) else { return path }
+        guard isIncludeOnly(text) else { return (path, false) }
         let wrapper = "/tmp/synthvm-probe-\(getpid())-\(name)"
         try #require(writeTextFile(wrapper, "@include \(path)\n@default kill\n"))
-        return wrapper
+        return (wrapper, true)
     }
 
     @Test func everyPolicyIsCovered() {
@@ -47,8 +49,8 @@ import Testing
     @Test("every rule allows what it says and nothing next to it", arguments: policyFiles)
     func everyRule(policyName: String) throws {
         try #require(ProbeRunner.available, "synthvm-policy-probe is not built next to the tests (\(ProbeRunner.executable))")
-        let file = try Self.probeable(policyName)
-        defer { if file.hasPrefix("/tmp/") { unlink(file) } }
+        let (file, isWrapper) = try Self.probeable(policyName)
+        defer { if isWrapper { unlink(file) } }
         let policy = try Self.parser.parse(file: file)
         let (cases, problems) = ProbeCases.cases(for: policy, file: file)
         for p in problems { Issue.record("\(p)") }
