@@ -550,3 +550,49 @@ int svm_terminal_raw(int fd) {
     }
     return 0;
 }
+
+int svm_bench_waker_start(int *go_fd, volatile unsigned long long **shared_out)
+{
+    int go = eventfd(0, EFD_CLOEXEC);
+    if (go < 0)
+        return -errno;
+    volatile unsigned long long *shared = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (shared == MAP_FAILED) {
+        int e = errno;
+        close(go);
+        return -e;
+    }
+    shared[0] = shared[1] = 0;
+    pid_t child = fork();
+    if (child < 0) {
+        int e = errno;
+        close(go);
+        munmap((void *)shared, 4096);
+        return -e;
+    }
+    if (child == 0) {
+        uint64_t v;
+        for (;;) {
+            struct pollfd p = { .fd = go, .events = POLLIN };
+            if (poll(&p, 1, -1) < 0)
+                continue;
+            unsigned long long t = svm_rdtsc();
+            shared[0] += t;
+            shared[1] += 1;
+            if (read(go, &v, 8) != 8)
+                _exit(1);
+        }
+    }
+    *go_fd = go;
+    *shared_out = shared;
+    return child;
+}
+
+void svm_bench_waker_stop(int pid, int go_fd, volatile unsigned long long *shared)
+{
+    int status;
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    close(go_fd);
+    munmap((void *)shared, 4096);
+}

@@ -57,8 +57,9 @@ do {
         try ExitBenchmark(benchGuest: guest!, pio: pio, msr: msr, rounds: rounds).runAndPrint()
     } else if mode == "synic" {
         let calls = pio == 20000 ? 2000 : pio
-        let exitGuest = (guest!.split(separator: "/").dropLast().joined(separator: "/")) + "/bench.elf"
-        try SynICBenchmark(guest: guest!, exitGuest: "/" + exitGuest, n: calls, rounds: rounds).runAndPrint()
+        // bench.elf (the bare-exit context figure) sits next to the SynIC guest.
+        let dir = guest!.lastIndex(of: "/").map { String(guest![..<$0]) } ?? "."
+        try SynICBenchmark(guest: guest!, exitGuest: dir + "/bench.elf", n: calls, rounds: rounds).runAndPrint()
     } else {
         try HyperVBenchmark(guest: guest!, calls: pio, reads: msr, rounds: rounds).runAndPrint()
     }

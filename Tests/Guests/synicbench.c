@@ -9,6 +9,10 @@
  *  2. message echo: between phase marks 1 and 2 on port 0x81, n HvPostMessage calls to a message
  *     connection that echoes into its own SIMP slot; each waits for the echo's interrupt and frees
  *     the slot.
+ * With `raw=1 tsckhz=<kHz>` it is the floor's guest: no SynIC, no test device, no hypercall MSRs
+ * (a bare KVM_RUN loop answers nothing); it copies the hypercall page's stub (`out 0xe5, al; ret`)
+ * into its page itself and runs phase 1 only, each call waking a plain process, so both sides
+ * execute the same guest instructions.
  * Prints `synicbench: ok` and exits through the exit device with 0. */
 #include "rt.h"
 #include "x86.h"
@@ -65,15 +69,36 @@ static void pause_us(u64 us)
 
 void guest_main(const struct boot_info *bi)
 {
-    u64 n = 2000;
+    u64 n = 2000, raw = 0, khz = 0;
     cmdline_get_u64(boot_cmdline(), "n", &n);
+    cmdline_get_u64(boot_cmdline(), "raw", &raw);
+    cmdline_get_u64(boot_cmdline(), "tsckhz", &khz);
     (void)bi;
-    tsc_per_us = rdmsr(HV_MSR_TSC_FREQUENCY) / 1000000;
+    tsc_per_us = raw ? khz / 1000 : rdmsr(HV_MSR_TSC_FREQUENCY) / 1000000;
     if (!tsc_per_us)
-        guest_fail(NAME, "TSC_FREQUENCY reads 0");
+        guest_fail(NAME, "no TSC frequency");
     st_init(NAME);
-    st_register_vp(1);
     lapic_enable();
+    volatile u64 *mb = phys_ptr(MAILBOX);
+    for (u32 i = 0; i < 6; i++)
+        mb[i] = 0;
+    if (raw) {
+        static const u8 stub[] = { 0xe6, 0xe5, 0xc3 };   /* what SynthVM's hypercall page holds */
+        memcpy(hypercall_page, stub, sizeof(stub));
+        hv_hypercall_pg = hypercall_page;
+        for (u64 i = 1; i <= n; i++) {
+            pause_us(50);
+            u64 t0 = rdtsc();
+            mb[1] += t0;
+            mb[0] = i;
+            barrier();
+            hv_fast8(HVCALL_SIGNAL_EVENT, EVT_CONN);
+        }
+        pause_us(50);
+        printf(NAME ": ok\n");
+        guest_exit(0);
+    }
+    st_register_vp(1);
     if (!(hv_enable_hypercall_page(hypercall_page) & HV_HYPERCALL_ENABLE))
         guest_fail(NAME, "hypercall page not enabled");
     st_install_gate(VEC + EVT_SINT);
@@ -86,9 +111,6 @@ void guest_main(const struct boot_info *bi)
     outl(0x3000, EVT_CONN << 24 | 6 << 16 | 0 << 8 | EVT_SINT);
     outl(0x3000, MSG_CONN << 24 | 4 << 16 | 0 << 8 | MSG_SINT);
 
-    volatile u64 *mb = phys_ptr(MAILBOX);
-    for (u32 i = 0; i < 6; i++)
-        mb[i] = 0;
     for (u64 i = 1; i <= n; i++) {
         pause_us(50);
         u64 t0 = rdtsc();

@@ -176,3 +176,10 @@ int svm_current_vcpu(void);
  * sum of (child TSC - parent TSC) in *sum_ticks, or -errno. The child only makes async-signal-safe
  * calls, so forking a multi-threaded process is fine. */
 int svm_bench_eventfd_wake(int rounds, int gap_us, unsigned long long *sum_ticks);
+
+/* synthvm-bench's floor for HvSignalEvent -> worker wake-up: a forked child that sleeps in poll()
+ * on *go_fd and, at each wake-up, adds the TSC at which poll() returned to shared[0] and counts
+ * it in shared[1] (shared is a MAP_SHARED page the caller unmaps). Returns the child's pid or
+ * -errno. svm_bench_waker_stop kills and reaps it. Async-signal-safe calls only in the child. */
+int svm_bench_waker_start(int *go_fd, volatile unsigned long long **shared);
+void svm_bench_waker_stop(int pid, int go_fd, volatile unsigned long long *shared);
