@@ -562,7 +562,7 @@ int svm_bench_waker_start(int *go_fd, volatile unsigned long long **shared_out)
         close(go);
         return -e;
     }
-    shared[0] = shared[1] = 0;
+    shared[0] = shared[1] = shared[2] = 0;
     pid_t child = fork();
     if (child < 0) {
         int e = errno;
@@ -578,7 +578,8 @@ int svm_bench_waker_start(int *go_fd, volatile unsigned long long **shared_out)
                 continue;
             unsigned long long t = svm_rdtsc();
             shared[0] += t;
-            shared[1] += 1;
+            shared[2] = t;
+            __atomic_store_n(&shared[1], shared[1] + 1, __ATOMIC_RELEASE);
             if (read(go, &v, 8) != 8)
                 _exit(1);
         }
@@ -595,4 +596,9 @@ void svm_bench_waker_stop(int pid, int go_fd, volatile unsigned long long *share
     waitpid(pid, &status, 0);
     close(go_fd);
     munmap((void *)shared, 4096);
+}
+
+unsigned long long svm_load_acquire_u64(volatile unsigned long long *p)
+{
+    return __atomic_load_n(p, __ATOMIC_ACQUIRE);
 }

@@ -1,10 +1,12 @@
 /* synicbench: the guest half of `synthvm-bench synic` (run with --hyperv-testdev, 1 vCPU).
  *  1. wake-up latency: n times, with the router given ~50 us to fall asleep first, the guest
- *     stores its TSC in the mailbox at GPA 0x6000 (u64 seq, u64 sum of TSCs) and calls
+ *     stores its TSC in the mailbox at GPA 0x6000 (0 u64 seq, 8 u64 sum of TSCs, 16 u64 the last
+ *     TSC) and calls
  *     HvSignalEvent on an event connection; it waits for the connection's SINT (the router sets
  *     the flag and raises it) and clears the flag. The router, started with
- *     --bench-wake-mailbox 0x6000, adds the host TSC at which each wake-up left poll() (24 u64
- *     sum, 32 u64 count); the bench subtracts, knowing the guest's TSC offset. The guest adds the
+ *     --bench-wake-mailbox 0x6000, adds the host TSC at which each wake-up that found a new seq left
+ *     poll() (24 u64 sum, 32 u64 count) and that seq's guest TSC (48 u64 sum); the bench
+ *     subtracts, knowing the guest's TSC offset (wake-ups that merge cost samples, not accuracy). The guest adds the
  *     full round trip to its interrupt handler at 40 (u64 sum of guest TSC ticks).
  *  2. message echo: between phase marks 1 and 2 on port 0x81, n HvPostMessage calls to a message
  *     connection that echoes into its own SIMP slot; each waits for the echo's interrupt and frees
@@ -90,6 +92,7 @@ void guest_main(const struct boot_info *bi)
             pause_us(50);
             u64 t0 = rdtsc();
             mb[1] += t0;
+            mb[2] = t0;
             mb[0] = i;
             barrier();
             hv_fast8(HVCALL_SIGNAL_EVENT, EVT_CONN);
@@ -115,6 +118,7 @@ void guest_main(const struct boot_info *bi)
         pause_us(50);
         u64 t0 = rdtsc();
         mb[1] += t0;
+        mb[2] = t0;
         mb[0] = i;
         barrier();
         u32 st = HV_STATUS(hv_fast8(HVCALL_SIGNAL_EVENT, EVT_CONN));

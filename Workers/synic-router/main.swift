@@ -55,10 +55,12 @@ func benchWake(_ memory: any PartitionMemory, at gpa: UInt64, tsc: UInt64, lastS
         memory.read(gpa: gpa + o, count: 8).map { $0.enumerated().reduce(0) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) } }
     }
     func put(_ o: UInt64, _ v: UInt64) { _ = memory.write(gpa: gpa + o, bytes: (0..<8).map { UInt8(truncatingIfNeeded: v >> (8 * $0)) }) }
-    guard let seq = u64(0), seq != lastSeq, let sum = u64(24), let count = u64(32) else { return }
+    guard let seq = u64(0), seq != lastSeq, let t0 = u64(16), let sum = u64(24), let count = u64(32),
+          let sumT0 = u64(48) else { return }
     lastSeq = seq
     put(24, sum &+ tsc)
     put(32, count + 1)
+    put(48, sumT0 &+ t0)
 }
 
 /// The SIGSYS reporter's syscall-name table, built before the filter (C strings, never freed).

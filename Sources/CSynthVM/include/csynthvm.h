@@ -178,8 +178,11 @@ int svm_current_vcpu(void);
 int svm_bench_eventfd_wake(int rounds, int gap_us, unsigned long long *sum_ticks);
 
 /* synthvm-bench's floor for HvSignalEvent -> worker wake-up: a forked child that sleeps in poll()
- * on *go_fd and, at each wake-up, adds the TSC at which poll() returned to shared[0] and counts
- * it in shared[1] (shared is a MAP_SHARED page the caller unmaps). Returns the child's pid or
+ * on *go_fd and, at each wake-up, adds the TSC at which poll() returned to shared[0], stores it in
+ * shared[2] and counts it in shared[1] (release) (shared is a MAP_SHARED page the caller unmaps). Returns the child's pid or
  * -errno. svm_bench_waker_stop kills and reaps it. Async-signal-safe calls only in the child. */
 int svm_bench_waker_start(int *go_fd, volatile unsigned long long **shared);
 void svm_bench_waker_stop(int pid, int go_fd, volatile unsigned long long *shared);
+
+/* An acquire load of a u64 another process writes (the bench's shared page). */
+unsigned long long svm_load_acquire_u64(volatile unsigned long long *p);
