@@ -602,3 +602,8 @@ unsigned long long svm_load_acquire_u64(volatile unsigned long long *p)
 {
     return __atomic_load_n(p, __ATOMIC_ACQUIRE);
 }
+
+void svm_host_cpuid(unsigned leaf, unsigned subleaf, unsigned *regs)
+{
+    __asm__ volatile("cpuid" : "=a"(regs[0]), "=b"(regs[1]), "=c"(regs[2]), "=d"(regs[3]) : "a"(leaf), "c"(subleaf));
+}

@@ -11,6 +11,10 @@
 ///   set; else #MF (a fault) if an unmasked x87 exception is pending (FSW exception flags 5:0
 ///   against the FCW masks) and CR0.NE is set; else nothing happens and RIP moves past it.
 ///
+/// - `clac` / `stac` (0F 01 CA / 0F 01 CB; the kernel's SMAP user-access brackets): #UD (a fault)
+///   if CPL > 0 or the CPU the guest sees has no SMAP (CPUID.(7,0):EBX[20]); else RFLAGS.AC is
+///   cleared / set and RIP moves past the 3 bytes. CR4.SMAP does not matter (Intel SDM, AMD APM).
+///
 /// Refused (crash report): prefixed forms, virtual-8086 mode, a pending unmasked x87 exception
 /// with CR0.NE clear (that is reported through FERR# and IRQ 13, not modelled), RFLAGS.TF set
 /// (the single-step trap after the instruction is not modelled), and an exit that already carries
@@ -19,7 +23,20 @@ public enum EmulationFixup {
     public enum Instruction: String, Sendable, Equatable, CaseIterable {
         case int3
         case fwait
+        case clac
+        case stac
+
+        /// Bytes of the exact form `decode` accepts.
+        public var length: UInt64 {
+            switch self {
+            case .int3, .fwait: 1
+            case .clac, .stac: 3
+            }
+        }
     }
+
+    /// The longest instruction `decode` looks for.
+    public static let maxLength = 3
 
     /// The default operand size of the code segment, which bounds RIP arithmetic.
     public enum CodeSize: Sendable, Equatable {
@@ -50,15 +67,21 @@ public enum EmulationFixup {
         public var eventPending: Bool
         /// Needed for `fwait` only; nil when not read.
         public var x87: X87?
+        /// CS.RPL: the current privilege level (clac/stac).
+        public var cpl: UInt8
+        /// The guest's CPUID.(7,0):EBX[20] (clac/stac).
+        public var smapSupported: Bool
 
         public init(rip: UInt64, rflags: UInt64, cr0: UInt64, codeSize: CodeSize, eventPending: Bool = false,
-                    x87: X87? = nil) {
+                    x87: X87? = nil, cpl: UInt8 = 0, smapSupported: Bool = false) {
             self.rip = rip
             self.rflags = rflags
             self.cr0 = cr0
             self.codeSize = codeSize
             self.eventPending = eventPending
             self.x87 = x87
+            self.cpl = cpl
+            self.smapSupported = smapSupported
         }
     }
 
@@ -69,6 +92,8 @@ public enum EmulationFixup {
         case fault(vector: UInt8)
         /// The instruction completed with no effect but moving RIP.
         case skip(rip: UInt64)
+        /// The instruction completed: RFLAGS and RIP take these values.
+        case setFlags(rflags: UInt64, rip: UInt64)
         /// Not completed; the reason goes into the crash report.
         case refuse(String)
     }
@@ -76,6 +101,8 @@ public enum EmulationFixup {
     public static let breakpointVector: UInt8 = 3
     public static let deviceNotAvailableVector: UInt8 = 7
     public static let x87ErrorVector: UInt8 = 16
+    public static let invalidOpcodeVector: UInt8 = 6
+    static let rflagsAC: UInt64 = 1 << 18
 
     static let cr0MP: UInt64 = 1 << 1
     static let cr0TS: UInt64 = 1 << 3
@@ -89,6 +116,8 @@ public enum EmulationFixup {
         switch bytes.first {
         case 0xCC: return .int3
         case 0x9B: return .fwait
+        case 0x0F where bytes.count >= 3 && bytes[1] == 0x01 && bytes[2] == 0xCA: return .clac
+        case 0x0F where bytes.count >= 3 && bytes[1] == 0x01 && bytes[2] == 0xCB: return .stac
         default: return nil
         }
     }
@@ -97,7 +126,7 @@ public enum EmulationFixup {
         if state.eventPending { return .refuse("an event is already being delivered on this exit") }
         if state.rflags & rflagsVM != 0 { return .refuse("virtual-8086 mode is not handled") }
         if state.rflags & rflagsTF != 0 { return .refuse("RFLAGS.TF is set: the single-step trap is not modelled") }
-        let next = advance(state.rip, by: 1, size: state.codeSize)
+        let next = advance(state.rip, by: instruction.length, size: state.codeSize)
         switch instruction {
         case .int3:
             return .trap(vector: breakpointVector, rip: next)
@@ -109,6 +138,10 @@ public enum EmulationFixup {
                 return .refuse("x87 exception pending with CR0.NE clear (FERR#, IRQ 13) is not modelled")
             }
             return .skip(rip: next)
+        case .clac, .stac:
+            if state.cpl != 0 || !state.smapSupported { return .fault(vector: invalidOpcodeVector) }
+            let flags = instruction == .clac ? state.rflags & ~rflagsAC : state.rflags | rflagsAC
+            return .setFlags(rflags: flags, rip: next)
         }
     }
 

@@ -24,16 +24,17 @@ enum EmulationFixups {
             guard let physical = PageWalk.translate(
                 virtual: linear, cr0: sregs.cr0, cr3: sregs.cr3, cr4: sregs.cr4, efer: sregs.efer,
                 readPhysical64: { gpa in try? memory.readLE(UInt64.self, at: gpa) }),
-                let bytes = try? memory.read(count: 1, at: physical)
+                let bytes = try? memory.read(count: min(EmulationFixup.maxLength, 4096 - Int(physical & 0xFFF)), at: physical)
             else { return .notCompleted("the instruction at RIP is not readable") }
             guard let instruction = EmulationFixup.decode(bytes) else {
-                return .notCompleted("not an instruction SynthVM completes (int3, fwait)")
+                return .notCompleted("not an instruction SynthVM completes (int3, fwait, clac, stac)")
             }
             var events = try vcpu.getVCPUEvents()
             var state = EmulationFixup.State(
                 rip: regs.rip, rflags: regs.rflags, cr0: sregs.cr0, codeSize: size,
                 eventPending: events.exception.injected != 0 || events.exception.pending != 0
-                    || events.interrupt.injected != 0 || events.nmi.injected != 0)
+                    || events.interrupt.injected != 0 || events.nmi.injected != 0,
+                cpl: UInt8(sregs.cs.selector & 3), smapSupported: guestSeesSMAP)
             if instruction == .fwait {
                 let fpu = try vcpu.getFPU()
                 state.x87 = .init(controlWord: fpu.fcw, statusWord: fpu.fsw)
@@ -45,6 +46,11 @@ enum EmulationFixups {
             case let .refuse(why):
                 return .notCompleted("\(instruction.rawValue): \(why)")
             case let .skip(rip):
+                regs.rip = rip
+                try vcpu.setRegs(regs)
+                try vcpu.setVCPUEvents(events)
+            case let .setFlags(rflags, rip):
+                regs.rflags = rflags
                 regs.rip = rip
                 try vcpu.setRegs(regs)
                 try vcpu.setVCPUEvents(events)
@@ -60,6 +66,15 @@ enum EmulationFixups {
             return .notCompleted("\(error)")
         }
     }
+
+    /// CPUID.(7,0):EBX[20] (SMAP) as the guest sees it. Fix-ups only happen on hosts whose KVM
+    /// emulates guest kernel code (PVM), and those pass leaf 7 through from the host whatever
+    /// KVM_SET_CPUID2 says (docs/pvm.md), so the host's own CPUID is what the guest sees.
+    static let guestSeesSMAP: Bool = {
+        var r: [UInt32] = [0, 0, 0, 0]
+        svm_host_cpuid(7, 0, &r)
+        return r[1] & (1 << 20) != 0
+    }()
 
     /// `events` with `vector` (no error code: #BP, #NM and #MF have none) injected at the next entry.
     private static func inject(_ vector: UInt8, into events: kvm_vcpu_events) -> kvm_vcpu_events {

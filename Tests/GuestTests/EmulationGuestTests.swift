@@ -18,6 +18,19 @@ struct EmulationGuestTests {
         return UInt64(rest.dropFirst(2), radix: 16)
     }
 
+    @Test("stac and clac set and clear RFLAGS.AC at CPL 0 (completed by SynthVM where the host's emulator cannot)")
+    func stacClac() throws {
+        let cpuinfo = try String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)
+        let smap = cpuinfo.split(separator: "\n").first { $0.hasPrefix("flags") }?.split(separator: " ").contains("smap") ?? false
+        let run = try GuestHarness.boot("emulate", cmdline: "test=clac")
+        if smap {
+            #expect(run.lines.contains("clac: ac-after-stac=1 ac-after-clac=0"), "\(run.serial)")
+        } else {
+            #expect(run.lines.contains("clac: SMAP not advertised"), "\(run.serial)")
+        }
+        #expect(run.status == 0, "\(run.serial)")
+    }
+
     @Test("int3 delivers #BP as a trap: the handler sees RIP after it and returns")
     func int3() throws {
         let run = try GuestHarness.boot("emulate", cmdline: "test=int3")

@@ -4,6 +4,8 @@
  * test=int3: a #BP handler records the RIP it was given (a trap: the next instruction) and
  *   returns; prints "int3: #BP rip=0x.. next=0x.. insn=0x..", then "int3: returned".
  * test=fwait: fwait with no unmasked x87 exception pending: "fwait: continued".
+ * test=clac: stac then clac at CPL 0 (when CPUID.(7,0):EBX advertises SMAP):
+ *   "clac: ac-after-stac=1 ac-after-clac=0".
  * test=fwait-pending: the host loads an FPU state with an unmasked exception pending before the
  *   run; the #MF handler records the RIP and skips the fwait: "fwait: #MF rip=0x.. insn=0x..",
  *   "fwait: continued".
@@ -21,6 +23,7 @@
 
 extern char int3_insn[], int3_next[], fwait_insn[], fwait_next[];
 void do_int3(void);
+void do_stac_clac(u64 out[2]);
 void do_fwait(void);
 
 #define PROBES(X) X(popcnt) X(cmpxchg16b) X(ldmxcsr) X(xsetbv) X(xgetbv) X(xrstor) X(fxsave) X(pxor) X(movsb) \
@@ -137,7 +140,17 @@ void guest_main(const struct boot_info *bi)
     }
     if (!cmdline_get(cmd, "test", test, sizeof test))
         guest_fail("emulate", "no test= or probe= on the command line");
-    if (!strcmp(test, "int3")) {
+    if (!strcmp(test, "clac")) {
+        u32 a, b, c, d;
+        cpuid(7, 0, &a, &b, &c, &d);
+        if (!(b & (1u << 20))) {
+            puts("clac: SMAP not advertised");
+        } else {
+            u64 flags[2];
+            do_stac_clac(flags);
+            printf("clac: ac-after-stac=%llu ac-after-clac=%llu\n", (flags[0] >> 18) & 1, (flags[1] >> 18) & 1);
+        }
+    } else if (!strcmp(test, "int3")) {
         set_exception_handler(3, on_bp);
         do_int3();
         printf("int3: #BP rip=0x%llx next=0x%llx insn=0x%llx\n", seen_rip, (u64)(uptr)int3_next, (u64)(uptr)int3_insn);

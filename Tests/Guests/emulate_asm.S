@@ -122,3 +122,14 @@ probe_ud2_insn:
     ud2
 
     .section .note.GNU-stack, "", @progbits
+
+    .text
+    .globl do_stac_clac
+do_stac_clac:                       /* void (u64 out[2]): RFLAGS after stac, then after clac */
+    stac                            /* 0f 01 cb */
+    pushfq
+    popq (%rdi)
+    clac                            /* 0f 01 ca */
+    pushfq
+    popq 8(%rdi)
+    ret

@@ -17,6 +17,36 @@ private let defaultFPU = EmulationFixup.X87(controlWord: 0x037F, statusWord: 0)
         }
     }
 
+    @Test("clac and stac decode only in their exact three-byte forms")
+    func decodeClacStac() {
+        #expect(EmulationFixup.decode([0x0F, 0x01, 0xCA, 0xFC]) == .clac)
+        #expect(EmulationFixup.decode([0x0F, 0x01, 0xCB]) == .stac)
+        for bytes: [UInt8] in [[0x0F, 0x01], [0x0F, 0x01, 0xC9], [0x0F, 0x01, 0xCC], [0x66, 0x0F, 0x01, 0xCA], [0x0F, 0x02, 0xCA]] {
+            #expect(EmulationFixup.decode(bytes) == nil, "\(bytes)")
+        }
+    }
+
+    @Test("clac clears and stac sets RFLAGS.AC and skip 3 bytes; #UD at CPL > 0 or without SMAP; CR4.SMAP irrelevant")
+    func clacStac() {
+        let ac: UInt64 = 1 << 18
+        let s = EmulationFixup.State(rip: 0xFFFF_FFFF_81C0_1070, rflags: 0x92 | ac, cr0: cr0, codeSize: .bits64,
+                                     cpl: 0, smapSupported: true)
+        #expect(EmulationFixup.plan(.clac, state: s) == .setFlags(rflags: 0x92, rip: 0xFFFF_FFFF_81C0_1073))
+        var t = s
+        t.rflags = 0x92
+        #expect(EmulationFixup.plan(.stac, state: t) == .setFlags(rflags: 0x92 | ac, rip: 0xFFFF_FFFF_81C0_1073))
+        var user = s
+        user.cpl = 3
+        #expect(EmulationFixup.plan(.clac, state: user) == .fault(vector: 6))
+        var noSMAP = s
+        noSMAP.smapSupported = false
+        #expect(EmulationFixup.plan(.stac, state: noSMAP) == .fault(vector: 6))
+        var w = t
+        w.rip = 0xFFFF_FFFE
+        w.codeSize = .bits32
+        #expect(EmulationFixup.plan(.clac, state: w) == .setFlags(rflags: 0x92, rip: 1))
+    }
+
     @Test("int3 is a #BP trap: RIP moves past it first, wrapping with the code size")
     func int3() {
         let s = EmulationFixup.State(rip: 0x10_1FBD, rflags: 0x2, cr0: cr0, codeSize: .bits64)

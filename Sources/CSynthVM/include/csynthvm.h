@@ -186,3 +186,6 @@ void svm_bench_waker_stop(int pid, int go_fd, volatile unsigned long long *share
 
 /* An acquire load of a u64 another process writes (the bench's shared page). */
 unsigned long long svm_load_acquire_u64(volatile unsigned long long *p);
+
+/* CPUID on the host (regs: EAX, EBX, ECX, EDX). */
+void svm_host_cpuid(unsigned leaf, unsigned subleaf, unsigned *regs);
