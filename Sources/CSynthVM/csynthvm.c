@@ -607,3 +607,7 @@ void svm_host_cpuid(unsigned leaf, unsigned subleaf, unsigned *regs)
 {
     __asm__ volatile("cpuid" : "=a"(regs[0]), "=b"(regs[1]), "=c"(regs[2]), "=d"(regs[3]) : "a"(leaf), "c"(subleaf));
 }
+
+#include <malloc.h>
+
+int svm_set_malloc_arena_max(int n) { return mallopt(M_ARENA_MAX, n); }

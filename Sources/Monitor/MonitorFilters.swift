@@ -28,9 +28,21 @@ struct MonitorFilters: Sendable {
         let vcpu = try compile(policy: "vcpu", directory: directory, mode: mode, for: "monitor")
         let vmm = try compile(policy: "vmm", directory: directory, mode: mode, for: "monitor")
         installSigsysReporter()
+        fixMallocArenaLimit
         if let warning = warning(mode) { _ = warning.withCString { Glibc.write(2, $0, strlen($0)) } }
         return MonitorFilters(vcpu: vcpu, vmm: vmm, mode: mode)
     }
+
+    /// glibc's malloc decides how many arenas it may create the first time a thread needs a new
+    /// one after 8 exist, by reading /sys/devices/system/cpu/online (arena_get2 -> get_nprocs) —
+    /// an openat that a filtered thread is not allowed, and which can come at any later malloc of
+    /// that thread (seen on a vCPU thread: a Dictionary resize in a port device, after many VMs in
+    /// one process). Fixing the limit with M_ARENA_MAX, once, before any filter, means malloc never
+    /// asks. 8 per CPU is glibc's own default for 64-bit.
+    static let fixMallocArenaLimit: Void = {
+        let cpus = max(Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), 1)
+        _ = svm_set_malloc_arena_max(Int32(clamping: 8 * cpus))
+    }()
 
     /// `<directory>/<policy>.policy`, parsed, with the operator's mode applied, compiled. Errors
     /// read `<user>: seccomp policy: <file>:<line>: <message>`.

@@ -189,3 +189,6 @@ unsigned long long svm_load_acquire_u64(volatile unsigned long long *p);
 
 /* CPUID on the host (regs: EAX, EBX, ECX, EDX). */
 void svm_host_cpuid(unsigned leaf, unsigned subleaf, unsigned *regs);
+
+/* mallopt(M_ARENA_MAX, n) (malloc.h is not in Swift's Glibc module). Returns mallopt's result. */
+int svm_set_malloc_arena_max(int n);
