@@ -3,10 +3,16 @@
 # opt-in check of the Linux loader (bzImage, LZ4 payload, PVH entry) against a real distribution
 # kernel. Not part of `swift test`: on a PVM host the boot runs for minutes.
 #
-# Usage: scripts/reference-linux.sh [--timeout SECONDS] [--memory SIZE] [--initrd FILE] [-- SYNTHVM-RUN-ARGS...]
+# Usage: scripts/reference-linux.sh [--timeout SECONDS] [--memory SIZE] [--initrd FILE | --no-initrd]
+#                                   [-- SYNTHVM-RUN-ARGS...]
 #
-# The only network access is `apt-get download` of the kernel package (and `apt-get update` when
-# apt does not know the metapackage yet). The package version is resolved from the metapackage,
+# By default the guest gets the reference initramfs built by scripts/reference-initramfs.sh
+# (busybox-static, the kernel's Hyper-V modules, an /init that prints SYNTHVM-INIT-MARKER, the
+# Hyper-V lines of dmesg and /proc/interrupts, and powers off); --initrd replaces it, --no-initrd
+# boots without one.
+#
+# The only network access is `apt-get download` of the kernel and busybox-static packages (and
+# `apt-get update` when apt does not know them yet). The package version is resolved from the metapackage,
 # so nothing here pins a version Debian may remove. Downloads and logs go to the cache folder
 # ($SYNTHVM_LINUX_CACHE, default .build/reference-linux); the serial log is serial.log there.
 #
@@ -18,14 +24,16 @@ set -euo pipefail
 timeout=600
 memory=512M
 initrd=""
+no_initrd=0
 extra=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --timeout) timeout="$2"; shift 2 ;;
         --memory) memory="$2"; shift 2 ;;
         --initrd) initrd="$2"; shift 2 ;;
+        --no-initrd) no_initrd=1; shift ;;
         --) shift; extra=("$@"); break ;;
-        *) echo "usage: $0 [--timeout SECONDS] [--memory SIZE] [--initrd FILE] [-- SYNTHVM-RUN-ARGS...]" >&2; exit 2 ;;
+        *) echo "usage: $0 [--timeout SECONDS] [--memory SIZE] [--initrd FILE | --no-initrd] [-- SYNTHVM-RUN-ARGS...]" >&2; exit 2 ;;
     esac
 done
 
@@ -59,6 +67,14 @@ kernel="$cache/vmlinuz-$version"
 if [ ! -s "$kernel" ]; then
     dpkg-deb --fsys-tarfile "$deb" | tar -x -O "./boot/vmlinuz-$version" > "$kernel.tmp"
     mv -f "$kernel.tmp" "$kernel"
+fi
+
+if [ -z "$initrd" ] && [ "$no_initrd" -eq 0 ]; then
+    initrd="$cache/initramfs-$version.cpio.gz"
+    # Rebuilt when the script that writes it is newer (the kernel file name carries the version).
+    if [ ! -s "$initrd" ] || [ "$root/scripts/reference-initramfs.sh" -nt "$initrd" ]; then
+        "$root/scripts/reference-initramfs.sh" "$deb" "$version" "$initrd"
+    fi
 fi
 
 if [ -z "${SYNTHVM_LINUX_CMDLINE:-}" ]; then
