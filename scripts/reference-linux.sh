@@ -4,7 +4,10 @@
 # kernel. Not part of `swift test`: on a PVM host the boot runs for minutes.
 #
 # Usage: scripts/reference-linux.sh [--timeout SECONDS] [--memory SIZE] [--initrd FILE | --no-initrd]
-#                                   [-- SYNTHVM-RUN-ARGS...]
+#                                   [--synthvm BINARY] [-- SYNTHVM-RUN-ARGS...]
+#
+# --synthvm runs that binary instead of building one with `swift build` (the slow test passes the
+# one built next to it: a nested `swift build` would wait for the running `swift test`'s lock).
 #
 # By default the guest gets the reference initramfs built by scripts/reference-initramfs.sh
 # (busybox-static, the kernel's Hyper-V modules, an /init that prints SYNTHVM-INIT-MARKER, the
@@ -25,6 +28,7 @@ timeout=600
 memory=512M
 initrd=""
 no_initrd=0
+bin=""
 extra=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -32,8 +36,9 @@ while [ $# -gt 0 ]; do
         --memory) memory="$2"; shift 2 ;;
         --initrd) initrd="$2"; shift 2 ;;
         --no-initrd) no_initrd=1; shift ;;
+        --synthvm) bin="$2"; shift 2 ;;
         --) shift; extra=("$@"); break ;;
-        *) echo "usage: $0 [--timeout SECONDS] [--memory SIZE] [--initrd FILE | --no-initrd] [-- SYNTHVM-RUN-ARGS...]" >&2; exit 2 ;;
+        *) echo "usage: $0 [--timeout SECONDS] [--memory SIZE] [--initrd FILE | --no-initrd] [--synthvm BINARY] [-- SYNTHVM-RUN-ARGS...]" >&2; exit 2 ;;
     esac
 done
 
@@ -91,8 +96,10 @@ else
     cmdline="$SYNTHVM_LINUX_CMDLINE"
 fi
 
-swift build --package-path "$root" ${SWIFT_SCRATCH_PATH:+--scratch-path "$SWIFT_SCRATCH_PATH"} --product synthvm >&2
-bin="$(swift build --package-path "$root" ${SWIFT_SCRATCH_PATH:+--scratch-path "$SWIFT_SCRATCH_PATH"} --show-bin-path)/synthvm"
+if [ -z "$bin" ]; then
+    swift build --package-path "$root" ${SWIFT_SCRATCH_PATH:+--scratch-path "$SWIFT_SCRATCH_PATH"} --product synthvm >&2
+    bin="$(swift build --package-path "$root" ${SWIFT_SCRATCH_PATH:+--scratch-path "$SWIFT_SCRATCH_PATH"} --show-bin-path)/synthvm"
+fi
 
 args=(run --kernel "$kernel" --memory "$memory" --cmdline "$cmdline" --timeout "$timeout"
       --serial "file:$cache/serial.log")
