@@ -84,8 +84,9 @@ fi
 
 if [ -z "${SYNTHVM_LINUX_CMDLINE:-}" ]; then
     # Features this host's CPUID passes through that the PVM emulator cannot execute in kernel
-    # mode (issue 6); only those the host has are named.
-    unsupported="cx16 popcnt pclmulqdq ssse3 fma sse4_1 sse4_2 movbe aes avx f16c avx2 avx512f sha_ni gfni vaes vpclmulqdq erms fsrm"
+    # mode (issue 6); only those the host has are named. smap: the emulator fails on CLAC
+    # (0f 01 ca), which Linux runs at every exception entry once SMAP is on.
+    unsupported="cx16 popcnt pclmulqdq ssse3 fma sse4_1 sse4_2 movbe aes avx f16c avx2 avx512f sha_ni gfni vaes vpclmulqdq erms fsrm smap"
     flags=" $(grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2) "
     clear=""
     for f in $unsupported; do
