@@ -11,7 +11,7 @@ import Machine
 /// to process exit is printed too. The guests are the closest equivalents each VMM boots without
 /// firmware:
 /// - SynthVM: an ELF64 entered directly in long mode (`--kernel`, SynthVM's direct boot). SynthVM
-///   flushes COM1 output at each newline, so the byte arrives after the guest's 6th instruction.
+///   flushes COM1 output at each newline, so the byte arrives after the guest's 5th instruction.
 /// - QEMU: a 64 KiB `-bios` image whose reset vector (the first instruction QEMU's vCPU runs) jumps
 ///   to the same sequence in real mode; `-machine pc -nodefaults -nographic -serial stdio`, same
 ///   RAM. QEMU's serial backend writes each byte at once.
