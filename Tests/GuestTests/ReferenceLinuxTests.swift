@@ -40,7 +40,7 @@ struct ReferenceLinuxTests {
         p.waitUntilExit()
         let seconds = Int(Date().timeIntervalSince(start))
         let log = String(decoding: (try? Data(contentsOf: serialLog)) ?? Data(), as: UTF8.self)
-        let lines = log.split(separator: "\n").map(String.init)
+        let lines = Self.serialLines(log)
         print("reference-linux: status \(p.terminationStatus) after \(seconds) s, \(lines.count) serial lines")
         #expect(!lines.isEmpty, "no serial output; script output:\n\(scriptOutput)")
 
@@ -76,6 +76,12 @@ struct ReferenceLinuxTests {
         }
     }
 
+    /// The serial log's lines. Linux writes "\r\n", which Swift reads as one Character, so the
+    /// split is on every newline character, not on "\n".
+    static func serialLines(_ log: String) -> [String] {
+        log.split(whereSeparator: \.isNewline).map(String.init)
+    }
+
     struct PrivilegeFlags { var low: UInt64; var high: UInt64; var hints: UInt64; var misc: UInt64 }
 
     /// "Hyper-V: privilege flags low 0x%x, high 0x%x, hints 0x%x, misc 0x%x" (ms_hyperv_init_platform).
@@ -106,5 +112,12 @@ struct ReferenceLinuxLogTests {
         #expect(flags.misc == 0xC0500)
         #expect(ReferenceLinuxTests.privilegeFlags(in: [lines[0]]) == nil)
         #expect(ReferenceLinuxTests.privilegeFlags(in: ["Hyper-V: privilege flags low 0x, high 0x30"]) == nil)
+    }
+
+    @Test("the serial log splits into lines at Linux's CRLF line ends")
+    func crlfLines() {
+        let log = "[    0.000000] Hypervisor detected: Microsoft Hyper-V\r\n[    0.1] ACPI Error: x\r\nlast"
+        #expect(ReferenceLinuxTests.serialLines(log) == ["[    0.000000] Hypervisor detected: Microsoft Hyper-V",
+                                                         "[    0.1] ACPI Error: x", "last"])
     }
 }
