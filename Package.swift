@@ -69,7 +69,8 @@ let package = Package(
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(
             name: "synthvm-bench",
-            dependencies: ["Monitor", "KVM", "Machine", "CSynthVM"]),
+            // synthvm: `synthvm-bench startup` spawns the real binary, built next to the bench.
+            dependencies: ["Monitor", "KVM", "Machine", "CSynthVM", "synthvm"]),
         // Test-only helpers shared by MachineTests and GuestTests: payloads compressed by the
         // system's tools, synthetic bzImages around them.
         .target(name: "TestFixtures", dependencies: ["Machine"], path: "Tests/Fixtures"),

@@ -3,10 +3,19 @@
 # opt-in check of the Linux loader (bzImage, LZ4 payload, PVH entry) against a real distribution
 # kernel. Not part of `swift test`: on a PVM host the boot runs for minutes.
 #
-# Usage: scripts/reference-linux.sh [--timeout SECONDS] [--memory SIZE] [--initrd FILE] [-- SYNTHVM-RUN-ARGS...]
+# Usage: scripts/reference-linux.sh [--timeout SECONDS] [--memory SIZE] [--initrd FILE | --no-initrd]
+#                                   [--synthvm BINARY] [-- SYNTHVM-RUN-ARGS...]
 #
-# The only network access is `apt-get download` of the kernel package (and `apt-get update` when
-# apt does not know the metapackage yet). The package version is resolved from the metapackage,
+# --synthvm runs that binary instead of building one with `swift build` (the slow test passes the
+# one built next to it: a nested `swift build` would wait for the running `swift test`'s lock).
+#
+# By default the guest gets the reference initramfs built by scripts/reference-initramfs.sh
+# (busybox-static, the kernel's Hyper-V modules, an /init that prints SYNTHVM-INIT-MARKER, the
+# Hyper-V lines of dmesg and /proc/interrupts, and powers off); --initrd replaces it, --no-initrd
+# boots without one.
+#
+# The only network access is `apt-get download` of the kernel and busybox-static packages (and
+# `apt-get update` when apt does not know them yet). The package version is resolved from the metapackage,
 # so nothing here pins a version Debian may remove. Downloads and logs go to the cache folder
 # ($SYNTHVM_LINUX_CACHE, default .build/reference-linux); the serial log is serial.log there.
 #
@@ -18,14 +27,18 @@ set -euo pipefail
 timeout=600
 memory=512M
 initrd=""
+no_initrd=0
+bin=""
 extra=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --timeout) timeout="$2"; shift 2 ;;
         --memory) memory="$2"; shift 2 ;;
         --initrd) initrd="$2"; shift 2 ;;
+        --no-initrd) no_initrd=1; shift ;;
+        --synthvm) bin="$2"; shift 2 ;;
         --) shift; extra=("$@"); break ;;
-        *) echo "usage: $0 [--timeout SECONDS] [--memory SIZE] [--initrd FILE] [-- SYNTHVM-RUN-ARGS...]" >&2; exit 2 ;;
+        *) echo "usage: $0 [--timeout SECONDS] [--memory SIZE] [--initrd FILE | --no-initrd] [--synthvm BINARY] [-- SYNTHVM-RUN-ARGS...]" >&2; exit 2 ;;
     esac
 done
 
@@ -61,10 +74,19 @@ if [ ! -s "$kernel" ]; then
     mv -f "$kernel.tmp" "$kernel"
 fi
 
+if [ -z "$initrd" ] && [ "$no_initrd" -eq 0 ]; then
+    initrd="$cache/initramfs-$version.cpio.gz"
+    # Rebuilt when the script that writes it is newer (the kernel file name carries the version).
+    if [ ! -s "$initrd" ] || [ "$root/scripts/reference-initramfs.sh" -nt "$initrd" ]; then
+        "$root/scripts/reference-initramfs.sh" "$deb" "$version" "$initrd"
+    fi
+fi
+
 if [ -z "${SYNTHVM_LINUX_CMDLINE:-}" ]; then
     # Features this host's CPUID passes through that the PVM emulator cannot execute in kernel
-    # mode (issue 6); only those the host has are named.
-    unsupported="cx16 popcnt pclmulqdq ssse3 fma sse4_1 sse4_2 movbe aes avx f16c avx2 avx512f sha_ni gfni vaes vpclmulqdq erms fsrm"
+    # mode (issue 6); only those the host has are named. smap: the emulator fails on CLAC
+    # (0f 01 ca), which Linux runs at every exception entry once SMAP is on.
+    unsupported="cx16 popcnt pclmulqdq ssse3 fma sse4_1 sse4_2 movbe aes avx f16c avx2 avx512f sha_ni gfni vaes vpclmulqdq erms fsrm smap"
     flags=" $(grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2) "
     clear=""
     for f in $unsupported; do
@@ -75,8 +97,10 @@ else
     cmdline="$SYNTHVM_LINUX_CMDLINE"
 fi
 
-swift build --package-path "$root" ${SWIFT_SCRATCH_PATH:+--scratch-path "$SWIFT_SCRATCH_PATH"} --product synthvm >&2
-bin="$(swift build --package-path "$root" ${SWIFT_SCRATCH_PATH:+--scratch-path "$SWIFT_SCRATCH_PATH"} --show-bin-path)/synthvm"
+if [ -z "$bin" ]; then
+    swift build --package-path "$root" ${SWIFT_SCRATCH_PATH:+--scratch-path "$SWIFT_SCRATCH_PATH"} --product synthvm >&2
+    bin="$(swift build --package-path "$root" ${SWIFT_SCRATCH_PATH:+--scratch-path "$SWIFT_SCRATCH_PATH"} --show-bin-path)/synthvm"
+fi
 
 args=(run --kernel "$kernel" --memory "$memory" --cmdline "$cmdline" --timeout "$timeout"
       --serial "file:$cache/serial.log")

@@ -15,7 +15,8 @@
 ///   integer/crypto set (SSE3, PCLMULQDQ, SSSE3, SSE4.1, SSE4.2, AES, SHA-NI, and GFNI, which
 ///   newer kernels tie to SSE2 rather than AVX-512VL) and the fast
 ///   string flags ERMS/FSRM (with them Linux copies with `rep movsb`, which the emulator runs an
-///   element at a time; without them it uses wider moves).
+///   element at a time; without them it uses wider moves), and SMAP (the emulator fails on CLAC,
+///   which Linux runs at every exception entry and user access once SMAP is on).
 ///
 /// MOVBE stays: KVM's emulator implements it (it raises #UD when the vCPU's own CPUID lacks it,
 /// and Linux's kernel code does not use it). Linux keeps at most 127 characters of the
@@ -45,6 +46,7 @@ public enum LinuxPVMProfile {
         Feature(name: "popcnt", leaf: 1, subleaf: 0, register: .ecx, bit: 23),
         Feature(name: "aes", leaf: 1, subleaf: 0, register: .ecx, bit: 25),
         Feature(name: "erms", leaf: 7, subleaf: 0, register: .ebx, bit: 9),
+        Feature(name: "smap", leaf: 7, subleaf: 0, register: .ebx, bit: 20),  // CLAC/STAC
         Feature(name: "sha_ni", leaf: 7, subleaf: 0, register: .ebx, bit: 29),
         Feature(name: "gfni", leaf: 7, subleaf: 0, register: .ecx, bit: 8),
         Feature(name: "fsrm", leaf: 7, subleaf: 0, register: .edx, bit: 4),

@@ -7,12 +7,14 @@ import Monitor
 // usage: synthvm-bench exits [--guest PATH] [--pio N] [--msr N] [--rounds N]
 //        synthvm-bench hyperv [--guest PATH] [--calls N] [--reads N] [--rounds N]
 //        synthvm-bench synic [--guest PATH] [--calls N] [--rounds N]
+//        synthvm-bench startup [--synthvm PATH] [--qemu PATH] [--rounds N]
 // The bench guest is Tests/Guests/bench.c; by default it is built with Tests/Guests/build.sh.
 
 func usage() -> Never {
     print("usage: synthvm-bench exits [--guest bench.elf] [--pio N] [--msr N] [--rounds N]")
     print("       synthvm-bench hyperv [--guest hvbench.elf] [--calls N] [--reads N] [--rounds N]")
     print("       synthvm-bench synic [--guest synicbench.elf] [--calls N] [--rounds N]")
+    print("       synthvm-bench startup [--synthvm PATH] [--qemu PATH] [--rounds N]")
     exit(64)
 }
 
@@ -23,25 +25,51 @@ let packageRoot: String = {
 }()
 
 var args = Array(CommandLine.arguments.dropFirst())
-guard let mode = args.first, ["exits", "hyperv", "synic"].contains(mode) else { usage() }
+guard let mode = args.first, ["exits", "hyperv", "synic", "startup"].contains(mode) else { usage() }
 args.removeFirst()
 var guest: String?
-var pio = 20000, msr = 20000, rounds = 5
+var synthvmPath: String?, qemuPath: String?
+var pio = 20000, msr = 20000, rounds = 5, roundsGiven = false
 while !args.isEmpty {
     let flag = args.removeFirst()
     guard let value = args.first else { usage() }
     args.removeFirst()
     switch flag {
     case "--guest": guest = value
+    case "--synthvm" where mode == "startup": synthvmPath = value
+    case "--qemu" where mode == "startup": qemuPath = value
     case "--pio": pio = Int(value) ?? 0
     case "--msr": msr = Int(value) ?? 0
-    case "--rounds": rounds = Int(value) ?? 0
+    case "--rounds": rounds = Int(value) ?? 0; roundsGiven = true
     case "--calls": pio = Int(value) ?? 0
     case "--reads": msr = Int(value) ?? 0
     default: usage()
     }
 }
 guard pio > 0, msr > 0, rounds > 0 else { usage() }
+
+if mode == "startup" {
+    // The synthvm binary built next to this one (synthvm-bench depends on the synthvm product, so
+    // `swift run -c release synthvm-bench` builds both in release).
+    let binDir = CommandLine.arguments[0].lastIndex(of: "/").map { String(CommandLine.arguments[0][..<$0]) } ?? "."
+    let synthvm = synthvmPath ?? binDir + "/synthvm"
+    let qemu = qemuPath ?? ["/usr/bin/qemu-system-x86_64", "/usr/local/bin/qemu-system-x86_64"]
+        .first { access($0, X_OK) == 0 }
+    guard access(synthvm, X_OK) == 0 else {
+        print("synthvm-bench: no synthvm binary at \(synthvm) (build it: swift build -c release --product synthvm)")
+        exit(70)
+    }
+    let work = packageRoot + "/.build/guests"
+    mkdir(packageRoot + "/.build", 0o755)
+    mkdir(work, 0o755)
+    do {
+        try StartupBenchmark(synthvm: synthvm, qemu: qemu, rounds: roundsGiven ? rounds : 11, workDir: work).runAndPrint()
+    } catch {
+        print("synthvm-bench: \(error)")
+        exit(70)
+    }
+    exit(0)
+}
 
 if guest == nil {
     let out = packageRoot + "/.build/guests"

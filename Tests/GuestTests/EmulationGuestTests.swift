@@ -93,6 +93,7 @@ struct EmulationGuestTests {
         ("xrstor", "0f ae 2f", "0x1"),
         ("fxsave", "0f ae 07", "0x37f"), ("pxor", "66 0f ef c0", "0x0"), ("movsb", "f3 a4", "0x0"),
         ("fninit", "db e3", "0x37f"), ("crc32", "f2 48 0f 38 f1 c7", "0xe9986aa9"), ("movbe", "48 0f 38 f0 07", "0x807060504030201"),
+        ("clac", "0f 01 ca", "0x0"),
     ]
 
     @Test("each probed instruction runs correctly, or stops the VM with a report naming its RIP and bytes")

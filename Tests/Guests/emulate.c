@@ -13,9 +13,10 @@
  *   and returns, so the fwait runs again: "fwait: #NM rip=0x.. insn=0x..", "fwait: continued".
  * probe=<name>: prints "probe <name> at 0x<address of the instruction>", runs it, then prints
  *   "probe <name>: ok <value>" if the value is right or FAILs. Names: popcnt cmpxchg16b ldmxcsr
- *   xsetbv xgetbv xrstor fxsave pxor movsb fninit crc32 movbe. SSE state is enabled first
+ *   xsetbv xgetbv xrstor fxsave pxor movsb fninit crc32 movbe clac. SSE state is enabled first
  *   (CR4.OSFXSR, and CR4.OSXSAVE for the XSAVE family; xgetbv and xrstor run with XCR0 at its reset
- *   value, x87 only). */
+ *   value, x87 only); clac runs with CR4.SMAP set (these page tables have no user pages, so SMAP
+ *   changes nothing else) and RFLAGS.AC set before it. */
 #include "rt.h"
 #include "x86.h"
 #include "idt.h"
@@ -27,7 +28,7 @@ void do_stac_clac(u64 out[2]);
 void do_fwait(void);
 
 #define PROBES(X) X(popcnt) X(cmpxchg16b) X(ldmxcsr) X(xsetbv) X(xgetbv) X(xrstor) X(fxsave) X(pxor) X(movsb) \
-    X(fninit) X(crc32) X(movbe)
+    X(fninit) X(crc32) X(movbe) X(clac)
 #define DECLARE(n) extern char probe_##n##_insn[]; u64 probe_##n();
 PROBES(DECLARE)
 
@@ -88,6 +89,12 @@ static void probe(const char *name)
             guest_fail("emulate", "no XSAVE in CPUID: cannot probe %s", name);
         write_cr4(read_cr4() | (1u << 18)); /* OSXSAVE */
     }
+    if (!strcmp(name, "clac")) {
+        cpuid(7, 0, &a, &b, &c, &d);
+        if (!(b & (1u << 20)))
+            guest_fail("emulate", "no SMAP in CPUID: cannot probe %s", name);
+        write_cr4(read_cr4() | (1u << 21)); /* SMAP: CLAC/STAC are #UD without it */
+    }
 #define ADDRESS(n) if (!strcmp(name, #n)) printf("probe %s at 0x%llx\n", name, (u64)(uptr)probe_##n##_insn);
     PROBES(ADDRESS)
     if (!strcmp(name, "popcnt")) {
@@ -124,6 +131,8 @@ static void probe(const char *name)
         u64 *p = (u64 *)area;
         p[0] = 0x0102030405060708ull;
         check(name, probe_movbe(p), 0x0807060504030201ull);
+    } else if (!strcmp(name, "clac")) {
+        check(name, probe_clac(), 0); /* RFLAGS.AC after clac */
     } else {
         guest_fail("emulate", "unknown probe %s", name);
     }

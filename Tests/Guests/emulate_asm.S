@@ -121,6 +121,19 @@ probe_ud2:
 probe_ud2_insn:
     ud2
 
+    .globl probe_clac, probe_clac_insn
+probe_clac:                         /* u64 (void): sets RFLAGS.AC, runs clac, returns AC (0) */
+    pushfq
+    orq $0x40000, (%rsp)
+    popfq
+probe_clac_insn:
+    clac                            /* 0f 01 ca; CR4.SMAP is set by the caller */
+    pushfq
+    popq %rax
+    shr $18, %rax
+    and $1, %rax
+    ret
+
     .section .note.GNU-stack, "", @progbits
 
     .text

@@ -15,7 +15,7 @@ private let pvmGuestView = [
     func developmentHost() {
         let options = LinuxPVMProfile.commandLineAdditions(guestCPUID: pvmGuestView)
         #expect(options == ["noxsave",
-                            "clearcpuid=pni,pclmulqdq,ssse3,cx16,sse4_1,sse4_2,popcnt,aes,erms,sha_ni,gfni,fsrm"])
+                            "clearcpuid=pni,pclmulqdq,ssse3,cx16,sse4_1,sse4_2,popcnt,aes,erms,smap,sha_ni,gfni,fsrm"])
         #expect(options[1].count - "clearcpuid=".count <= LinuxPVMProfile.clearCPUIDLimit)
     }
 
