@@ -88,7 +88,11 @@ private func ascii(_ b: some Collection<UInt8>) -> String { String(decoding: b, 
         #expect(fadt.count == 276 && u32(fadt, 4) == 276)
         #expect(fadt[8] == 6)
         #expect(sum(fadt) == 0)
-        #expect(u32(fadt, 36) == 0xE0200 && u64(fadt, 132) == 0xE0200)
+        // The FACS in FIRMWARE_CTRL only: X_FIRMWARE_CTRL must be zero then (ACPI 6.5, 5.2.9).
+        #expect(u32(fadt, 36) == 0xE0200 && u64(fadt, 132) == 0)
+        let high = FADT.table(dsdtAddress: 0xE0400, facsAddress: 0x1_0000_0000).bytes()
+        #expect(u32(high, 36) == 0 && u64(high, 132) == 0x1_0000_0000)
+        #expect(fadt[108] == 0x32)  // CENTURY: the RTC's century register
         #expect(u32(fadt, 40) == 0xE0400 && u64(fadt, 140) == 0xE0400)
         #expect(u16(fadt, 46) == 9)
         #expect(u32(fadt, 48) == 0)  // SMI_CMD
@@ -200,8 +204,8 @@ private func ascii(_ b: some Collection<UInt8>) -> String { String(decoding: b, 
         #expect(u64(fadt, 140) == addresses.dsdt && UInt64(u32(fadt, 40)) == addresses.dsdt)
         let dsdt = table(at: u64(fadt, 140), "DSDT")
         #expect(sum(dsdt) == 0)
-        let facsAddress = u64(fadt, 132)
-        #expect(facsAddress % 64 == 0 && UInt64(u32(fadt, 36)) == facsAddress)
+        let facsAddress = UInt64(u32(fadt, 36))
+        #expect(facsAddress % 64 == 0 && u64(fadt, 132) == 0)
         let facs = table(at: facsAddress, "FACS")
         #expect(facs == FACS.bytes())
         #expect(madt == MADT.table(vcpuCount: vcpuCount).bytes())

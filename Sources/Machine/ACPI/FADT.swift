@@ -50,7 +50,10 @@ public enum FADT {
     public static let bootArchitecture: UInt16 = bootLegacyDevices | boot8042 | bootVGANotPresent | bootMSINotSupported
 
     /// The FADT pointing to the DSDT at `dsdtAddress` and the FACS at `facsAddress` (0: none).
-    /// Both 32-bit legacy and 64-bit X_ fields are filled where the value fits in 32 bits.
+    /// The DSDT goes in both DSDT and X_DSDT where it fits in 32 bits (OSPM uses X_DSDT). The FACS
+    /// goes in exactly one of FIRMWARE_CTRL and X_FIRMWARE_CTRL: ACPI 6.5 (5.2.9) says
+    /// X_FIRMWARE_CTRL must be zero when FIRMWARE_CTRL is not (Linux lists the FACS twice
+    /// otherwise).
     public static func table(dsdtAddress: UInt64, facsAddress: UInt64) -> ACPITable {
         var b = [UInt8](repeating: 0, count: length - ACPITable.headerSize)
         // Offsets below are from the start of the table; `put` subtracts the header.
@@ -62,7 +65,7 @@ public enum FADT {
         }
         func legacy(_ address: UInt64) -> UInt32 { address <= UInt64(UInt32.max) ? UInt32(address) : 0 }
 
-        put(legacy(facsAddress), 36)  // FIRMWARE_CTRL
+        put(legacy(facsAddress), 36)  // FIRMWARE_CTRL (below 4 GiB)
         put(legacy(dsdtAddress), 40)  // DSDT
         put(UInt8(0), 45)  // Preferred_PM_Profile: unspecified
         put(sciInterrupt, 46)  // SCI_INT
@@ -74,12 +77,13 @@ public enum FADT {
         put(pm1ControlLength, 89)  // PM1_CNT_LEN
         put(UInt16(101), 96)  // P_LVL2_LAT > 100: C2 not supported
         put(UInt16(1001), 98)  // P_LVL3_LAT > 1000: C3 not supported
+        put(CMOSRTC.century, 108)  // CENTURY: the RTC's century register, so the OS reads all four digits
         put(bootArchitecture, 109)  // IAPC_BOOT_ARCH
         put(flags, 112)  // Flags
         put(GenericAddress.ioPort(resetPort, length: 1, accessSize: 1), 116)  // RESET_REG
         put(resetValue, 128)  // RESET_VALUE
         put(minorRevision, 131)  // FADT Minor Version
-        put(facsAddress, 132)  // X_FIRMWARE_CTRL
+        put(legacy(facsAddress) == 0 ? facsAddress : 0, 132)  // X_FIRMWARE_CTRL (only above 4 GiB)
         put(dsdtAddress, 140)  // X_DSDT
         put(GenericAddress.ioPort(pm1aEventPort, length: pm1EventLength), 148)  // X_PM1a_EVT_BLK
         put(GenericAddress.ioPort(pm1aControlPort, length: pm1ControlLength), 172)  // X_PM1a_CNT_BLK
