@@ -47,52 +47,35 @@ final class AutoEOIRelay: @unchecked Sendable {
     /// is one load; SynthVM runs at most 64 vCPUs).
     private let anyPending = Atomic<UInt64>(0)
     private let watches = Mutex<[Int32: Watch]>([:])
-    private let wakeFD: Int32
-    private let stopping = Atomic<Bool>(false)
-    private var thread: HostThread?
+    private let service: ServiceThread
     /// Injections done (tests and --stats).
     let injected = Atomic<Int>(0)
 
-    init(vpCount: Int, kick: @escaping @Sendable (Int) -> Void) {
+    init(vpCount: Int, kick: @escaping @Sendable (Int) -> Void) throws(MonitorError) {
         self.vpCount = vpCount
         self.kick = kick
         pending = Mutex(Array(repeating: [0, 0, 0, 0], count: vpCount))
-        wakeFD = svm_eventfd_nonblocking()
-    }
-
-    deinit {
-        stop()
-        if wakeFD >= 0 { close(wakeFD) }
+        service = try ServiceThread()
     }
 
     /// Starts the relay's thread (under the vmm filter) before any vCPU runs: vCPU threads may
     /// not create threads. Until a guest sets AutoEOI it sleeps in poll() on one eventfd.
     func start(filter: ThreadFilter) throws(MonitorError) {
-        thread = try HostThread.spawn(name: "synthvm-autoeoi", filter: filter) { [self] in loop() }
+        try service.start(name: "synthvm-autoeoi", filter: filter) { [self] in loop() }
     }
 
     /// SINT eventfd `fd` now has AutoEOI with `vector` on VP `vp`.
     func watch(fd: Int32, vp: Int, vector: UInt8) {
         watches.withLock { $0[fd] = Watch(vp: vp, vector: vector) }
-        wake()
+        service.wake()
     }
 
     func unwatch(fd: Int32) {
         watches.withLock { $0[fd] = nil }
-        wake()
+        service.wake()
     }
 
-    func stop() {
-        guard !stopping.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        wake()
-        thread?.join()
-        thread = nil
-    }
-
-    private func wake() {
-        var one: UInt64 = 1
-        _ = Glibc.write(wakeFD, &one, 8)
-    }
+    func stop() { service.stop() }
 
     /// True when VP `vp` has AutoEOI vectors to inject (one relaxed load).
     @inline(__always)
@@ -124,9 +107,9 @@ final class AutoEOIRelay: @unchecked Sendable {
     }
 
     private func loop() {
-        while !stopping.load(ordering: .acquiring) {
+        while !service.isStopping {
             let current = watches.withLock { $0 }
-            var fds = [pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0)]
+            var fds = [pollfd(fd: service.wakeFD, events: Int16(POLLIN), revents: 0)]
             var order: [Watch] = []
             for (fd, w) in current {
                 fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0))
@@ -135,7 +118,7 @@ final class AutoEOIRelay: @unchecked Sendable {
             let waiting = (0..<vpCount).filter { hasPending(vp: $0) }
             _ = svm_poll_ns(&fds, nfds_t(fds.count), waiting.isEmpty ? -1 : Self.retryNanoseconds)
             var v: UInt64 = 0
-            if fds[0].revents != 0 { _ = Glibc.read(wakeFD, &v, 8) }
+            if fds[0].revents != 0 { service.drain() }
             var kicks = Set(waiting)
             for (i, w) in order.enumerated() where fds[i + 1].revents & Int16(POLLIN) != 0 {
                 if Glibc.read(fds[i + 1].fd, &v, 8) == 8 {

@@ -11,22 +11,14 @@ final class ConsoleInput: @unchecked Sendable {
     private let serial: SerialPort
     private let control: VMControl
     private let escapes: Bool
-    private let stopFD: Int32
-    private var thread: HostThread?
+    private let service: ServiceThread
 
     init(fd: Int32, serial: SerialPort, control: VMControl, escapes: Bool) throws(MonitorError) {
-        let e = svm_eventfd_nonblocking()
-        if e < 0 { throw .config("eventfd: \(String(cString: strerror(-e)))") }
         self.fd = fd
         self.serial = serial
         self.control = control
         self.escapes = escapes
-        stopFD = e
-    }
-
-    deinit {
-        stop()
-        close(stopFD)
+        service = try ServiceThread()
     }
 
     /// The running feeder for `config.consoleInput`, or nil when the VM has no console input.
@@ -40,16 +32,11 @@ final class ConsoleInput: @unchecked Sendable {
     }
 
     func start(filter: ThreadFilter) throws(MonitorError) {
-        thread = try HostThread.spawn(name: "synthvm-console", filter: filter) { [self] in loop() }
+        try service.start(name: "synthvm-console", filter: filter) { [self] in loop() }
     }
 
-    func stop() {
-        guard let t = thread else { return }
-        var one: UInt64 = 1
-        _ = Glibc.write(stopFD, &one, 8)
-        t.join()
-        thread = nil
-    }
+    /// Only `stop` wakes this thread, so any wake-up ends its loop.
+    func stop() { service.stop() }
 
     private func loop() {
         var held: [UInt8] = []
@@ -68,7 +55,7 @@ final class ConsoleInput: @unchecked Sendable {
             let holding = next < held.count
             if endOfInput && !holding { return }
             // While holding bytes back, wait for the UART to take more; otherwise for input.
-            var fds = [pollfd(fd: stopFD, events: Int16(POLLIN), revents: 0),
+            var fds = [pollfd(fd: service.wakeFD, events: Int16(POLLIN), revents: 0),
                        pollfd(fd: holding ? serial.inputReadyFD : fd, events: Int16(POLLIN), revents: 0)]
             if poll(&fds, 2, -1) < 0 {
                 if errno == EINTR { continue }

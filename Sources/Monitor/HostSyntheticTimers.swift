@@ -11,21 +11,12 @@ import Synchronization
 /// without a trip through its own exit loop.
 final class HostSyntheticTimers: PartitionTimers, @unchecked Sendable {
     private let deadlines: Mutex<[UInt64?]>
-    private let wakeFD: Int32
-    private let stopping = Atomic<Bool>(false)
+    private let service: ServiceThread
     private weak var partition: Partition?
-    private var thread: HostThread?
 
     init(vpCount: Int) throws(MonitorError) {
-        let fd = svm_eventfd_nonblocking()
-        if fd < 0 { throw .config("eventfd: \(String(cString: strerror(-fd)))") }
-        wakeFD = fd
+        service = try ServiceThread()
         deadlines = Mutex([UInt64?](repeating: nil, count: vpCount))
-    }
-
-    deinit {
-        stop()
-        close(wakeFD)
     }
 
     /// Called by the partition with a VP's lock held: only records the deadline and wakes the thread.
@@ -33,30 +24,20 @@ final class HostSyntheticTimers: PartitionTimers, @unchecked Sendable {
         deadlines.withLock { d in
             if Int(vp) < d.count { d[Int(vp)] = referenceTime }
         }
-        wake()
+        service.wake()
     }
 
     /// Starts the timer thread, which installs `filter` (Policies/vmm.policy) on itself first.
     func start(partition: Partition, filter: ThreadFilter) throws(MonitorError) {
         self.partition = partition
-        thread = try HostThread.spawn(name: "synthvm-stimer", filter: filter) { [self] in loop() }
+        try service.start(name: "synthvm-stimer", filter: filter) { [self] in loop() }
     }
 
-    func stop() {
-        guard !stopping.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        wake()
-        thread?.join()
-        thread = nil
-    }
-
-    private func wake() {
-        var one: UInt64 = 1
-        _ = Glibc.write(wakeFD, &one, 8)
-    }
+    func stop() { service.stop() }
 
     private func loop() {
-        var fds = [pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0)]
-        while !stopping.load(ordering: .acquiring), let p = partition {
+        var fds = [pollfd(fd: service.wakeFD, events: Int16(POLLIN), revents: 0)]
+        while !service.isStopping, let p = partition {
             let earliest = deadlines.withLock { d -> (Int, UInt64)? in
                 d.enumerated().compactMap { i, t in t.map { (i, $0) } }.min { $0.1 < $1.1 }
             }
@@ -73,10 +54,7 @@ final class HostSyntheticTimers: PartitionTimers, @unchecked Sendable {
             }
             fds[0].revents = 0
             _ = svm_poll_ns(&fds, 1, timeoutNs)
-            if fds[0].revents != 0 {
-                var v: UInt64 = 0
-                _ = Glibc.read(wakeFD, &v, 8)
-            }
+            if fds[0].revents != 0 { service.drain() }
         }
     }
 }

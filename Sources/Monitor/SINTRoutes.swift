@@ -49,7 +49,10 @@ final class SINTRoutes: PartitionSynICInterrupts, @unchecked Sendable {
         }
         eventFDs = fds
         bindings = Mutex([Binding?](repeating: nil, count: fds.count))
-        autoEOI = AutoEOIRelay(vpCount: vpCount, kick: { control.kick(vcpu: $0) })
+        do { autoEOI = try AutoEOIRelay(vpCount: vpCount, kick: { control.kick(vcpu: $0) }) } catch {
+            fds.forEach { close($0) }
+            throw error
+        }
     }
 
     deinit {
