@@ -61,6 +61,9 @@ public struct RunOutcome: Sendable {
     public var crashReport: String?
     /// What the guest reported through the Hyper-V crash MSRs.
     public var guestCrashNotifications: [GuestCrashNotification] = []
+    /// The last of them as the JSON document `synthvm run --crash-report` writes. The VM does not
+    /// write it: its threads cannot open files once it runs; the launcher does (RunCommand).
+    public var guestCrashReportJSON: String?
     /// Every worker the VM ran, and how it ended.
     public var workers: [Supervisor.Status] = []
 

@@ -57,11 +57,28 @@ public struct HostThread: Sendable {
 
     /// What pthread_setname_np does for another thread (it is not in Swift's Glibc module):
     /// write /proc/self/task/<tid>/comm. Best effort; the kernel truncates to 15 bytes.
-    private static func setName(_ name: String, tid: pid_t) {
-        let fd = open("/proc/self/task/\(tid)/comm", O_WRONLY | O_CLOEXEC)
-        guard fd >= 0 else { return }
-        _ = name.withCString { Glibc.write(fd, $0, min(strlen($0), 15)) }
-        close(fd)
+    static func setName(_ name: String, tid: pid_t) {
+        NameFile(tid: tid)?.write(name)
+    }
+
+    /// A thread's /proc/self/task/<tid>/comm, opened now and written later: a thread that names
+    /// itself only once its filter is in (which refuses open) opens the file before.
+    struct NameFile {
+        private let fd: Int32
+
+        init?(tid: pid_t) {
+            fd = open("/proc/self/task/\(tid)/comm", O_WRONLY | O_CLOEXEC)
+            if fd < 0 { return nil }
+        }
+
+        /// Writes the name and closes the file.
+        func write(_ name: String) {
+            _ = name.withCString { Glibc.write(fd, $0, min(strlen($0), 15)) }
+            close(fd)
+        }
+
+        /// Closes the file; the thread keeps its name.
+        func discard() { close(fd) }
     }
 
     public func join() {

@@ -89,14 +89,12 @@ public enum GuestCrashAction: String, Sendable, CaseIterable {
 /// Reset requests and guest crash notifications.
 final class PartitionEventSink: PartitionEvents, @unchecked Sendable {
     let control: VMControl
-    let crashReportPath: String?
     let action: GuestCrashAction
     private var lock = pthread_mutex_t()
     private(set) var notifications: [GuestCrashNotification] = []
 
-    init(control: VMControl, crashReportPath: String?, action: GuestCrashAction) {
+    init(control: VMControl, action: GuestCrashAction) {
         self.control = control
-        self.crashReportPath = crashReportPath
         self.action = action
         pthread_mutex_init(&lock, nil)
     }
@@ -112,22 +110,6 @@ final class PartitionEventSink: PartitionEvents, @unchecked Sendable {
         let log = GuestCrashLog.text(n)
         _ = log.withCString { Glibc.write(2, $0, strlen($0)) }
         if action == .stop { control.requestStop(.guestReportedCrash(vcpu: n.vp)) }
-    }
-
-    /// Writes the JSON report of the last notification to `crashReportPath`, if there was one.
-    /// Called by `VirtualMachine.run()` on its caller's thread once the vCPUs have stopped: a
-    /// vCPU thread, where notifications arrive, may not open files (Policies/vcpu.policy).
-    func writeCrashReport() {
-        guard let path = crashReportPath, let n = all.last else { return }
-        let json = GuestCrashLog.json(n)
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        if fd >= 0 {
-            _ = json.withCString { Glibc.write(fd, $0, strlen($0)) }
-            close(fd)
-        } else {
-            let msg = "synthvm: cannot write crash report \(path): \(String(cString: strerror(errno)))\n"
-            _ = msg.withCString { Glibc.write(2, $0, strlen($0)) }
-        }
     }
 
     var all: [GuestCrashNotification] {

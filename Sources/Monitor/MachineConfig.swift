@@ -29,8 +29,6 @@ public struct MachineConfig: Sendable {
     public var timeoutSeconds: Int?
     /// The Hyper-V enlightenments the guest sees (`--hyperv`); `off` gives a plain x86 guest.
     public var enlightenments: Enlightenments
-    /// Where to write a JSON report when the guest reports a crash through the crash MSRs.
-    public var crashReportPath: String?
     public var onGuestCrash: GuestCrashAction = .stop
     /// Worker processes to start with the VM besides those the configuration implies (the
     /// SynIC router runs whenever the guest has a SynIC: `runsSynICRouter`).

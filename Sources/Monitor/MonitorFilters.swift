@@ -6,31 +6,34 @@ import Sandbox
 public typealias SeccompMode = PolicyDebugMode
 
 /// The monitor's own seccomp filters, Firecracker-style: one policy per kind of thread
-/// (Policies/vcpu.policy, Policies/vmm.policy), compiled once per VM before any of its threads
-/// starts, and installed by each thread on itself as it starts (`HostThread.spawn(name:filter:)`),
-/// never with TSYNC: the thread that builds the VM and calls `run()` (the CLI's main thread, or a
-/// test) needs open, clone and the setup ioctls, and is not one of the VM's threads.
-/// docs/monitor.md ("Seccomp filters") lists what runs under which policy and what does not.
+/// (Policies/vcpu.policy, vmm.policy, monitor.policy), compiled once per VM before any of its
+/// threads starts, and installed by each thread on itself, never with TSYNC: the thread that runs
+/// the VM (`VirtualMachine.runOnCallingThread`) builds it first, which needs open, clone and the
+/// setup ioctls, and installs monitor.policy only once every other thread is up and filtered.
+/// docs/monitor.md ("Seccomp filters") lists what runs under which policy.
 struct MonitorFilters: Sendable {
     /// Every vCPU thread.
     let vcpu: ThreadFilter
-    /// The run loop (synthvm-vmm), the synthetic timers (synthvm-stimer), the worker supervisor
-    /// (synthvm-workers).
+    /// The synthetic timers (synthvm-stimer), the worker supervisor (synthvm-workers), the
+    /// AutoEOI relay, the console feeder, the joiner.
     let vmm: ThreadFilter
+    /// The thread that runs the VM (run loop, stopping), from the end of setup on.
+    let monitor: ThreadFilter
     let mode: SeccompMode
 
     /// The policies, by file name without `.policy`.
-    static let policyNames = ["vcpu", "vmm"]
+    static let policyNames = ["vcpu", "vmm", "monitor"]
 
-    /// Reads and compiles both policies from `directory`; any error names the file and line.
+    /// Reads and compiles the three policies from `directory`; any error names the file and line.
     /// Not enforcing is announced on stderr, every time.
     static func compile(directory: String, mode: SeccompMode) throws(MonitorError) -> MonitorFilters {
         let vcpu = try compile(policy: "vcpu", directory: directory, mode: mode, for: "monitor")
         let vmm = try compile(policy: "vmm", directory: directory, mode: mode, for: "monitor")
+        let monitor = try compile(policy: "monitor", directory: directory, mode: mode, for: "monitor")
         installSigsysReporter()
         fixMallocArenaLimit
         if let warning = warning(mode) { _ = warning.withCString { Glibc.write(2, $0, strlen($0)) } }
-        return MonitorFilters(vcpu: vcpu, vmm: vmm, mode: mode)
+        return MonitorFilters(vcpu: vcpu, vmm: vmm, monitor: monitor, mode: mode)
     }
 
     /// glibc's malloc decides how many arenas it may create the first time a thread needs a new

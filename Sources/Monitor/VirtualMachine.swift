@@ -10,8 +10,9 @@ import SynICRouting
 
 /// A VM built from a `MachineConfig`: KVM VM with in-kernel irqchip and PIT, guest RAM in a
 /// memfd, one vCPU per configured CPU with our CPUID table, the kernel loaded and the boot vCPU
-/// set up. `run()` runs it to the end on one thread per vCPU and a supervising thread, each under
-/// its seccomp filter (MonitorFilters); the calling thread waits and cleans up.
+/// set up. `runOnCallingThread()` runs it to the end on one thread per vCPU, a few service threads
+/// and the calling thread, each under its seccomp filter (MonitorFilters); `run()` does the same on
+/// a thread of its own.
 public final class VirtualMachine: @unchecked Sendable {
     public let config: MachineConfig
     public let system: KVMSystem
@@ -107,8 +108,7 @@ public final class VirtualMachine: @unchecked Sendable {
         self.sintRoutes = sintRoutes
         let routerLink = config.runsSynICRouter ? try SynICRouterLink(vpCount: config.cpuCount) : nil
         self.routerLink = routerLink
-        partitionEvents = PartitionEventSink(control: control, crashReportPath: config.crashReportPath,
-                                             action: config.onGuestCrash)
+        partitionEvents = PartitionEventSink(control: control, action: config.onGuestCrash)
         do {
             for i in 0..<config.cpuCount { vcpus.append(try vm.createVCPU(id: UInt32(i))) }
             if config.enlightenments.isOff {
@@ -201,8 +201,35 @@ public final class VirtualMachine: @unchecked Sendable {
         return UInt64(system.checkExtension(KVMCap.syncRegs)) & want == want
     }
 
-    /// Runs the VM until it stops; returns why, with per-vCPU counters.
+    /// Runs the VM until it stops on a new thread, `synthvm-monitor`, which does what
+    /// `runOnCallingThread()` does and ends with the VM; returns why, with per-vCPU counters. For
+    /// callers whose own thread must stay unfiltered (a test runner, the benchmarks, the CPUID
+    /// probe); `synthvm run` runs each VM in a process of its own with `runOnCallingThread()`.
     public func run() -> RunOutcome {
+        let result = OutcomeBox()
+        let thread: HostThread
+        do {
+            thread = try HostThread.spawn { [self] in result.outcome = runOnCallingThread(threadName: "synthvm-monitor") }
+        } catch {
+            return RunOutcome(reason: .hostFailure(error.description), counters: [], crashReport: nil)
+        }
+        thread.join()
+        return result.outcome ?? RunOutcome(reason: .hostFailure("the monitor thread ended without an outcome"),
+                                            counters: [], crashReport: nil)
+    }
+
+    /// Runs the VM until it stops, on the calling thread; returns why, with per-vCPU counters.
+    ///
+    /// The calling thread becomes the VM's monitor thread, and is filtered for the rest of its
+    /// life: it starts every other thread of the VM (each filtering itself before its body runs;
+    /// the vCPU threads then wait), installs Policies/monitor.policy on itself, and only then lets
+    /// the vCPUs make their first KVM_RUN. It runs the supervising loop, then stops everything.
+    /// After this returns the thread can still allocate, write, close and exit, but not open,
+    /// clone, exec, create sockets or make any KVM call. If the filter cannot be installed, no
+    /// vCPU runs and the outcome is a host failure. `threadName`, if given, names the thread once
+    /// its filter is in (like every `synthvm-*` thread).
+    public func runOnCallingThread(threadName: String? = nil) -> RunOutcome {
+        let nameFile = threadName == nil ? nil : HostThread.NameFile(tid: svm_gettid())
         do { try VCPUKick.install() } catch {
             return RunOutcome(reason: .hostFailure(error.description), counters: [], crashReport: nil)
         }
@@ -237,45 +264,65 @@ public final class VirtualMachine: @unchecked Sendable {
                        partition: partition, syncRegs: syncRegs,
                        connections: routerLink ?? NoHypercallConnections.shared, autoEOI: sintRoutes?.autoEOI)
         }
+        // Every vCPU thread filters itself, then waits here until this thread is filtered too.
+        let go = Latch()
         var threads: [HostThread] = []
         for r in runners {
-            do { threads.append(try HostThread.spawn(name: "synthvm-vcpu\(r.index)", filter: filters.vcpu) { r.run() }) } catch {
+            do {
+                threads.append(try HostThread.spawn(name: "synthvm-vcpu\(r.index)", filter: filters.vcpu) { [control] in
+                    go.wait()
+                    if !control.isStopping { r.run() }
+                })
+            } catch {
                 control.requestStop(.hostFailure(error.description))
                 break
             }
         }
-        // Supervising on a filtered thread of its own; this (unfiltered) thread only waits.
-        let stopSignals = signalFD
-        do {
-            try HostThread.spawn(name: "synthvm-vmm", filter: filters.vmm) { [self] in supervise(signalFD: stopSignals) }.join()
-        } catch {
-            control.requestStop(.hostFailure(error.description))
-        }
-        // Stopping: keep kicking until every vCPU thread has left KVM_RUN and returned.
+        // The joiner waits for the vCPU threads from the start (this thread cannot start one
+        // once it is filtered) and says when they are all gone.
         let done = DoneFlag()
         let started = threads
-        let joinAll: @Sendable () -> Void = {
-            for t in started { t.join() }
-            done.set()
+        let joiner: HostThread?
+        do {
+            joiner = try HostThread.spawn(name: "synthvm-joiner", filter: filters.vmm) {
+                for t in started { t.join() }
+                done.set()
+            }
+        } catch {
+            joiner = nil
+            control.requestStop(.hostFailure(error.description))
         }
-        // Filtered like the vmm thread; should that fail, it is a helper of this unfiltered
-        // caller, which must not spin forever waiting for it.
-        let joiner = (try? HostThread.spawn(name: "synthvm-joiner", filter: filters.vmm, joinAll))
-            ?? (try? HostThread.spawn(joinAll))
-        while !done.isSet {
-            control.kickAll()
-            var ts = timespec(tv_sec: 0, tv_nsec: 2_000_000)
-            nanosleep(&ts, nil)
+        let r = filters.monitor.installOnCurrentThread()
+        if r != 0 {
+            control.requestStop(.hostFailure("cannot install the seccomp filter monitor on the monitor thread: "
+                + String(cString: strerror(-r))))
+            nameFile?.discard()
+        } else if let name = threadName {
+            nameFile?.write(name)
         }
-        joiner?.join()
+        go.open()
+        if !control.isStopping { supervise(signalFD: signalFD) }
+        // Stopping: keep kicking until every vCPU thread has left KVM_RUN and returned.
+        if let joiner {
+            while !done.isSet {
+                control.kickAll()
+                var ts = timespec(tv_sec: 0, tv_nsec: 2_000_000)
+                nanosleep(&ts, nil)
+            }
+            joiner.join()
+        } else {
+            // The joiner could not start: the stop was requested before the latch opened, so
+            // the vCPU threads return without a single KVM_RUN.
+            for t in threads { t.join() }
+        }
         console.flush()
-        // Here, not on the vCPU thread that got the notification: vCPU threads cannot open files.
-        partitionEvents.writeCrashReport()
         stopWorkers()
         let reason = control.stopReason ?? .hostFailure("stopped without a reason")
+        let notifications = partitionEvents.all
         return RunOutcome(reason: reason, counters: runners.map(\.counters),
                           crashReport: runners.compactMap(\.crashReport).first,
-                          guestCrashNotifications: partitionEvents.all,
+                          guestCrashNotifications: notifications,
+                          guestCrashReportJSON: notifications.last.map(GuestCrashLog.json),
                           workers: supervisor?.status ?? [])
     }
 
@@ -352,6 +399,12 @@ public func monotonicSeconds() -> Double {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
+/// The outcome handed from the monitor thread `run()` starts to `run()`'s caller (written before
+/// the thread ends, read after it was joined).
+final class OutcomeBox: @unchecked Sendable {
+    var outcome: RunOutcome?
 }
 
 /// A set-once flag for the joiner thread.

@@ -127,7 +127,6 @@ struct RunCommand: ParsableCommand {
             config.jail = nil
             printErr("synthvm: WARNING: --no-jail: worker processes will run without their jail (debugging only)")
         }
-        config.crashReportPath = crashReport
         guard let crashAction = GuestCrashAction(rawValue: onGuestCrash) else {
             fail("--on-guest-crash \(onGuestCrash): expected stop or continue", status: StopReason.usageStatus)
         }
@@ -159,37 +158,30 @@ struct RunCommand: ParsableCommand {
                 config.consoleEscapes = ConsoleTerminal.enterRawMode(fd: 0)
             }
         }
-        var outcome: RunOutcome
-        let started = monotonicSeconds()
-        // A guest-requested reset rebuilds the VM from the same configuration; --timeout covers
-        // all the restarts together.
-        repeat {
-            if let t = timeout {
-                let left = Double(t) - (monotonicSeconds() - started)
-                guard left > 0 else {
-                    printErr("synthvm: timed out after \(t) s")
-                    Glibc.exit(StopReason.timedOut(seconds: t).exitStatus)
-                }
-                config.timeoutSeconds = max(1, Int(left.rounded(.up)))
-            }
-            let vm: VirtualMachine
-            do { vm = try VirtualMachine(config: config) } catch {
-                fail("cannot create the VM: \(error)", status: StopReason.setupFailureStatus)
-            }
-            outcome = vm.run()
-            if outcome.reason.isReset, onReset == "restart" {
-                printErr("synthvm: guest requested a reset; restarting the VM")
-                continue
-            }
-            break
-        } while true
-        ConsoleTerminal.restore()
+        let launcher = VMProcessLauncher(restartOnReset: onReset == "restart", crashReportPath: crashReport,
+                                         timeoutSeconds: timeout)
+        launcher.run(config: config) { config, crashReportPipe in
+            runVM(config: config, crashReportPipe: crashReportPipe, restartOnReset: launcher.restartOnReset)
+        }
+    }
+
+    /// One VM life, in the VM process: build the VM, run it on this (the main) thread, which is
+    /// filtered from the end of setup on (Policies/monitor.policy: no open, no KVM call), hand
+    /// the outcome on, exit with its status.
+    private func runVM(config: MachineConfig, crashReportPipe: Int32, restartOnReset: Bool) -> Never {
+        let vm: VirtualMachine
+        do { vm = try VirtualMachine(config: config) } catch {
+            fail("cannot create the VM: \(error)", status: StopReason.setupFailureStatus)
+        }
+        let outcome = vm.runOnCallingThread(threadName: "synthvm-monitor")
+        if let json = outcome.guestCrashReportJSON, crashReportPipe >= 0 { writeAll(Array(json.utf8), fd: crashReportPipe) }
         if let report = outcome.crashReport { printErr(report) }
+        let restarting = outcome.reason.isReset && restartOnReset
         switch outcome.reason {
         case .halted, .exitDevice, .poweredOff: break
-        default: printErr("synthvm: \(outcome.reason.description)")
+        default: if !restarting { printErr("synthvm: \(outcome.reason.description)") }
         }
-        if stats {
+        if stats && !restarting {
             printErr("synthvm: \(outcome.reason.description); status \(outcome.exitStatus)")
             for (i, c) in outcome.counters.enumerated() { printErr("synthvm: vCPU \(i): \(c.summary)") }
         }

@@ -88,15 +88,14 @@ struct HyperVGuestTests {
 
     @Test("a crash MSR notification produces the host-side report and stops the VM")
     func crashReport() throws {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("synthvm-crash-\(getpid()).json").path
-        let run = try Self.boot("hvcrash") { $0.crashReportPath = path }
+        let run = try Self.boot("hvcrash")
         #expect(run.lines.contains("hvcrash: notified"))
         #expect(run.outcome.reason == .guestReportedCrash(vcpu: 0))
         #expect(run.status == 8)
         let n = try #require(run.outcome.guestCrashNotifications.first)
         #expect(Array(n.parameters.prefix(3)) == [0x11, 0x22, 0x33])
         #expect(n.message.map { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) } == "synthvm test bugcheck")
-        let json = try String(contentsOfFile: path, encoding: .utf8)
+        let json = try #require(run.outcome.guestCrashReportJSON)
         #expect(json.contains("\"message\": \"synthvm test bugcheck\""))
         #expect(json.contains("\"0x11\""))
     }

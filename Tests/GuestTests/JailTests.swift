@@ -261,7 +261,7 @@ struct JailTests {
         return f.count <= 19 || f[0] == "Z" || String(f[19]) != start
     }
 
-    @Test("a jailed worker does not outlive its monitor: SIGKILL the synthvm process and the worker goes too")
+    @Test("a jailed worker does not outlive its monitor: SIGKILL synthvm's VM process and the worker goes too")
     func workerDiesWithMonitor() throws {
         // End to end: the parent-death signal or end-of-file on its control socket, whichever
         // comes first (parentDeathSignal below shows the signal alone suffices).
@@ -278,10 +278,13 @@ struct JailTests {
             if p.isRunning { kill(p.processIdentifier, SIGKILL) }
             p.waitUntilExit()
         }
-        // Its worker, once attached (running filtered). Polled with a generous bound, not timed.
+        // The monitor is the launcher's child (the VM process); its worker, once attached (running
+        // filtered), is the monitor's child. Polled with a generous bound, not timed.
         var worker: (pid: pid_t, ppid: pid_t, start: String)?
         for _ in 0..<600 where worker == nil {
-            if let w = Self.processes().first(where: { $0.ppid == p.processIdentifier }),
+            let all = Self.processes()
+            if let vm = all.first(where: { $0.ppid == p.processIdentifier }),
+               let w = all.first(where: { $0.ppid == vm.pid }),
                (try? Self.status("/proc/\(w.pid)/status"))?["Seccomp"] == "2" {
                 worker = w
             } else {
@@ -290,8 +293,10 @@ struct JailTests {
         }
         let w = try #require(worker, "synthvm started no worker that attached")
         #expect(try Self.status("/proc/\(w.pid)/status")["NSpid"]?.hasSuffix("\t1") == true, "not jailed")
-        kill(p.processIdentifier, SIGKILL)
+        kill(w.ppid, SIGKILL)
+        // The launcher ends the way its VM process did.
         p.waitUntilExit()
+        #expect(p.terminationReason == .uncaughtSignal && p.terminationStatus == SIGKILL)
         var gone = false
         for _ in 0..<300 where !gone {
             gone = Self.isGone(w.pid, start: w.start)

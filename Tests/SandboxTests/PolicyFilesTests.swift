@@ -82,6 +82,26 @@ import Testing
         #expect(vmm.action(forSyscall: 290, args: [0, 0x80800]) == .trap)
     }
 
+    /// The thread that runs the VM (monitor.policy): no KVM call, none of the calls above but
+    /// killing its own workers through their pidfds, with SIGKILL only.
+    @Test func monitorThreadPolicyMakesNoKVMCall() throws {
+        let monitor = try Self.parser.parse(file: repositoryRoot + "/Policies/monitor.policy")
+        #expect(monitor.defaultAction == .trap)
+        #expect(monitor.rule(for: "ioctl") == nil)
+        for name in Self.neverForTheMonitor where name != "pidfd_send_signal" {
+            #expect(monitor.rule(for: name) == nil, "\(name)")
+        }
+        let pidfdSendSignal: Int32 = 424, sigkill: UInt64 = 9, sigterm: UInt64 = 15
+        #expect(monitor.action(forSyscall: pidfdSendSignal, args: [5, sigkill, 0, 0]) == .allow)
+        #expect(monitor.action(forSyscall: pidfdSendSignal, args: [5, sigterm, 0, 0]) == .trap)
+        #expect(monitor.action(forSyscall: pidfdSendSignal, args: [5, sigkill, 0x1000, 0]) == .trap)  // a forged siginfo
+        // It kicks vCPU threads (SIGUSR1) and nothing else but the reporter and abort.
+        #expect(monitor.action(forSyscall: 234, args: [1, 2, 10]) == .allow)
+        #expect(monitor.action(forSyscall: 234, args: [1, 2, sigkill]) == .trap)
+        // No new descriptors once it runs: eventfd2, dup, pipe.
+        for call: Int32 in [290, 32, 293] { #expect(monitor.action(forSyscall: call, args: [0, 0x80800]) == .trap) }
+    }
+
     @Test func commonPolicyIsIncludeOnly() throws {
         let error = #expect(throws: PolicyError.self) {
             try Self.parser.parse(file: repositoryRoot + "/Policies/common.policy")

@@ -66,6 +66,8 @@ enum ProbeCases {
         // Timeout 0: returns at once.
         "poll": [0, 0, 0],
         "waitid": [0, badFD, 0, 0, 0],
+        // Not a pidfd: EBADF, nothing is signalled.
+        "pidfd_send_signal": [badFD, 0, 0, 0],
         // The sizes the kernel insists on, so the call gets as far as its pointers (NULL: no change).
         "rt_sigprocmask": [0, 0, 0, 8], "rt_sigaction": [0, 0, 0, 8],
         // tgid 0 is EINVAL: no signal is ever sent.

@@ -1,0 +1,165 @@
+import Foundation
+import Machine
+import Testing
+
+/// `synthvm run` as a launcher and one VM process per VM life (Sources/synthvm/VMProcessLauncher.swift):
+/// every thread of the VM process filtered, the launcher holding nothing of the VM.
+@Suite("synthvm run: the VM process")
+struct VMProcessTests {
+    /// A running `synthvm run`: the launcher's Process and its stderr.
+    struct Launched {
+        let process: Process
+        let stderr: Pipe
+
+        /// Waits for the launcher's VM process to have a vCPU thread, up to `seconds`.
+        func vmProcess(seconds: Double = 30) -> Int32? {
+            let deadline = Date().addingTimeInterval(seconds)
+            while Date() < deadline {
+                if let child = VMProcessTests.children(of: process.processIdentifier).first,
+                   ThreadState.all(pid: child).contains(where: { $0.name == "synthvm-vcpu0" }) {
+                    return child
+                }
+                usleep(20_000)
+            }
+            return nil
+        }
+
+        func finish() -> (Process.TerminationReason, Int32, String) {
+            let e = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            return (process.terminationReason, process.terminationStatus, e)
+        }
+    }
+
+    static func launch(_ args: [String]) throws -> Launched {
+        let p = Process()
+        p.executableURL = CommandLineTests.binary
+        p.arguments = args
+        p.environment = ["SWIFT_BACKTRACE": "enable=no"]
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = FileHandle.nullDevice
+        p.standardInput = FileHandle.nullDevice
+        try p.run()
+        return Launched(process: p, stderr: err)
+    }
+
+    /// A guest that spins forever.
+    static func spinGuest(_ name: String) throws -> String {
+        try GuestHarness.temporaryFile(GuestHarness.rawELF64(code: [0xEB, 0xFE]), name: name)
+    }
+
+    static func children(of pid: Int32) -> [Int32] {
+        let text = (try? String(contentsOfFile: "/proc/\(pid)/task/\(pid)/children", encoding: .utf8)) ?? ""
+        return text.split(separator: " ").compactMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+    }
+
+    /// What the process's descriptors point at (`readlink /proc/<pid>/fd/*`).
+    static func descriptorTargets(_ pid: Int32) -> [String] {
+        let dir = "/proc/\(pid)/fd"
+        let fds = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+        return fds.compactMap { try? FileManager.default.destinationOfSymbolicLink(atPath: dir + "/" + $0) }
+    }
+
+    @Test("every thread of the VM process runs filtered; the launcher holds no KVM descriptor and one thread")
+    func everyThreadFiltered() throws {
+        try GuestHarness.requireKVM()
+        let run = try Self.launch(["run", "--kernel", try Self.spinGuest("spin-vmproc.elf"), "--cpus", "2",
+                                   "--timeout", "60", "--serial", "none"])
+        let child = Self.vmProcessOrKill(run)
+        let vm = try #require(child, "no VM process with a vCPU thread appeared")
+        let threads = ThreadState.all(pid: vm)
+        let launcher = ThreadState.all(pid: run.process.processIdentifier)
+        let launcherFDs = Self.descriptorTargets(run.process.processIdentifier)
+        let vmFDs = Self.descriptorTargets(vm)
+        run.process.terminate()
+        let (reason, status, stderr) = run.finish()
+        #expect(reason == .exit && status == 130, "\(status): \(stderr)")
+
+        // The main thread runs the VM under monitor.policy and is named once that is in.
+        let main = try #require(threads.first { $0.tid == Int(vm) }, "\(threads)")
+        #expect(main.name == "synthvm-monitor", "\(main)")
+        for name in ["synthvm-vcpu0", "synthvm-vcpu1", "synthvm-stimer", "synthvm-workers", "synthvm-joiner"] {
+            #expect(threads.contains { $0.name == name }, "no \(name): \(threads)")
+        }
+        // KVM's own kernel worker (kvm-nx-lpage-recovery) is listed among the process's tasks but
+        // runs no user-space code; everything else is ours and must be filtered.
+        for t in threads where !t.name.hasPrefix("kvm-") {
+            #expect(t.seccomp == "2" && t.filters == "1" && t.noNewPrivs == "1", "\(t)")
+        }
+        #expect(vmFDs.contains("anon_inode:kvm-vm"), "\(vmFDs)")
+        // The launcher: unfiltered (it starts the next VM process), single-threaded (it forks),
+        // and nothing of the VM: no KVM descriptor, no guest memory.
+        #expect(launcher.count == 1, "\(launcher)")
+        #expect(!launcherFDs.contains { $0.contains("kvm") || $0.contains("memfd") }, "\(launcherFDs)")
+    }
+
+    static func vmProcessOrKill(_ run: Launched) -> Int32? {
+        if let c = run.vmProcess() { return c }
+        run.process.terminate()
+        _ = run.finish()
+        return nil
+    }
+
+    @Test("a call monitor.policy refuses on the VM process's main thread kills it by SIGSYS, naming the call")
+    func monitorThreadViolation() throws {
+        try GuestHarness.requireKVM()
+        // Without poll, the run loop's first wait is refused: it comes after the filter and
+        // before the guest could finish.
+        let dir = try MonitorFilterTests.policyCopy(editing: "monitor.policy") { text in
+            text.replacingOccurrences(of: "\npoll: 1\n", with: "\n")
+        }
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let run = try Self.launch(["run", "--kernel", try Self.spinGuest("spin-monviol.elf"), "--timeout", "60",
+                                   "--serial", "none", "--policy-dir", dir])
+        let (reason, status, stderr) = run.finish()
+        // The launcher ends the way its VM process ended.
+        #expect(reason == .uncaughtSignal && status == SIGSYS, "\(status): \(stderr)")
+        #expect(stderr.contains("synthvm monitor: seccomp violation: syscall 7 (poll)\n"), "\(stderr)")
+    }
+
+    @Test("the VM process dies with its launcher")
+    func diesWithLauncher() throws {
+        try GuestHarness.requireKVM()
+        let run = try Self.launch(["run", "--kernel", try Self.spinGuest("spin-orphan.elf"), "--timeout", "60",
+                                   "--serial", "none"])
+        let vm = try #require(Self.vmProcessOrKill(run))
+        kill(run.process.processIdentifier, SIGKILL)
+        _ = run.finish()
+        var gone = false
+        for _ in 0..<500 {
+            // Reaped by init (or a subreaper) once it died: /proc/<pid> goes, or shows a zombie.
+            let state = (try? String(contentsOfFile: "/proc/\(vm)/stat", encoding: .utf8))?
+                .split(separator: ")").last?.split(separator: " ").first
+            if state == nil || state == "Z" || state == "X" { gone = true; break }
+            usleep(10_000)
+        }
+        #expect(gone, "VM process \(vm) outlived its launcher")
+    }
+
+    @Test("--crash-report: the VM process hands the JSON to the launcher, which writes the file")
+    func crashReportFile() throws {
+        try GuestHarness.requireKVM()
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("synthvm-crash-\(getpid()).json").path
+        try? FileManager.default.removeItem(atPath: path)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let crash = try CommandLineTests.synthvm(["run", "--kernel", try GuestHarness.guestPath("hvcrash"),
+                                                  "--serial", "none", "--crash-report", path])
+        #expect(crash.status == 8, "\(crash.stderr)")
+        let json = try String(contentsOfFile: path, encoding: .utf8)
+        #expect(json.contains("\"message\": \"synthvm test bugcheck\""), "\(json)")
+        #expect(json.contains("\"parameters\": [\"0x11\", \"0x22\", \"0x33\""), "\(json)")
+        // No crash, no file.
+        try FileManager.default.removeItem(atPath: path)
+        let fine = try CommandLineTests.synthvm(["run", "--kernel", try GuestHarness.guestPath("hello"),
+                                                 "--serial", "none", "--crash-report", path])
+        #expect(fine.status == 0, "\(fine.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: path))
+        // A path that cannot be written: one line, and the guest's status still.
+        let bad = try CommandLineTests.synthvm(["run", "--kernel", try GuestHarness.guestPath("hvcrash"),
+                                                "--serial", "none", "--crash-report", "/nonexistent-dir/report.json"])
+        #expect(bad.status == 8)
+        #expect(bad.stderr.contains("synthvm: cannot write crash report /nonexistent-dir/report.json: No such file or directory"),
+                "\(bad.stderr)")
+    }
+}
