@@ -15,6 +15,10 @@ struct RunCommand: ParsableCommand {
             ELF32 or a.out-kludge image with a multiboot v1 header is entered in 32-bit protected mode \
             (see docs/boot-protocol.md). Without --kernel, the built-in default guest runs.
 
+            Each VM life runs in a process of its own, forked from this one, whose every thread is under \
+            a seccomp filter once the VM runs; this process waits, restarts it after a guest reset, passes \
+            SIGINT/SIGTERM on and ends as it ended (docs/monitor.md, "The VM process").
+
             Exit status: 0 when every vCPU halted with interrupts off; (v << 1) | 1 when the guest wrote \
             v to the exit device at port 0xf4; 2 triple fault; 4 guest crash (a report goes to stderr); \
             6 host failure while running; 64 bad input; 70 the VM could not be created; 124 --timeout elapsed; \
