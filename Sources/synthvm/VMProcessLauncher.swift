@@ -104,26 +104,22 @@ struct VMProcessLauncher {
             return
         }
         defer { close(fd) }
-        var done = 0
-        while done < bytes.count {
-            let n = bytes[done...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 {
-                printErr("synthvm: cannot write crash report \(path): \(String(cString: strerror(errno)))")
-                return
-            }
-            done += n
+        if !writeAll(bytes, fd: fd) {
+            printErr("synthvm: cannot write crash report \(path): \(String(cString: strerror(errno)))")
         }
     }
 }
 
-/// Writes all of `bytes` to `fd` (the VM process's end of the crash-report pipe).
-func writeAll(_ bytes: [UInt8], fd: Int32) {
+/// Writes all of `bytes` to `fd` (the crash-report pipe, the report file); false on an error
+/// (errno says which).
+@discardableResult
+func writeAll(_ bytes: [UInt8], fd: Int32) -> Bool {
     var done = 0
     while done < bytes.count {
         let n = bytes[done...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
         if n < 0 && errno == EINTR { continue }
-        if n <= 0 { return }
+        if n <= 0 { return false }
         done += n
     }
+    return true
 }
