@@ -36,40 +36,26 @@ struct ExitBenchmark {
         return Sample(pioNs: Double(t2 - t1) / Double(pio), msrNs: Double(t3 - t2) / Double(msr))
     }
 
-    /// The floor: KVM_RUN, switch on the exit, nothing else. Like SynthVM's vCPUs it runs on a
-    /// thread of its own, so thread placement is not part of the difference.
+    /// The floor: a `BareKVMLoop` that refuses the MSR (#GP, as SynthVM does for an unknown one)
+    /// and answers nothing else. Like SynthVM's vCPUs it runs on a thread of its own, so thread
+    /// placement is not part of the difference.
     func raw() throws -> Sample {
         try onOwnThread { try self.rawLoop() }
     }
 
     func rawLoop() throws -> Sample {
-        let vm = try VirtualMachine(config: try config())
-        let vcpu = vm.vcpus[0]
-        let run = vcpu.run
+        let loop = try BareKVMLoop(config: try config())
         var marks = [UInt64](repeating: 0, count: 4)
-        loop: while true {
-            let r = svm_ioctl_val(vcpu.fd.rawValue, svm_KVM_RUN, 0)
-            if r < 0 {
-                if r == -Int(EINTR) || r == -Int(EAGAIN) { continue }
-                throw BenchError("KVM_RUN failed: \(-r)")
-            }
-            switch run.pointee.exit_reason {
-            case UInt32(KVM_EXIT_IO):
-                let port = run.pointee.io.port
-                if port == 0x81 {
-                    let v = UnsafeMutableRawPointer(run).advanced(by: Int(run.pointee.io.data_offset)).load(as: UInt8.self)
-                    if v < 4 { marks[Int(v)] = nowNanoseconds() }
-                } else if port == 0xF4 {
-                    break loop
-                } else if run.pointee.io.direction == UInt8(KVM_EXIT_IO_IN) {
-                    // COM1 LSR polls by the guest's printf: say "transmitter empty".
-                    UnsafeMutableRawPointer(run).advanced(by: Int(run.pointee.io.data_offset)).storeBytes(of: 0x60, as: UInt8.self)
-                }
-            case UInt32(KVM_EXIT_X86_RDMSR), UInt32(KVM_EXIT_X86_WRMSR):
-                run.pointee.msr.error = 1
+        try loop.run { exit in
+            switch exit.reason {
+            case KVMExitReason.io:
+                if exit.port == PhaseClock.port, exit.byte < 4 { marks[Int(exit.byte)] = nowNanoseconds() }
+            case KVMExitReason.x86RDMSR, KVMExitReason.x86WRMSR:
+                exit.refuseMSR()
             default:
-                throw BenchError("raw loop: unexpected \(KVMExitReason.name(run.pointee.exit_reason))")
+                return .unexpected
             }
+            return .resume
         }
         guard marks[1] > 0, marks[2] > marks[1], marks[3] > marks[2] else { throw BenchError("raw loop: missing phase marks") }
         return Sample(pioNs: Double(marks[2] - marks[1]) / Double(pio), msrNs: Double(marks[3] - marks[2]) / Double(msr))

@@ -46,47 +46,32 @@ struct HyperVBenchmark {
     }
 
     func rawLoop() throws -> Sample {
-        let vm = try VirtualMachine(config: try config(raw: true))
-        let vcpu = vm.vcpus[0]
-        let run = vcpu.run
+        let loop = try BareKVMLoop(config: try config(raw: true))
         var marks = [UInt64](repeating: 0, count: 8)
-        var phase = 0
-        var pageExits = 0
-        loop: while true {
-            let r = svm_ioctl_val(vcpu.fd.rawValue, svm_KVM_RUN, 0)
-            if r < 0 {
-                if r == -Int(EINTR) || r == -Int(EAGAIN) { continue }
-                throw BenchError("KVM_RUN failed: \(-r)")
-            }
-            if phase == 6 { pageExits += 1 }
-            switch run.pointee.exit_reason {
-            case UInt32(KVM_EXIT_IO):
-                let data = UnsafeMutableRawPointer(run).advanced(by: Int(run.pointee.io.data_offset))
-                switch run.pointee.io.port {
-                case 0x81:
-                    let v = Int(data.load(as: UInt8.self))
-                    if v < 8 {
-                        marks[v] = nowNanoseconds()
-                        phase = v
-                    }
-                case 0xF4:
-                    break loop
-                default:
-                    if run.pointee.io.direction == UInt8(KVM_EXIT_IO_IN) { data.storeBytes(of: 0x60, as: UInt8.self) }
+        var exitsAtMark = [Int](repeating: 0, count: 8)
+        try loop.run { exit in
+            switch exit.reason {
+            case KVMExitReason.io:
+                // The hypercall stub's port write (0xE5) is answered by resuming: a bare exit.
+                if exit.port == PhaseClock.port, exit.byte < 8 {
+                    marks[Int(exit.byte)] = nowNanoseconds()
+                    exitsAtMark[Int(exit.byte)] = exit.number
                 }
-            case UInt32(KVM_EXIT_X86_RDMSR), UInt32(KVM_EXIT_X86_WRMSR):
-                run.pointee.msr.data = 0
-                run.pointee.msr.error = 0
+            case KVMExitReason.x86RDMSR, KVMExitReason.x86WRMSR:
+                exit.answerMSR(0)
             default:
-                throw BenchError("raw loop: unexpected \(KVMExitReason.name(run.pointee.exit_reason))")
+                return .unexpected
             }
+            return .resume
         }
         guard marks[4] > 0, marks[5] > marks[4], marks[6] > marks[5], marks[7] > marks[6] else {
             throw BenchError("raw loop: missing phase marks")
         }
+        // The exits from mark 6 to mark 7, the write of mark 7 itself not counted.
         return Sample(hypercallNs: Double(marks[5] - marks[4]) / Double(calls),
                       timeRefNs: Double(marks[6] - marks[5]) / Double(reads),
-                      tscPageNs: Double(marks[7] - marks[6]) / Double(reads), tscPageExits: pageExits - 1)
+                      tscPageNs: Double(marks[7] - marks[6]) / Double(reads),
+                      tscPageExits: exitsAtMark[7] - exitsAtMark[6] - 1)
     }
 
     func runAndPrint() throws {

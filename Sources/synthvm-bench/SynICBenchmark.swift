@@ -68,55 +68,40 @@ struct SynICBenchmark {
         var config = try MachineConfig.load(kernelPath: guest, commandLine: "n=\(n) raw=1 tsckhz=\(khz)", cpus: 1,
                                             memory: "64M", serial: "none", hyperv: "off")
         config.handleSignals = false
-        let vm = try VirtualMachine(config: config)
-        let vcpu = vm.vcpus[0]
-        let run = vcpu.run
+        let loop = try BareKVMLoop(config: config)
         var go: Int32 = -1
         var shared: UnsafeMutablePointer<UInt64>?
         let child = svm_bench_waker_start(&go, &shared)
         guard child > 0, let shared else { throw BenchError("waker: \(String(cString: strerror(-child)))") }
         defer { svm_bench_waker_stop(child, go, shared) }
         let before = svm_rdtsc()
-        guard let guestTSC = try vcpu.getMSRs([0x10]).first?.1 else { throw BenchError("no IA32_TSC") }
+        guard let guestTSC = try loop.vcpu.getMSRs([0x10]).first?.1 else { throw BenchError("no IA32_TSC") }
         let offset = guestTSC &- (before / 2 &+ svm_rdtsc() / 2)
         var one: UInt64 = 1
         var sumGuest: UInt64 = 0, sumHost: UInt64 = 0, count: UInt64 = 0
-        loop: while true {
-            let r = svm_ioctl_val(vcpu.fd.rawValue, svm_KVM_RUN, 0)
-            if r < 0 {
-                if r == -Int(EINTR) || r == -Int(EAGAIN) { continue }
-                throw BenchError("KVM_RUN failed: \(-r)")
-            }
-            switch run.pointee.exit_reason {
-            case UInt32(KVM_EXIT_IO):
-                switch run.pointee.io.port {
-                case 0xE5:
-                    // Wake the sleeper, and let it take its TSC before the guest runs on, so that
-                    // no two wake-ups merge (the guest's interval is already over by then).
-                    let before = svm_load_acquire_u64(shared + 1)
-                    _ = Glibc.write(go, &one, 8)
-                    let deadline = nowNanoseconds() + 100_000_000
-                    while svm_load_acquire_u64(shared + 1) == before && nowNanoseconds() < deadline { sched_yield() }
-                    if svm_load_acquire_u64(shared + 1) != before {
-                        let t0 = try vm.memory.read(count: 8, at: Self.mailbox + 16)
-                        sumGuest &+= (0..<8).reduce(UInt64(0)) { $0 | UInt64(t0[$1]) << (8 * UInt64($1)) }
-                        sumHost &+= shared[2]
-                        count += 1
-                    }
-                case 0xF4: break loop
-                default:
-                    if run.pointee.io.direction == UInt8(KVM_EXIT_IO_IN) {
-                        UnsafeMutableRawPointer(run).advanced(by: Int(run.pointee.io.data_offset)).storeBytes(of: 0x60, as: UInt8.self)
-                    }
+        try loop.run { exit in
+            switch exit.reason {
+            case KVMExitReason.io where exit.port == 0xE5:
+                // Wake the sleeper, and let it take its TSC before the guest runs on, so that
+                // no two wake-ups merge (the guest's interval is already over by then).
+                let before = svm_load_acquire_u64(shared + 1)
+                _ = Glibc.write(go, &one, 8)
+                let deadline = nowNanoseconds() + 100_000_000
+                while svm_load_acquire_u64(shared + 1) == before && nowNanoseconds() < deadline { sched_yield() }
+                if svm_load_acquire_u64(shared + 1) != before {
+                    let t0 = try loop.vm.memory.read(count: 8, at: Self.mailbox + 16)
+                    sumGuest &+= (0..<8).reduce(UInt64(0)) { $0 | UInt64(t0[$1]) << (8 * UInt64($1)) }
+                    sumHost &+= shared[2]
+                    count += 1
                 }
-            case UInt32(KVM_EXIT_X86_RDMSR), UInt32(KVM_EXIT_X86_WRMSR):
-                run.pointee.msr.data = 0
-                run.pointee.msr.error = 0
-            case UInt32(KVM_EXIT_MMIO):
+            case KVMExitReason.io, KVMExitReason.mmio:
                 break
+            case KVMExitReason.x86RDMSR, KVMExitReason.x86WRMSR:
+                exit.answerMSR(0)
             default:
-                throw BenchError("raw loop: unexpected \(KVMExitReason.name(run.pointee.exit_reason))")
+                return .unexpected
             }
+            return .resume
         }
         guard count > UInt64(n) / 2 else { throw BenchError("raw waker counted \(count) wake-ups for \(n) calls") }
         let ticks = Double(Int64(bitPattern: sumHost &- (sumGuest &- offset &* count))) / Double(count)
