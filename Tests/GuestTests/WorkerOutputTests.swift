@@ -102,6 +102,38 @@ struct WorkerOutputTests {
         #expect(text == "synthvm: worker synic-router (pid \(pid)): written through the monitor\n", "log:\n\(text)")
     }
 
+    @Test("a worker that floods gets its budget's worth relayed; the rest is dropped and counted in a monitor line")
+    func flood() throws {
+        let err = try JailTests.StderrPipe()
+        defer { close(err.read) }
+        // 40 KiB in one write (a command-line argument holds at most 128 KiB): over the 16 KiB burst.
+        let line = Array(repeating: UInt8(ascii: "A"), count: 99) + [0x0a]
+        let flood = Array([[UInt8]](repeating: line, count: 400).joined())
+        var c = try WorkerTests.config("hello")
+        c.workerStandardError = err.write
+        c.workerArguments = ["--test-print", WorkerCommandLine.hex(flood)]
+        let pid: pid_t
+        let outcome: RunOutcome
+        do {
+            defer { close(err.write) }
+            let vm = try VirtualMachine(config: c)
+            pid = try #require(vm.workerLinks.first).process.pid
+            outcome = vm.run()
+        }
+        #expect(outcome.exitStatus == 0)
+        let lines = Self.lines(err.drain()).filter { !$0.isEmpty }
+        let p = "synthvm: worker synic-router (pid \(pid))"
+        let notices = lines.filter { $0.hasPrefix("\(p) exceeded its output budget (4096 bytes/s): ") }
+        let relayed = lines.filter { $0.hasPrefix("\(p): ") }
+        #expect(!notices.isEmpty && notices.count + relayed.count == lines.count, "\(lines.filter { !$0.hasPrefix(p) })")
+        #expect(relayed.count < 400, "\(relayed.count) lines relayed")
+        // Every byte is either relayed (an "A", or the LF that ended a whole line) or counted.
+        let dropped = notices.compactMap { Int($0.split(separator: " ").dropLast(4).last ?? "") }.reduce(0, +)
+        let written = relayed.map { $0.dropFirst(p.count + 2).filter { $0 == "A" }.count }.reduce(0, +)
+        let ended = relayed.filter { !$0.hasSuffix(WorkerLogRelay.cutMarker) }.count
+        #expect(written + ended + dropped == flood.count, "\(written) + \(ended) + \(dropped)")
+    }
+
     @Test("a worker's stdout and stderr are one pipe, not the monitor's stdio")
     func stdoutAndStderrArePiped() throws {
         let vm = try VirtualMachine(config: try WorkerTests.config("hello"))
