@@ -326,7 +326,12 @@ int svm_spawn_worker(const char *path, char *const argv[], const int *fds, int n
     }
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
-    if (err_high >= 0) posix_spawn_file_actions_adddup2(&fa, err_high, 2);
+    // The output pipe (the monitor relays it: Supervisor) as stdout and stderr both, so nothing
+    // a worker prints reaches the monitor's terminal or log unprefixed.
+    if (err_high >= 0) {
+        posix_spawn_file_actions_adddup2(&fa, err_high, 1);
+        posix_spawn_file_actions_adddup2(&fa, err_high, 2);
+    }
     for (int i = 0; i < nfds; i++) posix_spawn_file_actions_adddup2(&fa, high[i], 3 + i);
     posix_spawn_file_actions_addclosefrom_np(&fa, 3 + nfds);
     extern char **environ;
@@ -339,6 +344,10 @@ int svm_spawn_worker(const char *path, char *const argv[], const int *fds, int n
     for (int i = 0; i < nfds; i++) close(high[i]);
     if (err_high >= 0) close(err_high);
     return -r;
+}
+
+int svm_pipe_cloexec(int fds[2]) {
+    return pipe2(fds, O_CLOEXEC) < 0 ? -errno : 0;
 }
 
 int svm_install_seccomp_filter(const void *instructions, unsigned count) {

@@ -106,7 +106,8 @@ static void __attribute__((noreturn)) jail_child(const char *path, char *const a
 
     // The handed fds onto 3, 4, ...; everything else close-on-exec (the pipes included: the
     // result pipe closing is how the monitor learns the exec worked).
-    if (err_high >= 0 && dup2(err_high, 2) < 0) { report.step = STEP_FDS; goto fail; }
+    // The output pipe as stdout and stderr (svm_spawn_worker says why).
+    if (err_high >= 0 && (dup2(err_high, 1) < 0 || dup2(err_high, 2) < 0)) { report.step = STEP_FDS; goto fail; }
     for (int i = 0; i < nfds; i++) {
         if (dup2(high[i], 3 + i) < 0) { report.step = STEP_FDS; goto fail; }
     }

@@ -3,10 +3,17 @@ import Glibc
 import Sandbox
 import Synchronization
 
-/// Watches the worker processes through their pidfds on one thread, logs how each one ended
-/// (exit status, or the signal that killed it — SIGSYS names a seccomp kill), and tells the
-/// VM. Restarting a worker comes later; the handshake already lets a new worker attach to
-/// existing shared state.
+/// Watches the worker processes through their pidfds on one thread, relays what they print,
+/// logs how each one ended (exit status, or the signal that killed it — SIGSYS names a seccomp
+/// kill), and tells the VM. Restarting a worker comes later; the handshake already lets a new
+/// worker attach to existing shared state.
+///
+/// A worker's stdout and stderr are a pipe whose read end only this class holds: the same
+/// thread reads it and writes each line, prefixed and escaped (`WorkerLogRelay`), to the
+/// monitor's stderr (or the spawn's `standardError`). So a worker cannot forge the monitor's
+/// lines or drive the operator's terminal, a worker without a writable file (a jailed one has
+/// RLIMIT_FSIZE 0) still gets its lines out when the monitor logs to a file, and a dead worker's
+/// last lines are relayed before the line that says how it died (docs/security.md).
 public final class Supervisor: @unchecked Sendable {
     public struct Status: Sendable, Equatable {
         public var name: String
@@ -15,7 +22,31 @@ public final class Supervisor: @unchecked Sendable {
         public var exit: WorkerExit?
     }
 
-    private let workers = Mutex<[WorkerProcess]>([])
+    /// A worker and its output relay. `output` and `relay` belong to the watching thread (and,
+    /// once it has been joined, to `stop`).
+    private final class Watched: @unchecked Sendable {
+        let process: WorkerProcess
+        /// Where its relayed lines and the monitor's lines about it go.
+        let destination: Int32
+        /// The read end of its output pipe (non-blocking, close-on-exec); -1 once closed.
+        var output: Int32
+        var relay: WorkerLogRelay
+
+        init(process: WorkerProcess, destination: Int32, output: Int32) {
+            self.process = process
+            self.destination = destination
+            self.output = output
+            relay = WorkerLogRelay(name: process.name, pid: process.pid)
+        }
+    }
+
+    /// A dead worker's pipe is read until end of file, but at most this many reads (a worker
+    /// cannot make the monitor read forever through a descendant holding the write end).
+    static let drainReads = 64
+    /// Bytes per read of a worker's pipe.
+    static let readSize = 16384
+
+    private let workers = Mutex<[Watched]>([])
     private let statuses = Mutex<[Status]>([])
     private let wakeFD: Int32
     private var thread: HostThread?
@@ -41,13 +72,34 @@ public final class Supervisor: @unchecked Sendable {
         close(wakeFD)
     }
 
-    /// Spawns a worker (jailed as `jail`, or unjailed if nil: `WorkerProcess`) and starts watching it.
+    /// Spawns a worker (jailed as `jail`, or unjailed if nil: `WorkerProcess`) and starts watching
+    /// it. Its stdout and stderr are a pipe the supervisor relays to `standardError` (tests), or
+    /// to the monitor's stderr if nil.
     @discardableResult
     public func spawn(name: String, executable: String? = nil, arguments: [String] = [],
                       fds: [Int32], standardError: Int32? = nil, jail: JailIDs? = nil) throws(MonitorError) -> WorkerProcess {
-        let w = try WorkerProcess(name: name, executable: executable ?? WorkerProcess.executablePath(for: name),
-                                  arguments: arguments, fds: fds, standardError: standardError, jail: jail)
-        workers.withLock { $0.append(w) }
+        var pipe: [Int32] = [-1, -1]
+        let r = svm_pipe_cloexec(&pipe)
+        if r < 0 { throw .config("worker \(name): output pipe: \(String(cString: strerror(-r)))") }
+        // Our end never blocks the thread that relays every worker: it waits in poll only.
+        if fcntl(pipe[0], F_SETFL, O_NONBLOCK) < 0 {
+            let e = errno
+            close(pipe[0])
+            close(pipe[1])
+            throw .config("worker \(name): output pipe: \(String(cString: strerror(e)))")
+        }
+        let w: WorkerProcess
+        do {
+            w = try WorkerProcess(name: name, executable: executable ?? WorkerProcess.executablePath(for: name),
+                                  arguments: arguments, fds: fds, standardError: pipe[1], jail: jail)
+        } catch {
+            close(pipe[0])
+            close(pipe[1])
+            throw error
+        }
+        // Only the worker holds the write end now: its death (or closing it) is our end of file.
+        close(pipe[1])
+        workers.withLock { $0.append(Watched(process: w, destination: standardError ?? 2, output: pipe[0])) }
         statuses.withLock { $0.append(Status(name: name, pid: w.pid, exit: nil)) }
         wake()
         if thread == nil {
@@ -62,22 +114,48 @@ public final class Supervisor: @unchecked Sendable {
 
     public var status: [Status] { statuses.withLock { $0 } }
 
+    /// Waits (at most `timeoutMs`) until the supervisor has reaped `process` and relayed the rest
+    /// of its output: then an error about it can be reported after the worker's own last words.
+    @discardableResult
+    public func awaitExit(of process: WorkerProcess, timeoutMs: Int = 2000) -> WorkerExit? {
+        for _ in 0...max(0, timeoutMs) {
+            if let e = exit(of: process.pid) { return e }
+            var ts = timespec(tv_sec: 0, tv_nsec: 1_000_000)
+            nanosleep(&ts, nil)
+        }
+        return exit(of: process.pid)
+    }
+
     /// The VM is stopping and has closed the workers' control sockets.
     public func expectExits() { leaving.store(true, ordering: .releasing) }
 
-    /// Kills every worker still running, reaps them and stops watching.
+    /// Kills every worker still running, reaps them, relays what they left in their pipes and
+    /// stops watching.
     public func stop() {
         guard !stopping.exchange(true, ordering: .acquiringAndReleasing) else { return }
         wake()
         thread?.join()
         thread = nil
-        for w in workers.withLock({ $0 }) where statuses.withLock({ s in s.first { $0.pid == w.pid }?.exit == nil }) {
-            w.signal(SIGKILL)
-            let e = w.reap()
-            statuses.withLock { s in
-                if let i = s.firstIndex(where: { $0.pid == w.pid }) { s[i].exit = e }
+        for w in workers.withLock({ $0 }) {
+            if exit(of: w.process.pid) == nil {
+                // One that died on its own before the thread saw it is still reported (after
+                // its output); the ones killed here are not.
+                var p = pollfd(fd: w.process.pidfd, events: Int16(POLLIN), revents: 0)
+                let died = poll(&p, 1, 0) == 1
+                w.process.signal(SIGKILL)
+                let e = w.process.reap()
+                drain(w)
+                if died, let e { report(w, e) }
+                statuses.withLock { s in
+                    if let i = s.firstIndex(where: { $0.pid == w.process.pid }) { s[i].exit = e }
+                }
             }
+            drain(w)
         }
+    }
+
+    private func exit(of pid: pid_t) -> WorkerExit? {
+        statuses.withLock { s in s.first { $0.pid == pid }?.exit }
     }
 
     private func wake() {
@@ -86,31 +164,101 @@ public final class Supervisor: @unchecked Sendable {
     }
 
     private func watch() {
+        var buffer = [UInt8](repeating: 0, count: Self.readSize)
         while !stopping.load(ordering: .acquiring) {
-            let live = workers.withLock { ws in
-                ws.filter { w in statuses.withLock { s in s.first { $0.pid == w.pid }?.exit == nil } }
-            }
+            let all = workers.withLock { $0 }
+            let live = all.filter { exit(of: $0.process.pid) == nil }
+            let reading = all.filter { $0.output >= 0 }
             var fds = [pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0)]
-            fds += live.map { pollfd(fd: $0.pidfd, events: Int16(POLLIN), revents: 0) }
-            let n = poll(&fds, nfds_t(fds.count), -1)
+            fds += live.map { pollfd(fd: $0.process.pidfd, events: Int16(POLLIN), revents: 0) }
+            fds += reading.map { pollfd(fd: $0.output, events: Int16(POLLIN), revents: 0) }
+            // A relay that is dropping a flood has a drop notice due once its budget refills.
+            var timeout: Int32 = -1
+            if let due = reading.compactMap({ $0.relay.nextDeadline() }).min() {
+                let now = Self.now()
+                timeout = due <= now ? 0 : Int32(min((due - now + 999_999) / 1_000_000, 60_000))
+            }
+            let n = poll(&fds, nfds_t(fds.count), timeout)
             if n < 0 && errno != EINTR { return }
             if fds[0].revents != 0 {
                 var v: UInt64 = 0
                 _ = Glibc.read(wakeFD, &v, 8)
             }
+            // Output first: a worker that wrote and died has its lines relayed before its death.
+            let now = Self.now()
+            for (i, w) in reading.enumerated() {
+                if fds[1 + live.count + i].revents != 0 { _ = relayOnce(w, buffer: &buffer, now: now) }
+                if w.output >= 0 { write(w.relay.tick(now: now), to: w.destination) }
+            }
             for (i, w) in live.enumerated() where fds[i + 1].revents != 0 {
-                guard let e = w.reap() else { continue }
+                guard let e = w.process.reap() else { continue }
+                drain(w)
                 let st = statuses.withLock { s -> Status? in
-                    guard let j = s.firstIndex(where: { $0.pid == w.pid }) else { return nil }
+                    guard let j = s.firstIndex(where: { $0.pid == w.process.pid }) else { return nil }
                     s[j].exit = e
                     return s[j]
                 }
-                if !(leaving.load(ordering: .acquiring) && e == .exited(status: 0)) {
-                    let line = "synthvm: worker \(w.name) (pid \(w.pid)) \(e)\n"
-                    _ = line.withCString { Glibc.write(2, $0, strlen($0)) }
-                }
+                report(w, e)
                 if let st { onExit(st) }
             }
         }
+    }
+
+    /// How a worker ended, after its last output (a clean exit once the VM has told it to leave
+    /// is not news).
+    private func report(_ w: Watched, _ e: WorkerExit) {
+        guard !(leaving.load(ordering: .acquiring) && e == .exited(status: 0)) else { return }
+        write(["synthvm: worker \(w.process.name) (pid \(w.process.pid)) \(e)\n"], to: w.destination)
+    }
+
+    /// One read of a worker's pipe, relayed. False once there is nothing more to read now (would
+    /// block, or end of file: the pipe is then closed and the relay's partial line flushed).
+    private func relayOnce(_ w: Watched, buffer: inout [UInt8], now: UInt64) -> Bool {
+        guard w.output >= 0 else { return false }
+        let n = buffer.withUnsafeMutableBytes { Glibc.read(w.output, $0.baseAddress, $0.count) }
+        if n > 0 {
+            write(w.relay.feed(buffer[0..<n], now: now), to: w.destination)
+            return true
+        }
+        if n < 0 {
+            let e = errno
+            if e == EINTR { return true }
+            if e == EAGAIN { return false }
+        }
+        write(w.relay.finish(), to: w.destination)
+        close(w.output)
+        w.output = -1
+        return false
+    }
+
+    /// What a dead worker left in its pipe: read (boundedly) and relayed, then the pipe closed.
+    private func drain(_ w: Watched) {
+        guard w.output >= 0 else { return }
+        var buffer = [UInt8](repeating: 0, count: Self.readSize)
+        for _ in 0..<Self.drainReads where relayOnce(w, buffer: &buffer, now: Self.now()) {}
+        guard w.output >= 0 else { return }
+        write(w.relay.finish(), to: w.destination)
+        close(w.output)
+        w.output = -1
+    }
+
+    /// Writes the lines in one go (a short write is continued; a failing destination loses them:
+    /// there is nowhere else to say so).
+    private func write(_ lines: [String], to fd: Int32) {
+        guard !lines.isEmpty else { return }
+        let bytes = Array(lines.joined().utf8)
+        var done = 0
+        while done < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + done, $0.count - done) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return }
+            done += n
+        }
+    }
+
+    static func now() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
 }

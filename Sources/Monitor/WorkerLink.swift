@@ -45,7 +45,8 @@ public final class WorkerLink: @unchecked Sendable {
     /// Spawns worker `name` under `supervisor` and runs the handshake (bounded by `timeoutMs`
     /// per step). `filter` is the compiled seccomp program the worker must install before it
     /// says "attached" (`PolicyCompiler`); `jail` how it is jailed (nil: `--no-jail`, said
-    /// loudly); `arguments` and `standardError` are for tests.
+    /// loudly); `arguments` and `standardError` (where the supervisor relays the worker's output
+    /// and says how it ended, instead of the monitor's stderr) are for tests.
     /// Throws, with the worker killed, if it does not answer as expected or is not jailed.
     public init(supervisor: Supervisor, name: String, kind: WorkerKind, regions: [Region],
                 setup: [SetupMessage] = [],
@@ -56,14 +57,18 @@ public final class WorkerLink: @unchecked Sendable {
         do { try jail?.validate() } catch { throw .config("worker \(name): \(error)") }
         let ids = jail?.ids(monitorUID: geteuid(), monitorGID: getegid())
         let limits = jail?.limits(regionBytes: regions.reduce(0) { $0 &+ $1.size })
-        let ours: OwnedFileDescriptor, theirs: OwnedFileDescriptor
+        let ours: OwnedFileDescriptor
+        var theirs: OwnedFileDescriptor?
         do {
             (ours, theirs) = try FDPassing.socketPair()
             // The kernel names the hello's sender (its pid as we see it), before the worker exists.
             try PeerCredentials.pass(true, on: ours.rawValue)
         } catch { throw .config("worker \(name): \(error)") }
         process = try supervisor.spawn(name: name, arguments: WorkerCommandLine.jailArguments(limits) + arguments,
-                                       fds: [theirs.rawValue], standardError: standardError, jail: ids)
+                                       fds: [theirs?.rawValue ?? -1], standardError: standardError, jail: ids)
+        // Only the worker holds its end now (not left to ARC, which keeps it to the end of this
+        // scope in a debug build): a worker that dies before its hello is end of file at once.
+        theirs = nil
         if ids == nil { WorkerJail.warnUnjailed(name: name, pid: process.pid, standardError: standardError) }
         do {
             let (hello, sender) = try Self.receiveFirstHello(ours.rawValue, name: name, timeoutMs: timeoutMs)
@@ -88,13 +93,21 @@ public final class WorkerLink: @unchecked Sendable {
             }
             try WorkerJail.verifyFiltered(pid: process.pid, name: name)
         } catch let e as MonitorError {
-            process.signal(SIGKILL)
+            Self.abandon(process, supervisor: supervisor)
             throw e
         } catch {
-            process.signal(SIGKILL)
+            Self.abandon(process, supervisor: supervisor)
             throw .config("worker \(name) handshake failed: \(error)")
         }
         control = ours
+    }
+
+    /// Kills a worker that failed its handshake and waits until the supervisor has relayed its
+    /// last output (why it could not start or enter its jail), so those lines come before the
+    /// error that says it did not answer.
+    static func abandon(_ process: WorkerProcess, supervisor: Supervisor) {
+        process.signal(SIGKILL)
+        supervisor.awaitExit(of: process)
     }
 
     /// The first hello, with its sender as the kernel names it (SO_PASSCRED is on until then):
@@ -105,7 +118,7 @@ public final class WorkerLink: @unchecked Sendable {
         let m: (payload: [UInt8], sender: PeerCredentials)
         do { m = try PeerCredentials.receive(from: fd, maxPayload: 4096) } catch .peerClosed {
             throw MonitorError.config("worker \(name) exited before its hello: it could not start or enter its jail "
-                + "(its stderr says why)")
+                + "(its output, relayed above, says why)")
         }
         try PeerCredentials.pass(false, on: fd)
         return (try WorkerHello.decode(m.payload), m.sender)

@@ -43,7 +43,8 @@ public final class WorkerProcess: @unchecked Sendable {
     public let pidfd: Int32
 
     /// Spawns `executable` with the given fds as 3, 4, ... (every other fd is closed in the child).
-    /// `standardError`, if given, becomes the worker's fd 2 instead of the monitor's stderr.
+    /// `standardError`, if given, becomes the worker's fd 1 and fd 2 (the supervisor passes the
+    /// write end of the output pipe it relays); nil leaves it the monitor's stdout and stderr.
     /// `jail`: clone it into new namespaces as those ids (`svm_spawn_worker_jailed`); nil spawns
     /// it in the monitor's namespaces as the monitor's user (`--no-jail`).
     public init(name: String, executable: String, arguments: [String] = [], fds: [Int32],

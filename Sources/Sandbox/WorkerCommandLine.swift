@@ -7,6 +7,9 @@
 //   --test-crash-after-ms N          tests: once attached, crash by a real fault (SIGSEGV) after
 //                                    N ms (a jailed worker is pid 1 of its PID namespace, which
 //                                    ignores a SIGSEGV sent from outside)
+//   --test-print HEX                 tests: once attached, write these bytes (hex, two digits each)
+//                                    to stderr as they are: forged monitor lines, escapes, no
+//                                    final newline (the monitor's relay must neutralise them)
 //   --test-jail-probes PID:PORT:NAME tests: right after entering the jail, before the filter, try
 //                                    to reach the host (JailProbes) and report on stderr
 //   --bench-wake-mailbox 0xGPA       synthvm-bench: the SynIC router records its wake-up times in
@@ -17,6 +20,7 @@ public struct WorkerCommandLine: Sendable, Equatable {
     public var jail: JailLimits?
     public var testForbiddenSyscall = false
     public var testCrashAfterMilliseconds: UInt32?
+    public var testPrint: [UInt8]?
     public var jailProbes: JailProbes.Targets?
     public var benchWakeMailbox: UInt64?
 
@@ -28,6 +32,7 @@ public struct WorkerCommandLine: Sendable, Equatable {
         var jail: JailLimits?? = nil
         var forbidden = false
         var crash: UInt32?
+        var print: [UInt8]?
         var probes: JailProbes.Targets?
         var mailbox: UInt64?
         var rest = arguments[...]
@@ -48,6 +53,12 @@ public struct WorkerCommandLine: Sendable, Equatable {
                 guard crash == nil else { throw JailError("\(a) given twice") }
                 guard let v = rest.popFirst(), let ms = UInt32(v) else { throw JailError("\(a) needs a number of milliseconds") }
                 crash = ms
+            case "--test-print":
+                guard print == nil else { throw JailError("\(a) given twice") }
+                guard let v = rest.popFirst(), let bytes = Self.hexBytes(v) else {
+                    throw JailError("\(a) needs hexadecimal bytes (two digits each)")
+                }
+                print = bytes
             case "--test-jail-probes":
                 guard probes == nil else { throw JailError("\(a) given twice") }
                 guard let v = rest.popFirst() else { throw JailError("\(a) needs a value") }
@@ -67,9 +78,31 @@ public struct WorkerCommandLine: Sendable, Equatable {
         var c = WorkerCommandLine(jail: choice)
         c.testForbiddenSyscall = forbidden
         c.testCrashAfterMilliseconds = crash
+        c.testPrint = print
         c.jailProbes = probes
         c.benchWakeMailbox = mailbox
         return c
+    }
+
+    /// "48690a" -> [0x48, 0x69, 0x0a]; nil unless an even number of hex digits.
+    public static func hexBytes(_ text: String) -> [UInt8]? {
+        let digits = Array(text.utf8)
+        // Hex digits only (Int parsing would also take a sign).
+        let hexDigits = Set("0123456789abcdefABCDEF".utf8)
+        guard digits.count % 2 == 0, digits.allSatisfy(hexDigits.contains) else { return nil }
+        var out: [UInt8] = []
+        out.reserveCapacity(digits.count / 2)
+        for i in stride(from: 0, to: digits.count, by: 2) {
+            guard let b = UInt8(String(decoding: digits[i..<(i + 2)], as: UTF8.self), radix: 16) else { return nil }
+            out.append(b)
+        }
+        return out
+    }
+
+    /// The inverse of `hexBytes` (the monitor's side, tests).
+    public static func hex<C: Collection>(_ bytes: C) -> String where C.Element == UInt8 {
+        let digits = Array("0123456789abcdef".utf8)
+        return String(decoding: bytes.flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 15)]] }, as: UTF8.self)
     }
 
     /// The jail choice as arguments (the monitor's side).

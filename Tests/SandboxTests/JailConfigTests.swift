@@ -85,6 +85,12 @@ private func commandLineError(_ args: [String]) -> String? {
         #expect(free.jail == nil && free.testForbiddenSyscall && free.testCrashAfterMilliseconds == 250)
         let probed = try WorkerCommandLine.parse(["--test-jail-probes", "42:8080:name:with:colons", "--jail", "nofile=4,nproc=1"])
         #expect(probed.jailProbes == JailProbes.Targets(monitorPID: 42, tcpPort: 8080, unixName: "name:with:colons"))
+        #expect(jailed.testPrint == nil)
+        let printing = try WorkerCommandLine.parse(["--no-jail", "--test-print", "1b5B0a00ff"])
+        #expect(printing.testPrint == [0x1b, 0x5b, 0x0a, 0x00, 0xff])
+        #expect(try WorkerCommandLine.parse(["--no-jail", "--test-print", ""]).testPrint == [])
+        let bytes: [UInt8] = Array(0...255)
+        #expect(WorkerCommandLine.hexBytes(WorkerCommandLine.hex(bytes)) == bytes)
         let limits = JailLimits(openFiles: 9, processes: 3, addressSpace: 77)
         #expect(try WorkerCommandLine.parse(WorkerCommandLine.jailArguments(limits)).jail == limits)
         #expect(try WorkerCommandLine.parse(WorkerCommandLine.jailArguments(nil)).jail == nil)
@@ -98,6 +104,9 @@ private func commandLineError(_ args: [String]) -> String? {
         (["--no-jail", "--test-crash-after-ms", "-1"], "milliseconds"),
         (["--no-jail", "--test-forbidden-syscall", "--test-forbidden-syscall"], "given twice"),
         (["--no-jail", "--test-jail-probes", "1:2:x"], "--test-jail-probes needs --jail"),
+        (["--no-jail", "--test-print"], "hexadecimal bytes"), (["--no-jail", "--test-print", "abc"], "hexadecimal bytes"),
+        (["--no-jail", "--test-print", "+1"], "hexadecimal bytes"), (["--no-jail", "--test-print", "0g"], "hexadecimal bytes"),
+        (["--no-jail", "--test-print", "00", "--test-print", "00"], "given twice"),
         (["--jail", "nofile=4,nproc=1", "--test-jail-probes", "1:2"], "expected PID:PORT:NAME"),
         (["--jail", "nofile=4,nproc=1", "--test-jail-probes", "0:2:x"], "expected PID:PORT:NAME"),
         (["--jail", "nofile=4,nproc=1", "--test-jail-probes", "1:0:x"], "expected PID:PORT:NAME"),

@@ -19,7 +19,8 @@
 // unless the operator said `--no-jail`. Test-only arguments (the supervisor sets argv, the guest
 // cannot): `--test-forbidden-syscall` makes the worker call socket(AF_INET, SOCK_STREAM, 0) right
 // after attaching; `--test-crash-after-ms N` crashes it (SIGSEGV) N ms after attaching;
-// `--test-jail-probes` reports what the jail alone lets it reach; `--bench-wake-mailbox 0xGPA`
+// `--test-print HEX` writes those bytes to stderr right after attaching (forged monitor lines and
+// terminal escapes, for the monitor's output relay); `--test-jail-probes` reports what the jail alone lets it reach; `--bench-wake-mailbox 0xGPA`
 // (synthvm-bench) records wake-up times in guest RAM.
 import CSynthVM
 import Glibc
@@ -188,6 +189,7 @@ func run() throws {
     if installed < 0 { fail("cannot install the seccomp filter: \(String(cString: strerror(-installed)))") }
     if installed > 0 { fail("cannot install the seccomp filter on thread \(installed) (TSYNC)") }
     try FDPassing.send(hello.encoded(), over: controlFD)
+    if let bytes = options.testPrint { _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) } }
     if testForbiddenSyscall { _ = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0) }
     if let ms = options.testCrashAfterMilliseconds { svm_test_crash_after(ms) }
 

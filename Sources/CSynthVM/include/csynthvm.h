@@ -131,10 +131,15 @@ int svm_stop_signalfd(void);
 int svm_read_signalfd(int fd);
 
 // Worker processes. Spawns `path` with argv, handing it exactly `fds` as fds 3, 4, ...
-// (stdin/stdout are inherited, stderr too unless `stderr_fd` >= 0, which becomes its fd 2; every
-// other fd is closed in the child). Returns 0 and the pid, or -errno.
+// (stdin is inherited; `stderr_fd` >= 0 becomes its fd 1 and fd 2, the write end of the pipe the
+// supervisor relays; < 0 inherits stdout and stderr; every other fd is closed in the child).
+// Returns 0 and the pid, or -errno.
 int svm_spawn_worker(const char *path, char *const argv[], const int *fds, int nfds, int stderr_fd,
                      pid_t *pid);
+// pipe2(O_CLOEXEC) (glibc declares pipe2 only under _GNU_SOURCE): 0 or -errno. A worker's output
+// pipe: both ends close-on-exec, so neither leaks into another child; the spawn dup2()s the
+// write end onto the worker's 1 and 2.
+int svm_pipe_cloexec(int fds[2]);
 // Reaps the process behind a pidfd that has become readable: *code is CLD_EXITED, CLD_KILLED or
 // CLD_DUMPED, *status the exit status or signal. Returns 0, or -errno.
 int svm_pidfd_reap(int pidfd, int *code, int *status);

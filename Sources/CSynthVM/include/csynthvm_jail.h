@@ -21,7 +21,7 @@ struct svm_jail_ids {
     int deny_setgroups;
 };
 
-// Spawns `path` like svm_spawn_worker (exactly `fds` as 3, 4, ...; `stderr_fd` >= 0 becomes fd 2;
+// Spawns `path` like svm_spawn_worker (exactly `fds` as 3, 4, ...; `stderr_fd` >= 0 becomes fd 1 and 2;
 // the same two-variable environment), but with clone() into new user, PID, mount, network, IPC
 // and UTS namespaces. The parent writes the child's uid_map/gid_map (one line each: uid -> host
 // uid), then releases it through a pipe; the child drops its supplementary groups, becomes
