@@ -332,6 +332,8 @@ int svm_spawn_worker(const char *path, char *const argv[], const int *fds, int n
         posix_spawn_file_actions_adddup2(&fa, err_high, 1);
         posix_spawn_file_actions_adddup2(&fa, err_high, 2);
     }
+    // stdin is /dev/null: the console's input is the guest's, never a worker's.
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     for (int i = 0; i < nfds; i++) posix_spawn_file_actions_adddup2(&fa, high[i], 3 + i);
     posix_spawn_file_actions_addclosefrom_np(&fa, 3 + nfds);
     extern char **environ;

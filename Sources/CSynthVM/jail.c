@@ -56,7 +56,7 @@ static const int jail_ambient_caps[] = { CAP_SYS_ADMIN, CAP_SETPCAP, CAP_SYS_RES
 // Runs in the child of a fork-like clone() of a multi-threaded process: raw syscalls only (no
 // malloc, no locks, no stdio) until execve.
 static void __attribute__((noreturn)) jail_child(const char *path, char *const argv[], char *const envp[],
-                                                 const int *high, int nfds, int err_high,
+                                                 const int *high, int nfds, int err_high, int null_high,
                                                  const struct svm_jail_ids *ids, int release_fd, int result_fd) {
     struct jail_child_report report = { 0, 0 };
     // Signal dispositions and mask are the monitor's; a worker starts from the defaults.
@@ -108,6 +108,9 @@ static void __attribute__((noreturn)) jail_child(const char *path, char *const a
     // result pipe closing is how the monitor learns the exec worked).
     // The output pipe as stdout and stderr (svm_spawn_worker says why).
     if (err_high >= 0 && (dup2(err_high, 1) < 0 || dup2(err_high, 2) < 0)) { report.step = STEP_FDS; goto fail; }
+    // stdin is /dev/null (opened by the monitor: the jail has no /dev): the console's input is
+    // the guest's, never a worker's.
+    if (dup2(null_high, 0) < 0) { report.step = STEP_FDS; goto fail; }
     for (int i = 0; i < nfds; i++) {
         if (dup2(high[i], 3 + i) < 0) { report.step = STEP_FDS; goto fail; }
     }
@@ -165,7 +168,7 @@ int svm_spawn_worker_jailed(const char *path, char *const argv[], const int *fds
     // Every fd the child uses is moved above the numbers it hands out (3 .. 3+nfds-1), so no
     // dup2 onto a target can clobber a source still needed.
     const int floor = 3 + nfds + 64;
-    int high[64], err_high = -1, release[2] = { -1, -1 }, result[2] = { -1, -1 };
+    int high[64], err_high = -1, null_high = -1, release[2] = { -1, -1 }, result[2] = { -1, -1 };
     int made = 0, r = 0;
     for (; made < nfds; made++) {
         high[made] = fcntl(fds[made], F_DUPFD_CLOEXEC, floor);
@@ -174,6 +177,12 @@ int svm_spawn_worker_jailed(const char *path, char *const argv[], const int *fds
     if (stderr_fd >= 0 && (err_high = fcntl(stderr_fd, F_DUPFD_CLOEXEC, floor)) < 0) {
         r = -errno;
         snprintf(err, errlen, "F_DUPFD_CLOEXEC: %s", strerror(errno));
+        goto out;
+    }
+    int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (null_fd < 0 || (null_high = jail_move_high(null_fd, floor)) < 0) {
+        r = -errno;
+        snprintf(err, errlen, "/dev/null: %s", strerror(errno));
         goto out;
     }
     if (pipe2(release, O_CLOEXEC) < 0 || pipe2(result, O_CLOEXEC) < 0) {
@@ -199,7 +208,7 @@ int svm_spawn_worker_jailed(const char *path, char *const argv[], const int *fds
     if (child == 0) {
         close(release[1]);
         close(result[0]);
-        jail_child(path, argv, envp, high, nfds, err_high, ids, release[0], result[1]);
+        jail_child(path, argv, envp, high, nfds, err_high, null_high, ids, release[0], result[1]);
     }
     int clone_errno = errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -241,6 +250,7 @@ kill:
 out:
     for (int i = 0; i < made; i++) close(high[i]);
     if (err_high >= 0) close(err_high);
+    if (null_high >= 0) close(null_high);
     for (int i = 0; i < 2; i++) {
         if (release[i] >= 0) close(release[i]);
         if (result[i] >= 0) close(result[i]);

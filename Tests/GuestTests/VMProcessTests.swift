@@ -31,7 +31,7 @@ struct VMProcessTests {
         }
     }
 
-    static func launch(_ args: [String]) throws -> Launched {
+    static func launch(_ args: [String], standardInput: Any = FileHandle.nullDevice) throws -> Launched {
         let p = Process()
         p.executableURL = CommandLineTests.binary
         p.arguments = args
@@ -39,7 +39,7 @@ struct VMProcessTests {
         let err = Pipe()
         p.standardError = err
         p.standardOutput = FileHandle.nullDevice
-        p.standardInput = FileHandle.nullDevice
+        p.standardInput = standardInput
         try p.run()
         return Launched(process: p, stderr: err)
     }
@@ -64,11 +64,17 @@ struct VMProcessTests {
     @Test("every thread of the VM process runs filtered; the launcher holds no KVM descriptor and one thread")
     func everyThreadFiltered() throws {
         try GuestHarness.requireKVM()
+        // stdin a pipe, so a worker that inherited it would show it (rather than a /dev/null
+        // the test runner might have been given).
+        let input = Pipe()
         let run = try Self.launch(["run", "--kernel", try Self.spinGuest("spin-vmproc.elf"), "--cpus", "2",
-                                   "--timeout", "60", "--serial", "none"])
+                                   "--timeout", "60", "--serial", "none"], standardInput: input)
         let child = Self.vmProcessOrKill(run)
         let vm = try #require(child, "no VM process with a vCPU thread appeared")
         let threads = ThreadState.all(pid: vm)
+        let workerStdin = Self.children(of: vm).map {
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\($0)/fd/0")) ?? "?"
+        }
         let launcher = ThreadState.all(pid: run.process.processIdentifier)
         let launcherFDs = Self.descriptorTargets(run.process.processIdentifier)
         let vmFDs = Self.descriptorTargets(vm)
@@ -88,6 +94,8 @@ struct VMProcessTests {
             #expect(t.seccomp == "2" && t.filters == "1" && t.noNewPrivs == "1", "\(t)")
         }
         #expect(vmFDs.contains("anon_inode:kvm-vm"), "\(vmFDs)")
+        // The SynIC router worker: its stdin is /dev/null, not the operator's console input.
+        #expect(workerStdin == ["/dev/null"], "\(workerStdin)")
         // The launcher: unfiltered (it starts the next VM process), single-threaded (it forks),
         // and nothing of the VM: no KVM descriptor, no guest memory.
         #expect(launcher.count == 1, "\(launcher)")

@@ -134,15 +134,20 @@ struct WorkerOutputTests {
         #expect(written + ended + dropped == flood.count, "\(written) + \(ended) + \(dropped)")
     }
 
-    @Test("a worker's stdout and stderr are one pipe, not the monitor's stdio")
-    func stdoutAndStderrArePiped() throws {
-        let vm = try VirtualMachine(config: try WorkerTests.config("hello"))
+    @Test("a worker's stdout and stderr are one pipe and its stdin is /dev/null, jailed or not", arguments: [true, false])
+    func stdioIsTheWorkers(jailed: Bool) throws {
+        var config = try WorkerTests.config("hello")
+        if !jailed { config.jail = nil }
+        let vm = try VirtualMachine(config: config)
         let pid = try #require(vm.workerLinks.first).process.pid
+        let input = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/0")
         let out = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/1")
         let err = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/2")
         #expect(out.hasPrefix("pipe:[") && out == err, "fd 1 \(out), fd 2 \(err)")
         let mine = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/2")
         #expect(err != mine, "the worker shares the test's stderr \(mine)")
+        // Console input belongs to the guest: a worker never reads the monitor's stdin.
+        #expect(input == "/dev/null", "fd 0 \(input)")
         #expect(vm.run().exitStatus == 0)
     }
 }
