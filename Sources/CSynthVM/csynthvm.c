@@ -266,6 +266,10 @@ unsigned long svm_thread_self(void) { return (unsigned long)pthread_self(); }
 
 pid_t svm_gettid(void) { return (pid_t)syscall(SYS_gettid); }
 
+int svm_tgkill(long tgid, long tid, long signo) {
+    return syscall(SYS_tgkill, tgid, tid, signo) == 0 ? 0 : -errno;
+}
+
 int svm_block_signals_for_wait(void) {
     sigset_t set;
     sigemptyset(&set);

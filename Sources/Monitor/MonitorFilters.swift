@@ -25,11 +25,14 @@ struct MonitorFilters: Sendable {
     static let policyNames = ["vcpu", "vmm", "monitor"]
 
     /// Reads and compiles the three policies from `directory`; any error names the file and line.
-    /// Not enforcing is announced on stderr, every time.
+    /// Not enforcing is announced on stderr, every time. `$SELF_PID` is this process's pid: the
+    /// process that runs the VM compiles its filters itself (`synthvm run`'s VM process after its
+    /// fork, a test process for its test VMs), and its threads install them.
     static func compile(directory: String, mode: SeccompMode) throws(MonitorError) -> MonitorFilters {
-        let vcpu = try compile(policy: "vcpu", directory: directory, mode: mode, for: "monitor")
-        let vmm = try compile(policy: "vmm", directory: directory, mode: mode, for: "monitor")
-        let monitor = try compile(policy: "monitor", directory: directory, mode: mode, for: "monitor")
+        let own = PolicyEnvironment.currentProcess()
+        let vcpu = try compile(policy: "vcpu", directory: directory, mode: mode, environment: own, for: "monitor")
+        let vmm = try compile(policy: "vmm", directory: directory, mode: mode, environment: own, for: "monitor")
+        let monitor = try compile(policy: "monitor", directory: directory, mode: mode, environment: own, for: "monitor")
         installSigsysReporter()
         fixMallocArenaLimit
         if let warning = warning(mode) { _ = warning.withCString { Glibc.write(2, $0, strlen($0)) } }
@@ -47,9 +50,9 @@ struct MonitorFilters: Sendable {
         _ = svm_set_malloc_arena_max(Int32(clamping: 8 * cpus))
     }()
 
-    /// `<directory>/<policy>.policy`, parsed, with the operator's mode applied, compiled. Errors
-    /// read `<user>: seccomp policy: <file>:<line>: <message>`.
-    static func compile(policy: String, directory: String, mode: SeccompMode,
+    /// `<directory>/<policy>.policy`, parsed, with the operator's mode applied, compiled with the
+    /// runtime values of `environment`. Errors read `<user>: seccomp policy: <file>:<line>: <message>`.
+    static func compile(policy: String, directory: String, mode: SeccompMode, environment: PolicyEnvironment,
                         for user: String) throws(MonitorError) -> ThreadFilter {
         let parser = PolicyParser(readFile: { p in
             guard let bytes = try? MachineConfig.readFile(p, what: "policy") else { return nil }
@@ -57,7 +60,7 @@ struct MonitorFilters: Sendable {
         })
         do {
             return try ThreadFilter.compile(name: policy, path: directory + "/" + policy + ".policy",
-                                            mode: mode, parser: parser)
+                                            mode: mode, parser: parser, environment: environment)
         } catch {
             throw .config("\(user): seccomp policy: \(error)")
         }

@@ -353,7 +353,10 @@ public final class VirtualMachine: @unchecked Sendable {
 
     /// Parses `<directory>/<name>.policy` and compiles it into the program the worker installs.
     static func compileWorkerPolicy(name: String, directory: String, mode: SeccompMode) throws(MonitorError) -> SeccompProgram {
-        let filter = try MonitorFilters.compile(policy: name, directory: directory, mode: mode, for: "worker \(name)")
+        // No runtime values: the worker does not exist yet, so `$SELF_PID` in its policy is a
+        // file:line error (docs/policy-format.md, "Runtime values").
+        let filter = try MonitorFilters.compile(policy: name, directory: directory, mode: mode, environment: .none,
+                                                for: "worker \(name)")
         return SeccompProgram(instructions: filter.instructions)
     }
 

@@ -38,7 +38,8 @@ public struct SourceLocation: Equatable, Hashable, Sendable, CustomStringConvert
     public var description: String { "\(file):\(line)" }
 }
 
-/// One comparison of a system call argument (the full 64-bit register) against constants.
+/// One comparison of a system call argument (the full 64-bit register) against constants, or
+/// against a runtime value (`$SELF_PID`) until `Policy.resolving` replaces it with its number.
 public struct ArgumentCondition: Equatable, Hashable, Sendable, CustomStringConvertible {
     public enum Operation: Equatable, Hashable, Sendable {
         /// arg == value
@@ -51,6 +52,9 @@ public struct ArgumentCondition: Equatable, Hashable, Sendable, CustomStringConv
         case maskedEqual(mask: UInt64, value: UInt64)
         /// arg is one of the values (no duplicates, at least one)
         case inSet([UInt64])
+        /// arg == a value known only at compile time (`argN == $SELF_PID`). Unresolved, it
+        /// matches nothing: an unresolved policy never allows more than a resolved one.
+        case equalRuntime(PolicyRuntimeValue)
     }
 
     /// Argument index, 0...5.
@@ -73,7 +77,14 @@ public struct ArgumentCondition: Equatable, Hashable, Sendable, CustomStringConv
         case .maskedAny(let m): value & m != 0
         case .maskedEqual(let m, let v): value & m == v
         case .inSet(let vs): vs.contains(value)
+        case .equalRuntime: false
         }
+    }
+
+    /// This condition with a runtime value replaced by its number; nil if `environment` lacks it.
+    public func resolving(_ environment: PolicyEnvironment) -> ArgumentCondition? {
+        guard case .equalRuntime(let name) = op else { return self }
+        return environment.value(of: name).map { ArgumentCondition(arg: arg, op: .equal($0)) }
     }
 
     public var description: String {
@@ -84,6 +95,7 @@ public struct ArgumentCondition: Equatable, Hashable, Sendable, CustomStringConv
         case .maskedAny(let m): return "arg\(arg) & \(hex(m))"
         case .maskedEqual(let m, let v): return "arg\(arg) & \(hex(m)) == \(hex(v))"
         case .inSet(let vs): return "arg\(arg) in {\(vs.map(hex).joined(separator: ", "))}"
+        case .equalRuntime(let name): return "arg\(arg) == \(name)"
         }
     }
 }
@@ -141,7 +153,43 @@ public struct Policy: Equatable, Hashable, Sendable {
 
     public func rule(for syscall: String) -> SyscallRule? { rules.first { $0.syscall == syscall } }
 
+    /// The runtime values the rules name (`$SELF_PID`), with the first rule naming each.
+    public var runtimeValues: [(value: PolicyRuntimeValue, at: SourceLocation)] {
+        var seen: [(value: PolicyRuntimeValue, at: SourceLocation)] = []
+        for rule in rules {
+            for group in rule.conditions {
+                for c in group {
+                    if case .equalRuntime(let name) = c.op, !seen.contains(where: { $0.value == name }) {
+                        seen.append((name, rule.source))
+                    }
+                }
+            }
+        }
+        return seen
+    }
+
+    /// This policy with every runtime value replaced by its number from `environment`. A value
+    /// the environment lacks is an error at the first rule that names it: the policy cannot be
+    /// compiled for this process (docs/policy-format.md, "Runtime values").
+    public func resolving(_ environment: PolicyEnvironment) throws(PolicyError) -> Policy {
+        var p = self
+        for r in p.rules.indices {
+            for g in p.rules[r].conditions.indices {
+                for c in p.rules[r].conditions[g].indices {
+                    let condition = p.rules[r].conditions[g][c]
+                    guard let resolved = condition.resolving(environment) else {
+                        guard case .equalRuntime(let name) = condition.op else { continue }
+                        throw PolicyError(.unresolvedRuntimeValue(name), at: p.rules[r].source)
+                    }
+                    p.rules[r].conditions[g][c] = resolved
+                }
+            }
+        }
+        return p
+    }
+
     /// What the policy does with a call: `.allow` if a rule allows it, else the default action.
+    /// A condition on an unresolved runtime value holds for no argument (resolve first).
     public func action(forSyscall number: Int32, args: [UInt64] = []) -> PolicyAction {
         if let r = rules.first(where: { $0.number == number }), r.allows(args) { return .allow }
         return defaultAction

@@ -23,7 +23,12 @@ public enum PolicyCompiler {
     public static let instructionSize = 8
 
     /// The filter as `struct sock_filter` bytes (host byte order), a multiple of 8 bytes.
-    public static func compile(_ policy: Policy) throws(PolicyCompileError) -> [UInt8] {
+    /// Runtime values (`$SELF_PID`) take their numbers from `environment`; one it lacks is an
+    /// error naming the first rule that uses it (`file:line: $SELF_PID has no value here ...`).
+    public static func compile(_ unresolved: Policy,
+                               environment: PolicyEnvironment = .none) throws(PolicyCompileError) -> [UInt8] {
+        let policy: Policy
+        do { policy = try unresolved.resolving(environment) } catch { throw PolicyCompileError(error.description) }
         guard let ctx = seccomp_init(try action(policy.defaultAction)) else {
             throw PolicyCompileError("seccomp_init(\(policy.defaultAction)) failed")
         }
@@ -108,6 +113,9 @@ public enum PolicyCompiler {
         case .notEqual(let v): return [cmp(SCMP_CMP_NE, v)]
         case .maskedEqual(let m, let v): return [cmp(SCMP_CMP_MASKED_EQ, m, v)]
         case .inSet(let vs): return vs.map { cmp(SCMP_CMP_EQ, $0) }
+        // `compile` resolves every runtime value first; one left over allows nothing (no
+        // alternative), never anything more.
+        case .equalRuntime: return []
         case .maskedAny(let m):
             // arg & M != 0 <=> some bit b of M has arg & b == b.
             return (0..<64).compactMap { i in

@@ -20,6 +20,10 @@ public struct PolicyError: Error, Equatable, Sendable, CustomStringConvertible {
         case badAction(String)
         case includeNotFound(String)
         case includeCycle(String)
+        /// `$NAME` that is no `PolicyRuntimeValue`.
+        case unknownRuntimeValue(String)
+        /// A runtime value the compiling process does not have (a worker's policy).
+        case unresolvedRuntimeValue(PolicyRuntimeValue)
     }
 
     public var location: SourceLocation
@@ -45,6 +49,11 @@ public struct PolicyError: Error, Equatable, Sendable, CustomStringConvertible {
         case .badAction(let a): "bad default action '\(a)': expected kill, trap, log or errno N"
         case .includeNotFound(let p): "cannot read included file '\(p)'"
         case .includeCycle(let p): "include cycle: '\(p)' is already being included"
+        case .unknownRuntimeValue(let n):
+            "unknown runtime value '$\(n)' (known: \(PolicyRuntimeValue.allCases.map(\.description).joined(separator: ", ")))"
+        case .unresolvedRuntimeValue(let v):
+            "\(v) has no value here: it is resolved only for a filter the compiling process installs on "
+                + "itself (the monitor's own policies), never for a worker's policy, compiled before the worker exists"
         }
     }
 
@@ -176,6 +185,7 @@ public struct PolicyParser: Sendable {
 
     private enum Token: Equatable {
         case word(String)  // identifiers and numbers
+        case runtime(String)  // `$NAME`, without the '$'
         case eq, ne, amp, andAnd, bar, orOr, lbrace, rbrace, comma
     }
 
@@ -201,6 +211,14 @@ public struct PolicyParser: Sendable {
             case "{": tokens.append(.lbrace); i += 1
             case "}": tokens.append(.rbrace); i += 1
             case ",": tokens.append(.comma); i += 1
+            case "$":
+                i += 1
+                var w = ""
+                while i < chars.count, chars[i] == "_" || (chars[i].isASCII && (chars[i].isLetter || chars[i].isNumber)) {
+                    w.append(chars[i]); i += 1
+                }
+                guard !w.isEmpty else { throw PolicyError(.syntax("'$' must start a runtime value name"), at: at) }
+                tokens.append(.runtime(w))
             default:
                 guard c == "_" || (c.isASCII && (c.isLetter || c.isNumber)) else {
                     throw PolicyError(.syntax("unexpected character '\(c)'"), at: at)
@@ -236,6 +254,7 @@ public struct PolicyParser: Sendable {
     }
 
     /// comparison := argN ('==' | '!=') value | argN '&' value ['==' value] | argN 'in' '{' value, ... '}'
+    ///             | argN '==' '$'NAME
     private func parseComparison(_ t: [Token], _ i: inout Int, at: SourceLocation) throws(PolicyError) -> ArgumentCondition {
         guard i < t.count, case .word(let argWord) = t[i] else {
             throw PolicyError(.syntax("expected argN"), at: at)
@@ -251,7 +270,18 @@ public struct PolicyParser: Sendable {
         let op = t[i]
         i += 1
         switch op {
-        case .eq: return ArgumentCondition(arg: arg, op: .equal(try parseValue(t, &i, at: at)))
+        case .eq:
+            // A runtime value only as the whole right-hand side of '==': the one use there is
+            // (tgkill's tgid), and the only form the per-rule tests can give a witness for.
+            if i < t.count, case .runtime(let name) = t[i] {
+                guard let value = PolicyRuntimeValue(rawValue: name) else {
+                    throw PolicyError(.unknownRuntimeValue(name), at: at)
+                }
+                i += 1
+                if i < t.count, t[i] == .bar { throw Self.runtimeMisuse(value, at: at) }
+                return ArgumentCondition(arg: arg, op: .equalRuntime(value))
+            }
+            return ArgumentCondition(arg: arg, op: .equal(try parseValue(t, &i, at: at)))
         case .ne: return ArgumentCondition(arg: arg, op: .notEqual(try parseValue(t, &i, at: at)))
         case .amp:
             let mask = try parseValue(t, &i, at: at)
@@ -288,6 +318,12 @@ public struct PolicyParser: Sendable {
     private func parseValue(_ t: [Token], _ i: inout Int, at: SourceLocation) throws(PolicyError) -> UInt64 {
         var result: UInt64 = 0
         while true {
+            if i < t.count, case .runtime(let name) = t[i] {
+                guard let value = PolicyRuntimeValue(rawValue: name) else {
+                    throw PolicyError(.unknownRuntimeValue(name), at: at)
+                }
+                throw Self.runtimeMisuse(value, at: at)
+            }
             guard i < t.count, case .word(let w) = t[i] else { throw PolicyError(.syntax("expected a value"), at: at) }
             i += 1
             if let first = w.first, first.isNumber {
@@ -302,6 +338,10 @@ public struct PolicyParser: Sendable {
             }
             if i < t.count, t[i] == .bar { i += 1 } else { return result }
         }
+    }
+
+    private static func runtimeMisuse(_ value: PolicyRuntimeValue, at: SourceLocation) -> PolicyError {
+        PolicyError(.syntax("\(value) may only be compared whole, as 'argN == \(value)'"), at: at)
     }
 
     // MARK: - Strings and paths

@@ -14,11 +14,13 @@ public struct ThreadFilter: Sendable, Equatable {
         self.instructions = instructions
     }
 
-    /// Parses the policy at `path`, applies the operator's debug mode and compiles it.
+    /// Parses the policy at `path`, applies the operator's debug mode and compiles it with the
+    /// runtime values of `environment` (`.currentProcess()` for a filter this process installs on
+    /// its own threads; `.none` for a worker's, compiled before the worker exists).
     public static func compile(name: String, path: String, mode: PolicyDebugMode,
-                               parser: PolicyParser) throws -> ThreadFilter {
+                               parser: PolicyParser, environment: PolicyEnvironment) throws -> ThreadFilter {
         let policy = try parser.parse(file: path).applying(mode)
-        return ThreadFilter(name: name, instructions: try PolicyCompiler.compile(policy))
+        return ThreadFilter(name: name, instructions: try PolicyCompiler.compile(policy, environment: environment))
     }
 
     /// Installs the filter on the calling thread, and only on it (no_new_privs, then

@@ -5,11 +5,13 @@
 //   synthvm-policy-probe [--mode enforce|log|errno] [--exit-errno] <policy file> <syscall> [arg0 ... arg5]
 //
 // <syscall> is a name from SyscallTable or a number; each argument is a number (decimal, 0x
-// hex, or negative decimal as two's complement), a PolicyConstants name, or such values joined
-// by '|'. Missing arguments are 0.
+// hex, or negative decimal as two's complement), a PolicyConstants name, a runtime value
+// (`$SELF_PID`: the probe's own pid, which whoever spawns it cannot know in advance), or such
+// values joined by '|'. Missing arguments are 0.
 //
-// It parses and compiles the policy (with the debug mode applied) like the monitor does, then
-// installs it on itself and makes the call (Sources/CPolicyProbe). How it ends:
+// It parses and compiles the policy (with the debug mode applied) like the monitor does, with
+// the runtime values of this process (`$SELF_PID` is its own pid, as for the monitor's
+// filters), then installs it on itself and makes the call (Sources/CPolicyProbe). How it ends:
 //   exit 0        the call returned (whatever it returned): the filter allowed it, or, in errno
 //                 mode, refused it with ENOSYS. With --exit-errno the status is the call's errno
 //                 (0 on success) instead.
@@ -40,12 +42,18 @@ func readText(_ path: String) -> String? {
     return ferror(f) == 0 ? String(decoding: bytes, as: UTF8.self) : nil
 }
 
-/// A number, a negative number (two's complement), a constant, or those joined by '|'.
+let environment = PolicyEnvironment.currentProcess()
+
+/// A number, a negative number (two's complement), a constant, a runtime value, or those joined by '|'.
 func value(_ text: String) -> UInt64? {
     var result: UInt64 = 0
     for part in text.split(separator: "|", omittingEmptySubsequences: false) {
         let p = String(part)
-        if let c = PolicyConstants.value(of: p) {
+        if p.hasPrefix("$") {
+            guard let name = PolicyRuntimeValue(rawValue: String(p.dropFirst())),
+                  let v = environment.value(of: name) else { return nil }
+            result |= v
+        } else if let c = PolicyConstants.value(of: p) {
             result |= c
         } else if p.hasPrefix("-"), let n = UInt64(p.dropFirst()), n <= UInt64(Int64.max) {
             result |= UInt64(bitPattern: -Int64(n))
@@ -102,7 +110,7 @@ guard let exitGroup = SyscallTable.number(of: "exit_group"), policy.action(forSy
     fail("\(policyPath) does not allow exit_group(0): the probe could not report a call that returned")
 }
 let program: [UInt8]
-do { program = try PolicyCompiler.compile(policy) } catch { fail("\(policyPath): \(error)") }
+do { program = try PolicyCompiler.compile(policy, environment: environment) } catch { fail("\(policyPath): \(error)") }
 
 let r = program.withUnsafeBytes { p in
     args.withUnsafeBufferPointer { a in

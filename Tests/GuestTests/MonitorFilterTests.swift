@@ -153,6 +153,45 @@ struct MonitorFilterTests {
         }
     }
 
+    @Test("a vCPU thread's tgkill reaches its own process only ($SELF_PID is the monitor's pid)")
+    func tgkillOnlyToTheOwnProcess() throws {
+        var config = try Self.helloConfig()
+        // errno mode, so a refused call fails with ENOSYS instead of killing this test process.
+        // tid 0 in both calls: the kernel refuses it with EINVAL before looking for any task, so
+        // even a call the filter wrongly let through signals nothing.
+        config.seccomp = .errno
+        let result = Mutex<(own: Int32, pid1: Int32, neighbour: Int32)?>(nil)
+        let me = getpid()
+        let device = VCPUThreadProbe {
+            let own = svm_tgkill(Int(me), 0, Int(SIGABRT))
+            let initProcess = svm_tgkill(1, 0, Int(SIGABRT))
+            let neighbour = svm_tgkill(Int(me) + 1, 0, Int(SIGABRT))
+            result.withLock { $0 = (own, initProcess, neighbour) }
+        }
+        let vm = try VirtualMachine(config: config, extraDevices: [(device, VCPUThreadProbe.port...VCPUThreadProbe.port)])
+        let outcome = vm.run()
+        #expect(outcome.exitStatus == 0, "\(outcome.reason)")
+        let r = try #require(result.withLock { $0 }, "the guest never read port 0x510")
+        #expect(r.own == -EINVAL, "tgkill(own pid, 0, SIGABRT) = \(r.own): the filter must let it through")
+        #expect(r.pid1 == -ENOSYS, "tgkill(1, 0, SIGABRT) = \(r.pid1): the filter must refuse it")
+        #expect(r.neighbour == -ENOSYS, "tgkill(own pid + 1, 0, SIGABRT) = \(r.neighbour): the filter must refuse it")
+    }
+
+    @Test("a worker policy that names $SELF_PID fails VM creation, naming file and line")
+    func workerPolicyCannotUseSelfPID() throws {
+        var config = try Self.helloConfig()
+        config.workers = ["synic-router"]
+        let edited = try Self.policyCopy(editing: "synic-router.policy") {
+            $0.replacingOccurrences(of: "tgkill: arg2 in", with: "tgkill: arg0 == $SELF_PID && arg2 in")
+        }
+        defer { try? FileManager.default.removeItem(atPath: edited) }
+        config.policyDirectory = edited
+        #expect { try VirtualMachine(config: config) } throws: {
+            "\($0)".hasPrefix("worker synic-router: seccomp policy: \(edited)/synic-router.policy:")
+                && "\($0)".contains("$SELF_PID has no value here")
+        }
+    }
+
     /// A copy of Policies/ in a fresh directory, with `edit` applied to one file.
     static func policyCopy(editing name: String, _ edit: (String) -> String?) throws -> String {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("synthvm-policies-\(getpid())-\(UUID().uuidString)")

@@ -69,12 +69,17 @@ import Testing
         for p in [vcpu, vmm] {
             for name in Self.neverForTheMonitor { #expect(p.rule(for: name) == nil, "\(name)") }
         }
-        // Only the vmm thread kicks (SIGUSR1); nobody may send SIGKILL or SIGSTOP.
+        // Only the vmm thread kicks (SIGUSR1); nobody may send SIGKILL or SIGSTOP; only to its
+        // own process.
         let sigusr1: UInt64 = 10, sigabrt: UInt64 = 6, sigkill: UInt64 = 9
-        #expect(vmm.action(forSyscall: 234, args: [1, 2, sigusr1]) == .allow)
-        #expect(vcpu.action(forSyscall: 234, args: [1, 2, sigusr1]) == .trap)
-        #expect(vcpu.action(forSyscall: 234, args: [1, 2, sigabrt]) == .allow)
-        #expect(vmm.action(forSyscall: 234, args: [1, 2, sigkill]) == .trap)
+        let env = PolicyEnvironment(selfPID: 4242)
+        let (vcpuHere, vmmHere) = (try vcpu.resolving(env), try vmm.resolving(env))
+        #expect(vmmHere.action(forSyscall: 234, args: [4242, 2, sigusr1]) == .allow)
+        #expect(vcpuHere.action(forSyscall: 234, args: [4242, 2, sigusr1]) == .trap)
+        #expect(vcpuHere.action(forSyscall: 234, args: [4242, 2, sigabrt]) == .allow)
+        #expect(vmmHere.action(forSyscall: 234, args: [4242, 2, sigkill]) == .trap)
+        #expect(vcpuHere.action(forSyscall: 234, args: [1, 2, sigabrt]) == .trap)
+        #expect(vmmHere.action(forSyscall: 234, args: [1, 2, sigusr1]) == .trap)
         // Mapping guest-supplied code executable is refused everywhere.
         #expect(vcpu.action(forSyscall: 9, args: [0, 4096, 7, 0x22, 0, 0]) == .trap)
         // No new descriptors on vCPU or vmm threads: the SINT eventfds exist before they start.
@@ -95,11 +100,31 @@ import Testing
         #expect(monitor.action(forSyscall: pidfdSendSignal, args: [5, sigkill, 0, 0]) == .allow)
         #expect(monitor.action(forSyscall: pidfdSendSignal, args: [5, sigterm, 0, 0]) == .trap)
         #expect(monitor.action(forSyscall: pidfdSendSignal, args: [5, sigkill, 0x1000, 0]) == .trap)  // a forged siginfo
-        // It kicks vCPU threads (SIGUSR1) and nothing else but the reporter and abort.
-        #expect(monitor.action(forSyscall: 234, args: [1, 2, 10]) == .allow)
-        #expect(monitor.action(forSyscall: 234, args: [1, 2, sigkill]) == .trap)
+        // It kicks vCPU threads (SIGUSR1) of its own process and nothing else but the reporter
+        // and abort.
+        let here = try monitor.resolving(PolicyEnvironment(selfPID: 4242))
+        #expect(here.action(forSyscall: 234, args: [4242, 2, 10]) == .allow)
+        #expect(here.action(forSyscall: 234, args: [4241, 2, 10]) == .trap)
+        #expect(here.action(forSyscall: 234, args: [4242, 2, sigkill]) == .trap)
         // No new descriptors once it runs: eventfd2, dup, pipe.
         for call: Int32 in [290, 32, 293] { #expect(monitor.action(forSyscall: call, args: [0, 0x80800]) == .trap) }
+    }
+
+    /// A monitor thread signals its own process only; a worker's policy names no runtime value
+    /// (it is compiled before the worker exists, docs/policy-format.md "Runtime values").
+    @Test func tgkillTargetsOnlyTheMonitorsOwnProcess() throws {
+        for name in ["vcpu", "vmm", "monitor"] {
+            let p = try Self.parser.parse(file: repositoryRoot + "/Policies/\(name).policy")
+            let rule = try #require(p.rule(for: "tgkill"), "\(name)")
+            #expect(!rule.conditions.isEmpty, "\(name)")
+            for group in rule.conditions {
+                #expect(group.contains(ArgumentCondition(arg: 0, op: .equalRuntime(.selfPID))), "\(name): \(group)")
+            }
+            #expect(throws: PolicyCompileError.self, "\(name)") { try PolicyCompiler.compile(p, environment: .none) }
+        }
+        let router = try Self.parser.parse(file: repositoryRoot + "/Policies/synic-router.policy")
+        #expect(router.runtimeValues.isEmpty)
+        _ = try PolicyCompiler.compile(router, environment: .none)
     }
 
     @Test func commonPolicyIsIncludeOnly() throws {

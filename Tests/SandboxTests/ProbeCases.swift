@@ -31,8 +31,11 @@ struct ProbeCase: Sendable, CustomStringConvertible {
     var why: String
     var extraArguments: [String] = []
 
+    /// The arguments as the probe takes them: `$SELF_PID` where the case means the probe's pid.
+    var probeArguments: [String] { args.map(ProbeCases.probeArgument) }
+
     var description: String {
-        "\(syscall)(\(args.map { "0x" + String($0, radix: 16) }.joined(separator: ", "))) must end in \(expected): \(why)"
+        "\(syscall)(\(probeArguments.joined(separator: ", "))) must end in \(expected): \(why)"
     }
 }
 
@@ -48,6 +51,11 @@ struct ProbeCase: Sendable, CustomStringConvertible {
 /// A perturbed call is refused before it runs, so only allowed calls need harmless arguments:
 /// `templates` gives them (bad fds, NULL or bad pointers, zero lengths), and the rule's own
 /// conditions are applied on top.
+///
+/// Runtime values: the probe's pid (`$SELF_PID`) is unknown until it is spawned, so cases are
+/// derived from the policy resolved with `selfPIDStandIn` and the stand-in is handed to the probe
+/// by name (`probeArgument`): the probe resolves `$SELF_PID` in its arguments and in the policy
+/// to its own pid alike. A `== $SELF_PID` condition is broken with pid 1 too (another process).
 enum ProbeCases {
     /// -1 as an `int` fd: EBADF, never one of the probe's descriptors.
     static let badFD: UInt64 = 0xFFFF_FFFF
@@ -99,6 +107,37 @@ enum ProbeCases {
 
     static func hex(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }
 
+    /// Stands for the probe's pid while cases are derived: above PID_MAX_LIMIT (2^22), so no
+    /// process has it, and a value no policy here names (`cases` checks).
+    static let selfPIDStandIn: UInt64 = 0x5E1F_0D1D
+    static let standInEnvironment = PolicyEnvironment(values: [.selfPID: selfPIDStandIn])
+
+    /// One argument for the probe's command line: hex, or `$SELF_PID` (with any upper-half bits
+    /// OR-ed on, `$SELF_PID|0x100000000`) where the low half is the stand-in.
+    static func probeArgument(_ v: UInt64) -> String {
+        guard v & 0xFFFF_FFFF == selfPIDStandIn else { return hex(v) }
+        let upper = v & ~0xFFFF_FFFF
+        return upper == 0 ? "$SELF_PID" : "$SELF_PID|" + hex(upper)
+    }
+
+    /// Every number a condition of `policy` compares with (masks and values).
+    static func literals(_ policy: Policy) -> Set<UInt64> {
+        var out: Set<UInt64> = []
+        for rule in policy.rules {
+            for group in rule.conditions {
+                for c in group {
+                    switch c.op {
+                    case .equal(let v), .notEqual(let v), .maskedAny(let v): out.insert(v)
+                    case .maskedEqual(let m, let v): out.formUnion([m, v])
+                    case .inSet(let vs): out.formUnion(vs)
+                    case .equalRuntime: break
+                    }
+                }
+            }
+        }
+        return out
+    }
+
     /// Single-comparison alternatives of one condition (what the compiler emits for it).
     static func simple(_ c: ArgumentCondition) -> [ArgumentCondition] {
         switch c.op {
@@ -116,6 +155,7 @@ enum ProbeCases {
         var args = template
         for c in all {
             switch c.op {
+            case .equalRuntime: return nil  // `cases` resolves the policy first
             case .equal(let v): args[c.arg] = v
             case .maskedEqual(let m, let v): args[c.arg] = (args[c.arg] & ~m) | v
             case .notEqual(let v): if args[c.arg] == v { args[c.arg] = v ^ 1 }
@@ -130,6 +170,7 @@ enum ProbeCases {
     static func violations(of c: ArgumentCondition, current: UInt64) -> [UInt64] {
         let high: UInt64 = 1 << 32
         switch c.op {
+        case .equal(let v) where v == selfPIDStandIn: return [1, v ^ 1, v ^ high]
         case .equal(let v): return [v ^ 1, v ^ high]
         case .notEqual(let v): return [v]
         case .inSet(let vs):
@@ -138,13 +179,22 @@ enum ProbeCases {
             return [outside, current ^ high]
         case .maskedEqual(let m, _): return [current ^ (m & (~m &+ 1))]
         case .maskedAny(let m): return [current & ~m]
+        // Never reached: `cases` resolves the policy first.
+        case .equalRuntime: return []
         }
     }
 
     /// Every case for `policy` (parsed from `file`).
-    static func cases(for policy: Policy, file: String) -> (cases: [ProbeCase], problems: [String]) {
+    static func cases(for unresolved: Policy, file: String) -> (cases: [ProbeCase], problems: [String]) {
         var cases: [ProbeCase] = []
         var problems: [String] = []
+        if literals(unresolved).contains(where: { $0 & 0xFFFF_FFFF == selfPIDStandIn }) {
+            problems.append("\(file): names \(hex(selfPIDStandIn)), the stand-in for $SELF_PID; pick another stand-in")
+        }
+        let policy: Policy
+        do { policy = try unresolved.resolving(standInEnvironment) } catch {
+            return ([], ["\(error)"])
+        }
         for rule in policy.rules {
             let t = template(rule.syscall)
             let allowed = allowedOutcome[rule.syscall] ?? .exited(0)

@@ -20,7 +20,7 @@ enum ProbeRunner {
     static let deadlineSeconds = 20.0
 
     static func arguments(_ c: ProbeCase) -> [String] {
-        c.extraArguments + [c.policyFile, c.syscall] + c.args.map { "0x" + String($0, radix: 16) }
+        c.extraArguments + [c.policyFile, c.syscall] + c.probeArguments
     }
 
     /// The outcome of every case, in order.

@@ -120,6 +120,9 @@ int svm_kick_thread(unsigned long thread, int signo);
 unsigned long svm_thread_self(void);
 /// The calling thread's kernel id (gettid; Swift's Glibc module lacks it).
 pid_t svm_gettid(void);
+/// tgkill(2) exactly as given (Swift's Glibc module lacks it): 0 or -errno. For tests of the
+/// monitor's tgkill rule (arg0 == $SELF_PID); the monitor itself signals through pthread_kill.
+int svm_tgkill(long tgid, long tid, long signo);
 
 // Signals delivered synchronously to one waiting thread (SIGINT/SIGTERM).
 int svm_block_signals_for_wait(void);      // block SIGINT/SIGTERM in this thread (inherited)
