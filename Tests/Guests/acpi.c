@@ -5,14 +5,9 @@
 #include "rt.h"
 #include "x86.h"
 #include "bootinfo.h"
+#include "bootcheck.h"
 
-static bool checksum_ok(const u8 *p, u32 len)
-{
-    u8 sum = 0;
-    for (u32 i = 0; i < len; i++)
-        sum += p[i];
-    return sum == 0;
-}
+static bool checksum_ok(const u8 *p, u32 len) { return byte_sum(p, len) == 0; }
 
 static u32 rd32(const u8 *p) { return p[0] | p[1] << 8 | p[2] << 16 | (u32)p[3] << 24; }
 static u64 rd64(const u8 *p) { return rd32(p) | (u64)rd32(p + 4) << 32; }

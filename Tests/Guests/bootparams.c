@@ -1,6 +1,7 @@
 /* bootparams: a 64-bit guest entered by Linux's 64-bit boot protocol. Prints the zero page:
  * the copied setup header, command line, ramdisk (with an FNV-1a hash), e820 map and RSDP. */
 #include "rt.h"
+#include "bootcheck.h"
 
 #define U8(o) (*(const u8 *)(bp + (o)))
 #define U16(o) (*(const u16 *)(bp + (o)))
@@ -12,22 +13,6 @@ struct boot_e820_entry {
     u64 size;
     u32 type;
 } __attribute__((packed));
-
-static u32 fnv1a(const u8 *p, u64 n)
-{
-    u32 h = 2166136261u;
-    for (u64 i = 0; i < n; i++)
-        h = (h ^ p[i]) * 16777619u;
-    return h;
-}
-
-static u8 checksum(const u8 *p, u32 n)
-{
-    u8 sum = 0;
-    for (u32 i = 0; i < n; i++)
-        sum += p[i];
-    return sum;
-}
 
 void bootparams_main(u64 params, u64 cr0, u64 cr4, u64 unused);
 void bootparams_main(u64 params, u64 cr0, u64 cr4, u64 unused)
@@ -54,18 +39,10 @@ void bootparams_main(u64 params, u64 cr0, u64 cr4, u64 unused)
         puts("ramdisk: none");
     }
     u32 n = U8(0x1e8);
-    const struct boot_e820_entry *e = phys_ptr(params + 0x2d0);
-    for (u32 i = 0; i < n; i++)
-        printf("e820 0x%016llx 0x%016llx %u\n", e[i].addr, e[i].size, e[i].type);
+    memmap_print("e820", phys_ptr(params + 0x2d0), n, sizeof(struct boot_e820_entry));
     if (n == 0)
         guest_fail("bootparams", "empty e820 map");
-    u64 rsdp_addr = U64(0x70);
-    const u8 *rsdp = phys_ptr(rsdp_addr);
-    if (!rsdp_addr || memcmp(rsdp, "RSD PTR ", 8) != 0)
-        guest_fail("bootparams", "no RSDP at 0x%llx", rsdp_addr);
-    if (checksum(rsdp, 20) != 0 || checksum(rsdp, 36) != 0)
-        guest_fail("bootparams", "RSDP checksum");
-    printf("rsdp 0x%llx revision=%u\n", rsdp_addr, rsdp[15]);
+    rsdp_check("bootparams", U64(0x70));
     puts("bootparams: ok");
     guest_exit_success();
 }

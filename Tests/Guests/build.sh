@@ -48,19 +48,19 @@ for f in common.c start64.S isr64.S idt64.c boot64.c safe64.S hyperv.c; do
     RT64+=("$OBJ/rt64-$f.o")
 done
 
-# guest64 NAME SOURCES...
+# guest64 NAME SOURCES... (relative to Tests/Guests; runtime/bootcheck.c for the guests that use it)
 guest64() {
     local name="$1" s
     shift
     local objs=()
     for s in "$@"; do
-        compile -m64 "$OBJ/$name-$s.o" "$SRC/$s"
-        objs+=("$OBJ/$name-$s.o")
+        compile -m64 "$OBJ/$name-${s//\//-}.o" "$SRC/$s"
+        objs+=("$OBJ/$name-${s//\//-}.o")
     done
     link -m64 "$name" "${RT64[@]}" "${objs[@]}"
 }
 
-guest64 hello hello.c
+guest64 hello hello.c runtime/bootcheck.c
 guest64 smp smp.c mp.c mp_asm.S
 guest64 exceptions exceptions.c exceptions_asm.S
 guest64 cpuid cpuid.c
@@ -73,7 +73,7 @@ guest64 hvipi hvipi.c hvipi_asm.S mp.c mp_asm.S
 guest64 hvcrash hvcrash.c
 guest64 hvbench hvbench.c
 guest64 irq irq.c irq_asm.S mp.c mp_asm.S
-guest64 acpi acpi.c
+guest64 acpi acpi.c runtime/bootcheck.c
 guest64 uart uart.c uart_asm.S mp.c mp_asm.S
 guest64 rtc rtc.c
 guest64 platform platform.c
@@ -98,13 +98,15 @@ LINUXLD=(-nostdlib -static -no-pie -Wl,-T,"$SRC/linux.ld" -Wl,--build-id=none
          -Wl,-z,max-page-size=0x1000 -Wl,-z,noexecstack -Wl,--no-warn-rwx-segments)
 compile -m32 "$OBJ/pvh_start.o" "$SRC/pvh_start.S"
 compile -m32 "$OBJ/pvh.o" "$SRC/pvh.c"
-"$CC" -m32 "${LINUXLD[@]}" -o "$OUT/pvh.elf.tmp" "$OBJ/pvh_start.o" "$OBJ/rt32-common.o" "$OBJ/pvh.o"
+compile -m32 "$OBJ/rt32-bootcheck.o" "$SRC/runtime/bootcheck.c"
+"$CC" -m32 "${LINUXLD[@]}" -o "$OUT/pvh.elf.tmp" "$OBJ/pvh_start.o" "$OBJ/rt32-common.o" "$OBJ/rt32-bootcheck.o" "$OBJ/pvh.o"
 "${OBJCOPY:-objcopy}" -O elf64-x86-64 "$OUT/pvh.elf.tmp" "$OUT/pvh64.elf.tmp"
 mv -f "$OUT/pvh.elf.tmp" "$OUT/pvh.elf"
 mv -f "$OUT/pvh64.elf.tmp" "$OUT/pvh64.elf"
 compile -m64 "$OBJ/bootparams_start.o" "$SRC/bootparams_start.S"
 compile -m64 "$OBJ/bootparams.o" "$SRC/bootparams.c"
-"$CC" -m64 "${LINUXLD[@]}" -o "$OUT/bootparams.elf.tmp" "$OBJ/bootparams_start.o" "$OBJ/rt64-common.c.o" "$OBJ/bootparams.o"
+compile -m64 "$OBJ/rt64-bootcheck.o" "$SRC/runtime/bootcheck.c"
+"$CC" -m64 "${LINUXLD[@]}" -o "$OUT/bootparams.elf.tmp" "$OBJ/bootparams_start.o" "$OBJ/rt64-common.c.o" "$OBJ/rt64-bootcheck.o" "$OBJ/bootparams.o"
 mv -f "$OUT/bootparams.elf.tmp" "$OUT/bootparams.elf"
 
 echo "guests: built hello smp exceptions cpuid bench hvprobe hvmsr hvcall hvclock hvipi hvcrash hvbench irq acpi uart rtc platform emulate stimer synic hvconn synicbench mbhello mbhvcall pvh pvh64 bootparams in $OUT"

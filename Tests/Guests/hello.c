@@ -1,6 +1,7 @@
 /* hello: prints the boot info the VMM passed (command line, memory, vCPUs, e820). */
 #include "rt.h"
 #include "bootinfo.h"
+#include "bootcheck.h"
 #include "x86.h"
 
 void guest_main(const struct boot_info *bi)
@@ -12,8 +13,7 @@ void guest_main(const struct boot_info *bi)
     printf("memory: %llu\n", bi->memory_size);
     printf("cpus: %u\n", bi->cpu_count);
     const struct e820_entry *e = boot_e820();
-    for (u32 i = 0; i < bi->e820_count; i++)
-        printf("e820 0x%016llx 0x%016llx %u\n", e[i].addr, e[i].size, e[i].type);
+    memmap_print("e820", e, bi->e820_count, sizeof(*e));
     /* Modules are listed only when there are any, so the plain output stays as above. */
     if (bi->module_count) {
         const struct boot_module *m = boot_modules();

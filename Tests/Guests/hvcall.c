@@ -112,8 +112,7 @@ void guest_main(const struct boot_info *bi)
 {
     puts("hvcall: start");
     struct hv_info hv;
-    if (!hv_query(&hv))
-        guest_fail(NAME, "no \"Microsoft Hv\" leaves");
+    hv_require(NAME, &hv);
     if (!(hv.priv_eax & HV_PRIV_HYPERCALL))
         guest_fail(NAME, "0x40000003.EAX bit 5 (AccessHypercallMsrs) clear");
     printf("privileges eax=0x%x ebx=0x%x hints eax=0x%x\n", hv.priv_eax, hv.priv_ebx, hv.hints_eax);

@@ -161,8 +161,7 @@ void guest_main(const struct boot_info *bi)
 {
     puts("hvclock: start");
     struct hv_info hv;
-    if (!hv_query(&hv))
-        guest_fail(NAME, "no \"Microsoft Hv\" leaves");
+    hv_require(NAME, &hv);
     if (!(hv.priv_eax & HV_PRIV_TIME_REF_COUNT) || !(hv.priv_eax & HV_PRIV_REFERENCE_TSC))
         guest_fail(NAME, "time enlightenment not advertised (0x40000003.EAX=0x%x, needs bits 1 and 9)", hv.priv_eax);
 

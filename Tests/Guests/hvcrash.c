@@ -17,8 +17,7 @@ void guest_main(const struct boot_info *bi)
     (void)bi;
     puts("hvcrash: start");
     struct hv_info hv;
-    if (!hv_query(&hv))
-        guest_fail(NAME, "no \"Microsoft Hv\" leaves");
+    hv_require(NAME, &hv);
     if (!(hv.features_edx & HV_FEAT_CRASH_MSRS))
         guest_fail(NAME, "0x40000003.EDX bit 10 (GuestCrashMsrs) clear");
     u64 caps = rdmsr(HV_MSR_CRASH_CTL);

@@ -109,8 +109,7 @@ void guest_main(const struct boot_info *bi)
     if (n < 2 || n > MP_MAX_CPUS)
         guest_fail(NAME, "needs 2..%u vCPUs, has %u", MP_MAX_CPUS, n);
     struct hv_info hv;
-    if (!hv_query(&hv))
-        guest_fail(NAME, "no \"Microsoft Hv\" leaves");
+    hv_require(NAME, &hv);
     if (!(hv.hints_eax & HV_HINT_CLUSTER_IPI))
         guest_fail(NAME, "0x40000004.EAX bit 10 (SyntheticClusterIpi) clear");
     u64 hc = hv_enable_hypercall_page(hypercall_page);

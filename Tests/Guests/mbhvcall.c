@@ -30,8 +30,7 @@ void mb_main(u32 magic, u32 info)
     if (magic != MB_BOOT_MAGIC)
         guest_fail(NAME, "EAX=0x%08x, expected 0x%08x", magic, MB_BOOT_MAGIC);
     struct hv_info hv;
-    if (!hv_query(&hv))
-        guest_fail(NAME, "no \"Microsoft Hv\" leaves");
+    hv_require(NAME, &hv);
     if (!(hv.priv_eax & HV_PRIV_HYPERCALL))
         guest_fail(NAME, "0x40000003.EAX bit 5 (AccessHypercallMsrs) clear");
 

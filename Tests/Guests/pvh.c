@@ -1,6 +1,7 @@
 /* pvh: a 32-bit PVH guest. Checks the entry state and prints hvm_start_info: command line,
  * modules (with an FNV-1a hash of their bytes), memory map and RSDP. */
 #include "rt.h"
+#include "bootcheck.h"
 
 #define HVM_START_MAGIC 0x336ec578u
 
@@ -31,22 +32,6 @@ struct hvm_memmap_table_entry {
     u32 reserved;
 };
 
-static u32 fnv1a(const u8 *p, u32 n)
-{
-    u32 h = 2166136261u;
-    for (u32 i = 0; i < n; i++)
-        h = (h ^ p[i]) * 16777619u;
-    return h;
-}
-
-static u8 checksum(const u8 *p, u32 n)
-{
-    u8 sum = 0;
-    for (u32 i = 0; i < n; i++)
-        sum += p[i];
-    return sum;
-}
-
 void pvh_main(u32 info, u32 cr0, u32 cr4, u32 eflags);
 void pvh_main(u32 info, u32 cr0, u32 cr4, u32 eflags)
 {
@@ -71,17 +56,11 @@ void pvh_main(u32 info, u32 cr0, u32 cr4, u32 eflags)
         if (m[i].paddr & 0xfff)
             guest_fail("pvh", "module %u not page-aligned", i);
     }
-    const struct hvm_memmap_table_entry *e = phys_ptr(si->memmap_paddr);
-    for (u32 i = 0; i < si->memmap_entries; i++)
-        printf("memmap 0x%016llx 0x%016llx %u\n", e[i].addr, e[i].size, e[i].type);
+    memmap_print("memmap", phys_ptr(si->memmap_paddr), si->memmap_entries,
+                 sizeof(struct hvm_memmap_table_entry));
     if (si->memmap_entries == 0)
         guest_fail("pvh", "empty memory map");
-    const u8 *rsdp = phys_ptr(si->rsdp_paddr);
-    if (!si->rsdp_paddr || memcmp(rsdp, "RSD PTR ", 8) != 0)
-        guest_fail("pvh", "no RSDP at 0x%llx", si->rsdp_paddr);
-    if (checksum(rsdp, 20) != 0 || checksum(rsdp, 36) != 0)
-        guest_fail("pvh", "RSDP checksum");
-    printf("rsdp 0x%llx revision=%u\n", si->rsdp_paddr, rsdp[15]);
+    rsdp_check("pvh", si->rsdp_paddr);
     puts("pvh: ok");
     guest_exit_success();
 }

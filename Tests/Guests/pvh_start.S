@@ -2,17 +2,11 @@
  * mode, paging off, EBX = hvm_start_info. The "Xen" note XEN_ELFNOTE_PHYS32_ENTRY (18) gives
  * the loader this entry's physical address; the ELF entry point is deliberately elsewhere, so
  * a loader that ignores the note fails the test. */
+#include "entry.h"
+
 #define XEN_ELFNOTE_PHYS32_ENTRY 18
 
-    .section .note.Xen, "a", @note
-    .balign 4
-    .long 4                            /* namesz: "Xen\0" */
-    .long 4                            /* descsz */
-    .long XEN_ELFNOTE_PHYS32_ENTRY
-    .asciz "Xen"
-    .balign 4
-    .long pvh_start
-    .balign 4
+    ELF_NOTE .note.Xen, "Xen", XEN_ELFNOTE_PHYS32_ENTRY, .long pvh_start
 
     .section .text.entry, "ax"
     .code32
@@ -20,18 +14,13 @@
 _start:                                /* the ELF entry: not where PVH enters */
     mov $0x3e, %eax
     out %eax, $0xf4
-1:  cli
-    hlt
-    jmp 1b
+    HALT_FOREVER
 
     .globl pvh_start
 pvh_start:
     pushfl                             /* EFLAGS as the loader left it */
     popl %edx
-    cli
-    cld
-    mov $pvh_stack_top, %esp
-    xor %ebp, %ebp
+    ENTER32
     push %edx                          /* pvh_main(info, cr0, cr4, eflags) */
     mov %cr4, %eax
     push %eax
@@ -39,14 +28,8 @@ pvh_start:
     push %eax
     push %ebx
     call pvh_main
-1:  cli
-    hlt
-    jmp 1b
+    HALT_FOREVER
 
-    .section .bss
-    .balign 16
-pvh_stack:
-    .skip 16384
-pvh_stack_top:
+    BOOT_STACK
 
     .section .note.GNU-stack, "", @progbits

@@ -69,6 +69,19 @@ static void pause_us(u64 us)
         cpu_relax();
 }
 
+/* Before wake-up i (raw and SynIC runs alike): gives the router ~50 us to fall asleep, then
+ * publishes this TSC in the mailbox (sum, last, then seq) and returns it. */
+static u64 announce(volatile u64 *mb, u64 i)
+{
+    pause_us(50);
+    u64 t0 = rdtsc();
+    mb[1] += t0;
+    mb[2] = t0;
+    mb[0] = i;
+    barrier();
+    return t0;
+}
+
 void guest_main(const struct boot_info *bi)
 {
     u64 n = 2000, raw = 0, khz = 0;
@@ -89,12 +102,7 @@ void guest_main(const struct boot_info *bi)
         memcpy(hypercall_page, stub, sizeof(stub));
         hv_hypercall_pg = hypercall_page;
         for (u64 i = 1; i <= n; i++) {
-            pause_us(50);
-            u64 t0 = rdtsc();
-            mb[1] += t0;
-            mb[2] = t0;
-            mb[0] = i;
-            barrier();
+            announce(mb, i);
             hv_fast8(HVCALL_SIGNAL_EVENT, EVT_CONN);
         }
         pause_us(50);
@@ -115,12 +123,7 @@ void guest_main(const struct boot_info *bi)
     outl(0x3000, MSG_CONN << 24 | 4 << 16 | 0 << 8 | MSG_SINT);
 
     for (u64 i = 1; i <= n; i++) {
-        pause_us(50);
-        u64 t0 = rdtsc();
-        mb[1] += t0;
-        mb[2] = t0;
-        mb[0] = i;
-        barrier();
+        u64 t0 = announce(mb, i);
         u32 st = HV_STATUS(hv_fast8(HVCALL_SIGNAL_EVENT, EVT_CONN));
         if (st)
             guest_fail(NAME, "HvSignalEvent: status 0x%x", st);

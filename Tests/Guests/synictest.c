@@ -159,8 +159,7 @@ void st_sleep_until(u64 until)
 u32 st_require(const struct boot_info *bi, u32 max_cpus, u32 need_edx, const char *edx_what)
 {
     struct hv_info hv;
-    if (!hv_query(&hv))
-        guest_fail(st_name, "no \"Microsoft Hv\" leaves");
+    hv_require(st_name, &hv);
     u32 need = HV_PRIV_TIME_REF_COUNT | HV_PRIV_SYNIC | HV_PRIV_SYNTIMER;
     if ((hv.priv_eax & need) != need)
         guest_fail(st_name, "0x40000003.EAX=0x%x lacks bits 1, 2 and 3 (reference counter, SynIC, timers)", hv.priv_eax);

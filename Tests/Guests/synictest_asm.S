@@ -1,30 +1,13 @@
 /* Interrupt gates for synictest.c: one stub per vector 0x20-0xfe puts the vector in EDI and
- * joins st_gate_common, which saves the registers a C function may change, calls
+ * joins st_gate_common (gate.h), which saves the registers a C function may change, calls
  * st_dispatch(vector) (the guest's st_irq and the xAPIC EOI) and returns. */
+#include "gate.h"
+
     .code64
     .text
 
 st_gate_common:
-    push %rax
-    push %rcx
-    push %rdx
-    push %rsi
-    push %r8
-    push %r9
-    push %r10
-    push %r11
-    cld
-    call st_dispatch
-    pop %r11
-    pop %r10
-    pop %r9
-    pop %r8
-    pop %rsi
-    pop %rdx
-    pop %rcx
-    pop %rax
-    pop %rdi
-    iretq
+    GATE_CALL st_dispatch
 
     .balign 16
 st_stubs_start:

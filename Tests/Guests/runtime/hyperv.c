@@ -37,6 +37,12 @@ bool hv_query(struct hv_info *hv)
     return true;
 }
 
+void hv_require(const char *guest, struct hv_info *hv)
+{
+    if (!hv_query(hv))
+        guest_fail(guest, "no \"Microsoft Hv\" leaves");
+}
+
 u32 cpu_phys_addr_bits(void)
 {
     u32 a, b, c, d;

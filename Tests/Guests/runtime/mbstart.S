@@ -1,4 +1,6 @@
 /* Multiboot v1 header and 32-bit entry (EAX = 0x2BADB002, EBX = multiboot info). */
+#include "entry.h"
+
 #define MB_MAGIC 0x1BADB002
 #define MB_FLAGS 0x00000003            /* page-align modules, memory info */
 
@@ -12,21 +14,12 @@
     .code32
     .globl _start
 _start:
-    cli
-    cld
-    mov $mb_stack_top, %esp
-    xor %ebp, %ebp
+    ENTER32
     push %ebx                          /* mb_main(magic, info) */
     push %eax
     call mb_main
-1:  cli
-    hlt
-    jmp 1b
+    HALT_FOREVER
 
-    .section .bss
-    .balign 16
-mb_stack:
-    .skip 16384
-mb_stack_top:
+    BOOT_STACK
 
     .section .note.GNU-stack, "", @progbits

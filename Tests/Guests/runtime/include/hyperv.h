@@ -174,6 +174,8 @@ struct hv_info {
 bool hv_vendor_is_microsoft(void);
 /* Fills *hv; returns hv->present. */
 bool hv_query(struct hv_info *hv);
+/* Fills *hv; fails as guest ("no \"Microsoft Hv\" leaves") unless hv->present. */
+void hv_require(const char *guest, struct hv_info *hv);
 /* The guest's physical-address width (CPUID 0x80000008.EAX[7:0], 36 if that leaf is absent). */
 u32 cpu_phys_addr_bits(void);
 
