@@ -11,12 +11,14 @@ struct VMProcessTests {
         let process: Process
         let stderr: Pipe
 
-        /// Waits for the launcher's VM process to have a vCPU thread, up to `seconds`.
+        /// Waits for the launcher's VM process to run its guest, up to `seconds`: its main thread
+        /// is named synthvm-monitor once its filter is in, which is after every other thread has
+        /// started and before the vCPUs may run.
         func vmProcess(seconds: Double = 30) -> Int32? {
             let deadline = Date().addingTimeInterval(seconds)
             while Date() < deadline {
                 if let child = VMProcessTests.children(of: process.processIdentifier).first,
-                   ThreadState.all(pid: child).contains(where: { $0.name == "synthvm-vcpu0" }) {
+                   ThreadState(tid: Int(child), process: String(child))?.name == "synthvm-monitor" {
                     return child
                 }
                 usleep(20_000)
