@@ -97,13 +97,7 @@ public enum KernelLoader {
         }
 
         // 3. Boot structures in low memory.
-        do {
-            try memory.zero(at: 0, count: BootLayout.pageTables)
-            var gdt = [UInt8]()
-            for d in BootLayout.gdtEntries { withUnsafeBytes(of: d.littleEndian) { gdt.append(contentsOf: $0) } }
-            try memory.write(gdt, at: BootLayout.gdt)
-            try memory.write(cmdline + [0], at: BootLayout.commandLine)
-        } catch { throw .memory(error) }
+        try writeLowStructures(commandLine: cmdline, memory: memory)
         let names = try writeModuleNames(placed.map(\.name), memory: memory)
 
         var cpu: BootCPUState
@@ -173,6 +167,18 @@ public enum KernelLoader {
         let entry = UInt64(plan.entry)
         guard entry >= load && entry < end else { throw .entryOutsideImage(entry) }
         return (load..<end, entry)
+    }
+
+    /// The structures every boot path puts in low memory: the page-table area zeroed, the GDT,
+    /// and the NUL-terminated command line (docs/boot-protocol.md).
+    static func writeLowStructures(commandLine cmdline: [UInt8], memory: some GuestPhysicalMemory) throws(BootError) {
+        do {
+            try memory.zero(at: 0, count: BootLayout.pageTables)
+            var gdt = [UInt8]()
+            for d in BootLayout.gdtEntries { withUnsafeBytes(of: d.littleEndian) { gdt.append(contentsOf: $0) } }
+            try memory.write(gdt, at: BootLayout.gdt)
+            try memory.write(cmdline + [0], at: BootLayout.commandLine)
+        } catch { throw .memory(error) }
     }
 
     /// Writes NUL-terminated names into the name area; returns their GPAs.

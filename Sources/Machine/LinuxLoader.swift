@@ -21,13 +21,7 @@ enum LinuxLoader {
         let initrdLimit = UInt64(image.bzImage?.header.initrdAddressMax ?? LinuxBootParams.defaultInitrdAddressMax) + 1
         let placed = try placeModules(modules, above: kernelRange.upperBound, below: initrdLimit, memory: memory)
 
-        do {
-            try memory.zero(at: 0, count: BootLayout.pageTables)
-            var gdt = [UInt8]()
-            for d in BootLayout.gdtEntries { withUnsafeBytes(of: d.littleEndian) { gdt.append(contentsOf: $0) } }
-            try memory.write(gdt, at: BootLayout.gdt)
-            try memory.write(cmdline + [0], at: BootLayout.commandLine)
-        } catch { throw .memory(error) }
+        try KernelLoader.writeLowStructures(commandLine: cmdline, memory: memory)
         let names = try KernelLoader.writeModuleNames(placed.map(\.name), memory: memory)
         let rsdp = ACPITables.defaultBase  // the RSDP is the first thing in the ACPI blob
 
