@@ -2,10 +2,8 @@
 // in a forked process whose every thread ends up filtered; the launcher only waits, restarts it
 // after a guest reset, passes SIGINT/SIGTERM on and ends the way the VM process ended. Signal
 // handling is here because a handler must be async-signal-safe.
-#define _GNU_SOURCE
 #include "csynthvm.h"
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -83,10 +81,6 @@ int svm_launcher_wait(int pid) {
     launcher_child = 0;
     if (WIFSIGNALED(status)) return -WTERMSIG(status);
     return WEXITSTATUS(status);
-}
-
-int svm_launcher_pipe(int fds[2]) {
-    return pipe2(fds, O_CLOEXEC) < 0 ? -errno : 0;
 }
 
 int svm_launcher_stop_signal(void) { return launcher_signal; }

@@ -50,7 +50,7 @@ public final class ConsoleSink: Sendable {
             }
             return nil
         }
-        if let bytes = flushNow { emit(bytes) }
+        if let bytes = flushNow { writeAll(bytes, fd: fd) }
     }
 
     public func flush() {
@@ -58,7 +58,7 @@ public final class ConsoleSink: Sendable {
             defer { s.pending.removeAll() }
             return s.pending
         }
-        if !bytes.isEmpty { emit(bytes) }
+        if !bytes.isEmpty { writeAll(bytes, fd: fd) }
     }
 
     /// Everything the guest wrote, for `.capture`.
@@ -67,18 +67,4 @@ public final class ConsoleSink: Sendable {
     }
 
     public var bytesWritten: Int { state.withLock { $0.total } }
-
-    private func emit(_ bytes: [UInt8]) {
-        bytes.withUnsafeBytes { b in
-            var off = 0
-            while off < b.count {
-                let n = Glibc.write(fd, b.baseAddress! + off, b.count - off)
-                if n <= 0 {
-                    if n < 0 && errno == EINTR { continue }
-                    return
-                }
-                off += n
-            }
-        }
-    }
 }

@@ -246,14 +246,7 @@ public final class Supervisor: @unchecked Sendable {
     /// there is nowhere else to say so).
     private func write(_ lines: [String], to fd: Int32) {
         guard !lines.isEmpty else { return }
-        let bytes = Array(lines.joined().utf8)
-        var done = 0
-        while done < bytes.count {
-            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + done, $0.count - done) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { return }
-            done += n
-        }
+        writeAll(Array(lines.joined().utf8), fd: fd)
     }
 
     static func now() -> UInt64 {

@@ -42,7 +42,7 @@ struct VMProcessLauncher {
                 config.timeoutSeconds = max(1, Int(left.rounded(.up)))
             }
             var report: [Int32] = [-1, -1]
-            if crashReportPath != nil, case let r = svm_launcher_pipe(&report), r != 0 {
+            if crashReportPath != nil, case let r = svm_pipe_cloexec(&report), r != 0 {
                 fail("cannot create the crash-report pipe: \(String(cString: strerror(-r)))",
                      status: StopReason.setupFailureStatus)
             }
@@ -108,18 +108,4 @@ struct VMProcessLauncher {
             printErr("synthvm: cannot write crash report \(path): \(String(cString: strerror(errno)))")
         }
     }
-}
-
-/// Writes all of `bytes` to `fd` (the crash-report pipe, the report file); false on an error
-/// (errno says which).
-@discardableResult
-func writeAll(_ bytes: [UInt8], fd: Int32) -> Bool {
-    var done = 0
-    while done < bytes.count {
-        let n = bytes[done...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-        if n < 0 && errno == EINTR { continue }
-        if n <= 0 { return false }
-        done += n
-    }
-    return true
 }

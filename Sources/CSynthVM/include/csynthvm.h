@@ -186,8 +186,6 @@ int svm_launcher_fork(void);
 // Waits for the VM process `pid`: its exit status (0-255), or -signal if a signal ended it, or
 // -1000 - errno if waiting failed.
 int svm_launcher_wait(int pid);
-// pipe2(fds, O_CLOEXEC) (not in Swift's Glibc module). Returns 0 or -errno.
-int svm_launcher_pipe(int fds[2]);
 // The last SIGINT/SIGTERM the launcher received (0: none).
 int svm_launcher_stop_signal(void);
 // Ends the launcher by `sig`, as its VM process ended: the terminal restored, no core file.
