@@ -5,7 +5,6 @@ import Sandbox
 import KVM
 import Machine
 import Partition
-import Synchronization
 import SynICRouting
 
 /// A VM built from a `MachineConfig`: KVM VM with in-kernel irqchip and PIT, guest RAM in a
@@ -40,6 +39,9 @@ public final class VirtualMachine: @unchecked Sendable {
     let filters: MonitorFilters
     /// COM1, kept for the console input feeder.
     let serial: SerialPort
+
+    /// The name of the thread that runs the VM (`runOnCallingThread`), under monitor.policy.
+    public static let monitorThreadName = "synthvm-monitor"
 
     /// Addresses KVM needs for its real-mode helpers on Intel; inside the MMIO hole.
     static let tssAddress: UInt64 = 0xFFFB_D000
@@ -209,7 +211,7 @@ public final class VirtualMachine: @unchecked Sendable {
         let result = OutcomeBox()
         let thread: HostThread
         do {
-            thread = try HostThread.spawn { [self] in result.outcome = runOnCallingThread(threadName: "synthvm-monitor") }
+            thread = try HostThread.spawn { [self] in result.outcome = runOnCallingThread() }
         } catch {
             return RunOutcome(reason: .hostFailure(error.description), counters: [], crashReport: nil)
         }
@@ -226,10 +228,9 @@ public final class VirtualMachine: @unchecked Sendable {
     /// the vCPUs make their first KVM_RUN. It runs the supervising loop, then stops everything.
     /// After this returns the thread can still allocate, write, close and exit, but not open,
     /// clone, exec, create sockets or make any KVM call. If the filter cannot be installed, no
-    /// vCPU runs and the outcome is a host failure. `threadName`, if given, names the thread once
-    /// its filter is in (like every `synthvm-*` thread).
-    public func runOnCallingThread(threadName: String? = nil) -> RunOutcome {
-        let nameFile = threadName == nil ? nil : HostThread.NameFile(tid: svm_gettid())
+    /// vCPU runs and the outcome is a host failure. The thread is named `synthvm-monitor` once its
+    /// filter is in (like every `synthvm-*` thread).
+    public func runOnCallingThread() -> RunOutcome {
         do { try VCPUKick.install() } catch {
             return RunOutcome(reason: .hostFailure(error.description), counters: [], crashReport: nil)
         }
@@ -280,31 +281,33 @@ public final class VirtualMachine: @unchecked Sendable {
         }
         // The joiner waits for the vCPU threads from the start (this thread cannot start one
         // once it is filtered) and says when they are all gone.
-        let done = DoneFlag()
+        let done = Latch()
         let started = threads
         let joiner: HostThread?
         do {
             joiner = try HostThread.spawn(name: "synthvm-joiner", filter: filters.vmm) {
                 for t in started { t.join() }
-                done.set()
+                done.open()
             }
         } catch {
             joiner = nil
             control.requestStop(.hostFailure(error.description))
         }
+        // Opened before the filter, which refuses open; written after it, so the name says filtered.
+        let nameFile = HostThread.NameFile(tid: svm_gettid())
         let r = filters.monitor.installOnCurrentThread()
         if r != 0 {
             control.requestStop(.hostFailure("cannot install the seccomp filter monitor on the monitor thread: "
                 + String(cString: strerror(-r))))
             nameFile?.discard()
-        } else if let name = threadName {
-            nameFile?.write(name)
+        } else {
+            nameFile?.write(Self.monitorThreadName)
         }
         go.open()
         if !control.isStopping { supervise(signalFD: signalFD) }
         // Stopping: keep kicking until every vCPU thread has left KVM_RUN and returned.
         if let joiner {
-            while !done.isSet {
+            while !done.isOpen {
                 control.kickAll()
                 var ts = timespec(tv_sec: 0, tv_nsec: 2_000_000)
                 nanosleep(&ts, nil)
@@ -408,13 +411,6 @@ public func monotonicSeconds() -> Double {
 /// the thread ends, read after it was joined).
 final class OutcomeBox: @unchecked Sendable {
     var outcome: RunOutcome?
-}
-
-/// A set-once flag for the joiner thread.
-final class DoneFlag: Sendable {
-    private let value = Atomic<Bool>(false)
-    func set() { value.store(true, ordering: .releasing) }
-    var isSet: Bool { value.load(ordering: .acquiring) }
 }
 
 extension CPUIDEntry {

@@ -177,7 +177,7 @@ struct RunCommand: ParsableCommand {
         do { vm = try VirtualMachine(config: config) } catch {
             fail("cannot create the VM: \(error)", status: StopReason.setupFailureStatus)
         }
-        let outcome = vm.runOnCallingThread(threadName: "synthvm-monitor")
+        let outcome = vm.runOnCallingThread()
         if let json = outcome.guestCrashReportJSON, crashReportPipe >= 0 { writeAll(Array(json.utf8), fd: crashReportPipe) }
         if let report = outcome.crashReport { printErr(report) }
         let restarting = outcome.reason.isReset && restartOnReset
