@@ -273,10 +273,7 @@ public struct PolicyParser: Sendable {
         case .eq:
             // A runtime value only as the whole right-hand side of '==': the one use there is
             // (tgkill's tgid), and the only form the per-rule tests can give a witness for.
-            if i < t.count, case .runtime(let name) = t[i] {
-                guard let value = PolicyRuntimeValue(rawValue: name) else {
-                    throw PolicyError(.unknownRuntimeValue(name), at: at)
-                }
+            if let value = try Self.runtimeValue(t, i, at: at) {
                 i += 1
                 if i < t.count, t[i] == .bar { throw Self.runtimeMisuse(value, at: at) }
                 return ArgumentCondition(arg: arg, op: .equalRuntime(value))
@@ -318,12 +315,7 @@ public struct PolicyParser: Sendable {
     private func parseValue(_ t: [Token], _ i: inout Int, at: SourceLocation) throws(PolicyError) -> UInt64 {
         var result: UInt64 = 0
         while true {
-            if i < t.count, case .runtime(let name) = t[i] {
-                guard let value = PolicyRuntimeValue(rawValue: name) else {
-                    throw PolicyError(.unknownRuntimeValue(name), at: at)
-                }
-                throw Self.runtimeMisuse(value, at: at)
-            }
+            if let value = try Self.runtimeValue(t, i, at: at) { throw Self.runtimeMisuse(value, at: at) }
             guard i < t.count, case .word(let w) = t[i] else { throw PolicyError(.syntax("expected a value"), at: at) }
             i += 1
             if let first = w.first, first.isNumber {
@@ -338,6 +330,13 @@ public struct PolicyParser: Sendable {
             }
             if i < t.count, t[i] == .bar { i += 1 } else { return result }
         }
+    }
+
+    /// The runtime value token `t[i]` names, if it is one (`$NAME`); an unknown name is an error.
+    private static func runtimeValue(_ t: [Token], _ i: Int, at: SourceLocation) throws(PolicyError) -> PolicyRuntimeValue? {
+        guard i < t.count, case .runtime(let name) = t[i] else { return nil }
+        guard let value = PolicyRuntimeValue(rawValue: name) else { throw PolicyError(.unknownRuntimeValue(name), at: at) }
+        return value
     }
 
     private static func runtimeMisuse(_ value: PolicyRuntimeValue, at: SourceLocation) -> PolicyError {

@@ -68,9 +68,12 @@ public struct WorkerLogRelay: Sendable {
         tokens = budget.burstBytes
     }
 
-    /// Appends `b` as the relay writes it: itself if printable ASCII other than `\`, else `\xNN`.
+    /// Whether `b` is written as itself: printable ASCII other than `\`.
+    static func isKept(_ b: UInt8) -> Bool { b >= 0x20 && b <= 0x7e && b != UInt8(ascii: "\\") }
+
+    /// Appends `b` as the relay writes it: itself if `isKept`, else `\xNN`.
     public static func escape(_ b: UInt8, into out: inout [UInt8]) {
-        if b >= 0x20 && b <= 0x7e && b != UInt8(ascii: "\\") {
+        if isKept(b) {
             out.append(b)
         } else {
             let hex = Array("0123456789abcdef".utf8)
@@ -166,7 +169,7 @@ public struct WorkerLogRelay: Sendable {
             emit(cut: false, into: &out)
             return
         }
-        let width = b >= 0x20 && b <= 0x7e && b != UInt8(ascii: "\\") ? 1 : 4
+        let width = Self.isKept(b) ? 1 : 4
         let room = maxLineLength - (lineIsContinuation ? Self.continuationMarker.utf8.count : 0)
         if line.count + width > room {
             emit(cut: true, into: &out)
