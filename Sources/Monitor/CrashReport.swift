@@ -17,17 +17,10 @@ enum CrashReport {
             lines.append("  (registers unavailable)")
             return lines.joined(separator: "\n")
         }
-        let linear = sregs.cs.base &+ regs.rip
-        let physical = PageWalk.translate(
-            virtual: linear, cr0: sregs.cr0, cr3: sregs.cr3, cr4: sregs.cr4, efer: sregs.efer,
-            readPhysical64: { gpa in try? memory.readLE(UInt64.self, at: gpa) })
+        let physical = InstructionAtRIP.physicalAddress(regs: regs, sregs: sregs, memory: memory)
         var bytesText = "unreadable"
         if let pa = physical {
-            var got: [UInt8] = []
-            for i in 0..<16 {
-                guard let b = try? memory.read(count: 1, at: pa &+ UInt64(i)) else { break }
-                got += b
-            }
+            let got = InstructionAtRIP.bytes(at: pa, count: 16, memory: memory)
             if !got.isEmpty { bytesText = got.map { hex(UInt64($0), width: 2) }.joined(separator: " ") }
         }
         let mode = (sregs.efer & (1 << 10)) != 0 ? (sregs.cs.l == 1 ? "64-bit" : "compat")

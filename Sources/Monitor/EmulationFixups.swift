@@ -17,13 +17,8 @@ enum EmulationFixups {
         do {
             var regs = try vcpu.getRegs()
             let sregs = try vcpu.getSregs()
-            let longMode = sregs.efer & (1 << 10) != 0
-            let size: EmulationFixup.CodeSize = longMode && sregs.cs.l == 1 ? .bits64 : (sregs.cs.db == 1 ? .bits32 : .bits16)
-            // The byte at CS:RIP through the guest's own page tables (outside 64-bit mode CS has a base).
-            let linear = (size == .bits64 ? 0 : sregs.cs.base) &+ regs.rip
-            guard let physical = PageWalk.translate(
-                virtual: linear, cr0: sregs.cr0, cr3: sregs.cr3, cr4: sregs.cr4, efer: sregs.efer,
-                readPhysical64: { gpa in try? memory.readLE(UInt64.self, at: gpa) }),
+            let size: EmulationFixup.CodeSize = InstructionAtRIP.is64Bit(sregs) ? .bits64 : (sregs.cs.db == 1 ? .bits32 : .bits16)
+            guard let physical = InstructionAtRIP.physicalAddress(regs: regs, sregs: sregs, memory: memory),
                 let bytes = try? memory.read(count: min(EmulationFixup.maxLength, 4096 - Int(physical & 0xFFF)), at: physical)
             else { return .notCompleted("the instruction at RIP is not readable") }
             guard let instruction = EmulationFixup.decode(bytes) else {

@@ -79,15 +79,11 @@ struct BareKVMLoop {
             text += " (\(KVMExitReason.internalErrorName(run.pointee.internal.suberror)))"
         }
         guard let regs = try? vcpu.getRegs(), let sregs = try? vcpu.getSregs() else { return text + ", registers unavailable" }
-        let memory = vm.memory
-        let gpa = PageWalk.translate(virtual: sregs.cs.base &+ regs.rip, cr0: sregs.cr0, cr3: sregs.cr3,
-                                     cr4: sregs.cr4, efer: sregs.efer) { try? memory.readLE(UInt64.self, at: $0) }
-        // Byte by byte: the instruction may end where RAM does.
-        var bytes: [String] = []
-        while let gpa, bytes.count < 16, let b = try? memory.read(count: 1, at: gpa &+ UInt64(bytes.count)) {
-            bytes.append((b[0] < 0x10 ? "0" : "") + String(b[0], radix: 16))
+        var bytes: [UInt8] = []
+        if let gpa = InstructionAtRIP.physicalAddress(regs: regs, sregs: sregs, memory: vm.memory) {
+            bytes = InstructionAtRIP.bytes(at: gpa, count: 16, memory: vm.memory)
         }
         return text + " at RIP 0x\(String(regs.rip, radix: 16)), bytes "
-            + (bytes.isEmpty ? "unreadable" : bytes.joined(separator: " "))
+            + (bytes.isEmpty ? "unreadable" : bytes.map { ($0 < 0x10 ? "0" : "") + String($0, radix: 16) }.joined(separator: " "))
     }
 }
