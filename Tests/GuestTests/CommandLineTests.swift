@@ -154,19 +154,12 @@ struct CommandLineTests {
     func sigterm() throws {
         try GuestHarness.requireKVM()
         let spin = try GuestHarness.temporaryFile(GuestHarness.rawELF64(code: [0xEB, 0xFE]), name: "spin-term.elf")
-        let p = Process()
-        p.executableURL = Self.binary
-        p.arguments = ["run", "--kernel", spin, "--timeout", "60"]
-        let err = Pipe()
-        p.standardError = err
-        p.standardInput = FileHandle.nullDevice
-        try p.run()
+        let run = try VMProcessTests.launch(["run", "--kernel", spin, "--timeout", "60"])
         usleep(500_000)
-        p.terminate() // SIGTERM
-        let e = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        #expect(p.terminationReason == .exit)
-        #expect(p.terminationStatus == 130)
+        run.process.terminate() // SIGTERM
+        let (reason, status, e) = run.finish()
+        #expect(reason == .exit)
+        #expect(status == 130)
         #expect(e.contains("stopped by signal 15"), "\(e)")
     }
 
@@ -194,16 +187,9 @@ struct CommandLineTests {
         }
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let hello = try GuestHarness.guestPath("hello")
-        let p = Process()
-        p.executableURL = Self.binary
-        p.arguments = ["run", "--kernel", hello, "--serial", "none", "--policy-dir", dir]
-        p.environment = ["SWIFT_BACKTRACE": "enable=no"]
-        let err = Pipe()
-        p.standardError = err
-        try p.run()
-        let e = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        #expect(p.terminationReason == .uncaughtSignal && p.terminationStatus == SIGSYS, "\(p.terminationStatus): \(e)")
+        let (reason, status, e) = try VMProcessTests.launch(["run", "--kernel", hello, "--serial", "none",
+                                                             "--policy-dir", dir]).finish()
+        #expect(reason == .uncaughtSignal && status == SIGSYS, "\(status): \(e)")
         #expect(e.contains("synthvm monitor: seccomp violation: syscall 16 (ioctl)\n"), "\(e)")
         // The debug modes, on the same broken policy: log lets KVM_RUN through, errno fails it.
         let logged = try Self.synthvm(["run", "--kernel", hello, "--serial", "none", "--policy-dir", dir, "--seccomp", "log"])
