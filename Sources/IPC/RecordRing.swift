@@ -297,12 +297,18 @@ public enum RecordRing {
         /// The first problem found, if the ring is cut off.
         public private(set) var corruption: Corruption?
 
+        /// Where `tryPop(_:)` copies a record: `layout.maxRecordLength` bytes, ours alone.
+        private let scratch: UnsafeMutableRawBufferPointer
+
         /// Attaches to a formatted ring, resuming from the indices it holds (a restarted
         /// consumer takes what its predecessor left). Throws like `Producer.init`.
         public init(region: SharedRegion, offset: Int, layout: Layout) throws(IPCError) {
             view = try View(region: region, offset: offset, layout: layout)
             (seenHead, tail) = try view.attach()
+            scratch = .allocate(byteCount: layout.maxRecordLength, alignment: 8)
         }
+
+        deinit { scratch.deallocate() }
 
         public var layout: Layout { view.layout }
 
@@ -338,12 +344,20 @@ public enum RecordRing {
             return .record(length: Int(length))
         }
 
-        /// Pops into `array`, which is resized to the record's length.
-        public func tryPop(into array: inout [UInt8]) -> PopResult {
-            let max = view.layout.maxRecordLength
-            if array.count < max { array.append(contentsOf: repeatElement(0, count: max - array.count)) }
-            let r = array.withUnsafeMutableBytes { tryPop(into: $0) }
-            if case .record(let n) = r { array.removeLast(array.count - n) } else { array.removeAll(keepingCapacity: true) }
+        /// Takes the next record and lends `body` exactly its bytes, copied out of the slot into a
+        /// buffer this consumer owns (allocated once, at attach): parse the copy, never the slot.
+        /// `body` runs only for `.record`, and the view is valid only during the call.
+        ///
+        /// This is how a consumer decodes in place. There is deliberately no `[UInt8]` variant:
+        /// the router once popped into a reused array and decoded `Array(buffer[0..<length])`,
+        /// whose storage the slice shares with the array; built with `-O` (SwiftPM's release
+        /// configuration, default cross-module optimisation) Swift 6.3.1 emitted one retain too
+        /// many on that shared path, so every record leaked the reused 4 KiB buffer and the next
+        /// pop copied it (issue 11: ~4 KiB per record, the router dying at its RLIMIT_AS).
+        /// Borrowing raw bytes leaves no array to alias and nothing to allocate per record.
+        public func tryPop(_ body: (UnsafeRawBufferPointer) -> Void) -> PopResult {
+            let r = tryPop(into: scratch)
+            if case .record(let n) = r { body(UnsafeRawBufferPointer(rebasing: scratch[0..<n])) }
             return r
         }
 

@@ -41,14 +41,16 @@ import Testing
         guard pid > 0 else { return }
 
         var expected: UInt64 = 0
-        var buffer = [UInt8](repeating: 0, count: layout.maxRecordLength)
         var failure: String?
         var deadline = 0
         while expected < count && failure == nil {
-            switch consumer.tryPop(into: &buffer) {
+            var seq: UInt64 = 0, check: UInt64 = 0
+            switch consumer.tryPop({ record in
+                guard record.count >= 16 else { return }
+                seq = record.loadUnaligned(as: UInt64.self)
+                check = record.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
+            }) {
             case .record(let n):
-                let seq = buffer.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
-                let check = buffer.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self) }
                 if n != 16 || seq != expected || check != ~expected { failure = "record \(expected): seq \(seq), \(n) bytes" }
                 expected += 1
                 deadline = 0

@@ -23,9 +23,12 @@ struct RingPair {
         consumer = try RecordRing.Consumer(region: consumerRegion, offset: offset, layout: layout)
     }
 
-    func pop() -> (RecordRing.PopResult, [UInt8]) {
+    func pop() -> (RecordRing.PopResult, [UInt8]) { Self.pop(consumer) }
+
+    /// Pops through the borrowing `tryPop(_:)`, keeping a copy of the bytes for the test to compare.
+    static func pop(_ consumer: RecordRing.Consumer) -> (RecordRing.PopResult, [UInt8]) {
         var bytes: [UInt8] = []
-        let r = consumer.tryPop(into: &bytes)
+        let r = consumer.tryPop { bytes = Array($0) }
         return (r, bytes)
     }
 }
@@ -125,6 +128,32 @@ struct RingPair {
         #expect(ring.producer.tryPush([8]) == .pushed(wasEmpty: true))
     }
 
+    /// The borrowing pop lends exactly the record's bytes, a copy (the slot may change under it),
+    /// and calls its body only for a record.
+    @Test func borrowingPopLendsACopyOfExactlyTheRecord() throws {
+        let ring = try RingPair(recordSize: 64, capacity: 4)
+        var calls = 0
+        #expect(ring.consumer.tryPop { _ in calls += 1 } == .empty)
+        #expect(calls == 0)
+        _ = ring.producer.tryPush(Array(1...56))
+        _ = ring.producer.tryPush([9, 8, 7])
+        var seen: [[UInt8]] = []
+        #expect(ring.consumer.tryPop { record in
+            // Scribble on the slot while the body runs: the body's view must not change.
+            try? ring.producerRegion.write([UInt8](repeating: 0xEE, count: 56), at: ring.offset + RecordRing.Layout.headerSize + 8)
+            seen.append(Array(record))
+        } == .record(length: 56))
+        #expect(ring.consumer.tryPop { seen.append(Array($0)) } == .record(length: 3))
+        #expect(seen == [Array(1...56), [9, 8, 7]])
+        #expect(ring.consumer.tryPop { _ in calls += 1 } == .empty)
+        // A corrupted ring: reported once, the body never called.
+        _ = ring.producer.tryPush([1])
+        try ring.consumerRegion.store(UInt32(0xBAD), at: ring.offset)
+        #expect(ring.consumer.tryPop { _ in calls += 1 } == .corrupted(.badMagic(0xBAD)))
+        #expect(ring.consumer.tryPop { _ in calls += 1 } == .cutOff)
+        #expect(calls == 0)
+    }
+
     /// A restarted worker attaches to the ring its predecessor used and continues.
     @Test func reattachResumesFromSharedIndices() throws {
         let ring = try RingPair()
@@ -132,14 +161,13 @@ struct RingPair {
         #expect(ring.pop() == (.record(length: 1), [1]))
         #expect(ring.pop() == (.record(length: 1), [2]))
         let again = try RecordRing.Consumer(region: ring.consumerRegion, offset: ring.offset, layout: ring.layout)
-        var bytes: [UInt8] = []
         for v: UInt8 in 3...5 {
-            #expect(again.tryPop(into: &bytes) == .record(length: 1) && bytes == [v])
+            #expect(RingPair.pop(again) == (.record(length: 1), [v]))
         }
-        #expect(again.tryPop(into: &bytes) == .empty)
+        #expect(RingPair.pop(again) == (.empty, []))
         let producer2 = try RecordRing.Producer(region: ring.producerRegion, offset: ring.offset, layout: ring.layout)
         #expect(producer2.tryPush([6]) == .pushed(wasEmpty: true))
-        #expect(again.tryPop(into: &bytes) == .record(length: 1) && bytes == [6])
+        #expect(RingPair.pop(again) == (.record(length: 1), [6]))
     }
 
     /// Two threads, two mappings, a few hundred thousand records of varying length: every
