@@ -42,7 +42,6 @@
 #define CTL_MSG_DESTROY 5
 #define CTL_EVT_CREATE 6
 #define CTL_EVT_DESTROY 7
-#define STATUS_INSUFFICIENT_BUFFERS 0x13
 #define SECOND (1000 * ST_MS)
 
 struct cpu {
@@ -199,7 +198,7 @@ static void suite(void)
     if (!(slot_flags(vp, 6) & HV_MSG_FLAG_PENDING))
         st_fail(vp, "busy slot: MessagePending not set in the occupant");
     expect_message(vp, 6, 0x300, 8, 0xa1, "busy slot keeps the first message");
-    if ((st = post(vp, busy_conn, 0x302, 8, 0xc3)) != STATUS_INSUFFICIENT_BUFFERS)
+    if ((st = post(vp, busy_conn, 0x302, 8, 0xc3)) != HV_STATUS_INSUFFICIENT_BUFFERS)
         st_fail(vp, "third message while one is staged: status 0x%x, expected 0x13", st);
     expect_irqs(vp, 6, 1, "no interrupt while the slot is busy");
     free_slot(vp, 6);

@@ -150,6 +150,7 @@
 #define HV_STATUS_INVALID_PARAMETER 0x5
 #define HV_STATUS_ACCESS_DENIED 0x6
 #define HV_STATUS_INVALID_CONNECTION_ID 0x12
+#define HV_STATUS_INSUFFICIENT_BUFFERS 0x13
 
 /* The HvPostMessage input block (256 bytes) */
 struct hv_post_message_input {
