@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -331,6 +332,60 @@ int svm_unshare(int flags) {
 }
 
 const int svm_CLONE_NEWUSER = CLONE_NEWUSER;
+
+// ---- The memory-budget reporter ---------------------------------------------------------------
+
+static const char *budget_prefix = "worker";
+static size_t budget_probe;
+static int budget_status;
+// The handler's own stack: a worker that overflowed its stack, or has no memory left to map one,
+// still gets a report.
+static char budget_stack[32768] __attribute__((aligned(16)));
+
+static void budget_reporter(int sig, siginfo_t *info, void *ucontext) {
+    (void)sig;
+    (void)info;
+    (void)ucontext;
+    int saved = errno;
+    int exhausted = saved == ENOMEM;
+    if (!exhausted) {
+        void *p = mmap(NULL, budget_probe, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (p == MAP_FAILED) exhausted = errno == ENOMEM;
+        else munmap(p, budget_probe);
+    }
+    if (exhausted) {
+        static const char tail[] = ": out of memory: its memory budget (RLIMIT_AS) is used up\n";
+        char line[256];
+        size_t n = 0;
+        while (budget_prefix[n] && n < sizeof line - sizeof tail) { line[n] = budget_prefix[n]; n++; }
+        memcpy(line + n, tail, sizeof tail - 1);
+        (void)!write(2, line, n + sizeof tail - 1);
+        _exit(budget_status);
+    }
+    // SA_RESETHAND put the default action back: a fault re-runs its instruction and now kills
+    // (force_sig: even a PID namespace's init); abort() raises SIGABRT again on its own.
+    errno = saved;
+}
+
+int svm_install_memory_budget_reporter(const char *prefix, size_t probe_bytes, int exit_status) {
+    if (prefix) budget_prefix = prefix;
+    budget_probe = probe_bytes;
+    budget_status = exit_status;
+    stack_t st;
+    memset(&st, 0, sizeof st);
+    st.ss_sp = budget_stack;
+    st.ss_size = sizeof budget_stack;
+    if (sigaltstack(&st, NULL) < 0) return -errno;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = budget_reporter;
+    sa.sa_flags = SA_SIGINFO | SA_RESETHAND | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    static const int fatal[] = { SIGSEGV, SIGBUS, SIGILL, SIGTRAP, SIGFPE, SIGABRT };
+    for (size_t i = 0; i < sizeof fatal / sizeof fatal[0]; i++)
+        if (sigaction(fatal[i], &sa, NULL) < 0) return -errno;
+    return 0;
+}
 
 void svm_test_crash_after(unsigned ms) {
     struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };

@@ -31,11 +31,14 @@ public final class Supervisor: @unchecked Sendable {
         /// The read end of its output pipe (non-blocking, close-on-exec); -1 once closed.
         var output: Int32
         var relay: WorkerLogRelay
+        /// Its RLIMIT_AS, for the line that says it ran out (nil: none was set).
+        let budget: MemoryBudgetLimit?
 
-        init(process: WorkerProcess, destination: Int32, output: Int32) {
+        init(process: WorkerProcess, destination: Int32, output: Int32, budget: MemoryBudgetLimit?) {
             self.process = process
             self.destination = destination
             self.output = output
+            self.budget = budget
             relay = WorkerLogRelay(name: process.name, pid: process.pid)
         }
     }
@@ -74,10 +77,12 @@ public final class Supervisor: @unchecked Sendable {
 
     /// Spawns a worker (jailed as `jail`, or unjailed if nil: `WorkerProcess`) and starts watching
     /// it. Its stdout and stderr are a pipe the supervisor relays to `standardError` (tests), or
-    /// to the monitor's stderr if nil.
+    /// to the monitor's stderr if nil. `budget`: the RLIMIT_AS it runs under, named in the line
+    /// that reports it ran out.
     @discardableResult
     public func spawn(name: String, executable: String? = nil, arguments: [String] = [],
-                      fds: [Int32], standardError: Int32? = nil, jail: JailIDs? = nil) throws(MonitorError) -> WorkerProcess {
+                      fds: [Int32], standardError: Int32? = nil, jail: JailIDs? = nil,
+                      budget: MemoryBudgetLimit? = nil) throws(MonitorError) -> WorkerProcess {
         var pipe: [Int32] = [-1, -1]
         let r = svm_pipe_cloexec(&pipe)
         if r < 0 { throw .config("worker \(name): output pipe: \(String(cString: strerror(-r)))") }
@@ -99,7 +104,7 @@ public final class Supervisor: @unchecked Sendable {
         }
         // Only the worker holds the write end now: its death (or closing it) is our end of file.
         close(pipe[1])
-        workers.withLock { $0.append(Watched(process: w, destination: standardError ?? 2, output: pipe[0])) }
+        workers.withLock { $0.append(Watched(process: w, destination: standardError ?? 2, output: pipe[0], budget: budget)) }
         statuses.withLock { $0.append(Status(name: name, pid: w.pid, exit: nil)) }
         wake()
         if thread == nil {
@@ -208,7 +213,8 @@ public final class Supervisor: @unchecked Sendable {
     /// is not news).
     private func report(_ w: Watched, _ e: WorkerExit) {
         guard !(leaving.load(ordering: .acquiring) && e == .exited(status: 0)) else { return }
-        write(["synthvm: worker \(w.process.name) (pid \(w.process.pid)) \(e)\n"], to: w.destination)
+        let detail = e == .memoryBudgetExceeded ? w.budget.map { " (\($0))" } ?? "" : ""
+        write(["synthvm: worker \(w.process.name) (pid \(w.process.pid)) \(e)\(detail)\n"], to: w.destination)
     }
 
     /// One read of a worker's pipe, relayed. False once there is nothing more to read now (would
@@ -253,5 +259,23 @@ public final class Supervisor: @unchecked Sendable {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+}
+
+/// A worker's RLIMIT_AS as the supervisor names it: the shared regions it maps plus its own
+/// budget (JailConfig.limits).
+public struct MemoryBudgetLimit: Sendable, Equatable, CustomStringConvertible {
+    public var regions: UInt64
+    public var own: UInt64
+
+    public init(regions: UInt64, own: UInt64) {
+        self.regions = regions
+        self.own = own
+    }
+
+    public var description: String {
+        let total = regions.addingReportingOverflow(own)
+        return "RLIMIT_AS \(total.overflow ? "unlimited" : MemoryBudget.describe(total.partialValue)): "
+            + "\(MemoryBudget.describe(regions)) of shared regions and \(MemoryBudget.describe(own)) of its own"
     }
 }

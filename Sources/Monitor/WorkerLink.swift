@@ -56,7 +56,9 @@ public final class WorkerLink: @unchecked Sendable {
         // The jail (docs/security.md): ids mapped by the spawn, limits applied by the worker.
         do { try jail?.validate() } catch { throw .config("worker \(name): \(error)") }
         let ids = jail?.ids(monitorUID: geteuid(), monitorGID: getegid())
-        let limits = jail?.limits(regionBytes: regions.reduce(0) { $0 &+ $1.size })
+        let regionBytes = regions.reduce(0) { $0 &+ $1.size }
+        let limits = jail?.limits(regionBytes: regionBytes)
+        let budget = jail?.addressSpaceHeadroom.map { MemoryBudgetLimit(regions: regionBytes, own: $0) }
         let ours: OwnedFileDescriptor
         var theirs: OwnedFileDescriptor?
         do {
@@ -65,7 +67,8 @@ public final class WorkerLink: @unchecked Sendable {
             try PeerCredentials.pass(true, on: ours.rawValue)
         } catch { throw .config("worker \(name): \(error)") }
         process = try supervisor.spawn(name: name, arguments: WorkerCommandLine.jailArguments(limits) + arguments,
-                                       fds: [theirs?.rawValue ?? -1], standardError: standardError, jail: ids)
+                                       fds: [theirs?.rawValue ?? -1], standardError: standardError, jail: ids,
+                                       budget: budget)
         // Only the worker holds its end now (not left to ARC, which keeps it to the end of this
         // scope in a debug build): a worker that dies before its hello is end of file at once.
         theirs = nil

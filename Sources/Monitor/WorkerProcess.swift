@@ -6,10 +6,14 @@ import Sandbox
 public enum WorkerExit: Sendable, Equatable, CustomStringConvertible {
     case exited(status: Int32)
     case killed(signal: Int32, coreDumped: Bool)
+    /// An allocation failed under its RLIMIT_AS: its reporter exited with
+    /// `MemoryBudget.exitStatus` (docs/security.md, "Memory budget").
+    case memoryBudgetExceeded
 
     public var description: String {
         switch self {
         case let .exited(s): return "exited with status \(s)"
+        case .memoryBudgetExceeded: return "exceeded its memory budget"
         case let .killed(sig, core):
             return "killed by signal \(sig) (\(WorkerExit.signalName(sig)))" + (core ? ", core dumped" : "")
         }
@@ -97,7 +101,7 @@ public final class WorkerProcess: @unchecked Sendable {
         var code: Int32 = 0, status: Int32 = 0
         guard svm_pidfd_reap(pidfd, &code, &status) == 0 else { return nil }
         switch code {
-        case Int32(CLD_EXITED): return .exited(status: status)
+        case Int32(CLD_EXITED): return status == MemoryBudget.exitStatus ? .memoryBudgetExceeded : .exited(status: status)
         case Int32(CLD_DUMPED): return .killed(signal: status, coreDumped: true)
         default: return .killed(signal: status, coreDumped: false)
         }

@@ -30,8 +30,10 @@ public struct JailConfig: Sendable, Equatable {
     public var processes: UInt64 = 16
     /// RLIMIT_AS is the sum of the regions the worker is handed plus this; nil: no RLIMIT_AS.
     /// Mapping guest RAM takes address space, not memory, so the limit follows the regions;
-    /// the headroom bounds the worker's own heap (a guest that makes a worker allocate hits it).
-    public var addressSpaceHeadroom: UInt64? = 1 << 30
+    /// the headroom is the worker's own memory budget (`MemoryBudget`: what it needs plus a
+    /// margin). A guest that makes a worker allocate hits it, and the worker is then reported by
+    /// name as having exceeded its memory budget.
+    public var addressSpaceHeadroom: UInt64? = MemoryBudget.defaultHeadroom
 
     /// The default host uid and gid of jailed workers when the monitor runs as root: 0x7FFF0000,
     /// above the ranges distributions hand to users (up to 60000), systemd's dynamic users

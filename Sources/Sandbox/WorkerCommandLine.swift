@@ -10,6 +10,8 @@
 //   --test-print HEX                 tests: once attached, write these bytes (hex, two digits each)
 //                                    to stderr as they are: forged monitor lines, escapes, no
 //                                    final newline (the monitor's relay must neutralise them)
+//   --test-exhaust-memory            tests: once attached, allocate (and touch) 1 MiB blocks until
+//                                    the worker's memory budget (RLIMIT_AS) is used up
 //   --test-jail-probes PID:PORT:NAME tests: right after entering the jail, before the filter, try
 //                                    to reach the host (JailProbes) and report on stderr
 //   --bench-wake-mailbox 0xGPA       synthvm-bench: the SynIC router records its wake-up times in
@@ -21,6 +23,7 @@ public struct WorkerCommandLine: Sendable, Equatable {
     public var testForbiddenSyscall = false
     public var testCrashAfterMilliseconds: UInt32?
     public var testPrint: [UInt8]?
+    public var testExhaustMemory = false
     public var jailProbes: JailProbes.Targets?
     public var benchWakeMailbox: UInt64?
 
@@ -33,6 +36,7 @@ public struct WorkerCommandLine: Sendable, Equatable {
         var forbidden = false
         var crash: UInt32?
         var print: [UInt8]?
+        var exhaust = false
         var probes: JailProbes.Targets?
         var mailbox: UInt64?
         var rest = arguments[...]
@@ -59,6 +63,9 @@ public struct WorkerCommandLine: Sendable, Equatable {
                     throw JailError("\(a) needs hexadecimal bytes (two digits each)")
                 }
                 print = bytes
+            case "--test-exhaust-memory":
+                guard !exhaust else { throw JailError("\(a) given twice") }
+                exhaust = true
             case "--test-jail-probes":
                 guard probes == nil else { throw JailError("\(a) given twice") }
                 guard let v = rest.popFirst() else { throw JailError("\(a) needs a value") }
@@ -79,6 +86,7 @@ public struct WorkerCommandLine: Sendable, Equatable {
         c.testForbiddenSyscall = forbidden
         c.testCrashAfterMilliseconds = crash
         c.testPrint = print
+        c.testExhaustMemory = exhaust
         c.jailProbes = probes
         c.benchWakeMailbox = mailbox
         return c

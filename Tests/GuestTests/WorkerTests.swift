@@ -128,6 +128,38 @@ struct WorkerTests {
         #expect(text.contains("synthvm-synic-router: seccomp violation: syscall 41 (socket)\n"), "stderr: \(text)")
     }
 
+    @Test("a worker that allocates past its memory budget says so, is reported by name with its RLIMIT_AS, and the guest completes")
+    func memoryBudgetIsReported() throws {
+        var p: [Int32] = [-1, -1]
+        try #require(pipe(&p) == 0)
+        for fd in p { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        _ = fcntl(p[0], F_SETFL, O_NONBLOCK)
+        defer { close(p[0]) }
+        var c = try Self.config("bench", cmdline: "pio=100000 msr=1")
+        c.workerArguments = ["--test-exhaust-memory"]
+        c.workerStandardError = p[1]
+        let outcome: RunOutcome
+        let pid: pid_t
+        do {
+            defer { close(p[1]) }
+            let vm = try VirtualMachine(config: c)
+            pid = try #require(vm.workerLinks.first).process.pid
+            outcome = vm.run()
+        }
+        #expect(outcome.reason == .exitDevice(value: 0), "the guest did not finish: \(outcome.reason)")
+        let w = try #require(outcome.workers.first)
+        #expect(w.exit == .memoryBudgetExceeded, "\(String(describing: w.exit))")
+        var bytes = [UInt8](repeating: 0, count: 8192)
+        let n = read(p[0], &bytes, bytes.count)
+        let text = n > 0 ? String(decoding: bytes[0..<n], as: UTF8.self) : ""
+        // The worker's own last words, relayed, then the supervisor's line with the limit it hit:
+        // 64 MiB of guest RAM and the SynIC region (96 KiB for one VP), plus the default budget of its own.
+        #expect(text.contains("synthvm: worker synic-router (pid \(pid)): synthvm-synic-router: out of memory: "
+                              + "its memory budget (RLIMIT_AS) is used up\n"), "stderr: \(text)")
+        #expect(text.contains("synthvm: worker synic-router (pid \(pid)) exceeded its memory budget (RLIMIT_AS 128.1 MiB: "
+                              + "64.1 MiB of shared regions and 64 MiB of its own)\n"), "stderr: \(text)")
+    }
+
     @Test("a ring the monitor side scribbles on is reported and cut off by the router, which keeps serving")
     func corruptRingIsCutOff() throws {
         var p: [Int32] = [-1, -1]

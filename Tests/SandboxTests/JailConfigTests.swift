@@ -36,10 +36,25 @@ private func commandLineError(_ args: [String]) -> String? {
 
     @Test func addressSpaceIsRegionsPlusHeadroomSaturating() {
         var c = JailConfig()
-        #expect(c.limits(regionBytes: 64 << 20) == JailLimits(openFiles: 128, processes: 16, addressSpace: (64 << 20) + (1 << 30)))
+        #expect(c.limits(regionBytes: 64 << 20) == JailLimits(openFiles: 128, processes: 16, addressSpace: (64 << 20) + MemoryBudget.defaultHeadroom))
         #expect(c.limits(regionBytes: UInt64.max - 1).addressSpace == UInt64.max)
         c.addressSpaceHeadroom = nil
         #expect(c.limits(regionBytes: 64 << 20).addressSpace == nil)
+    }
+
+    @Test func memoryBudgetIsSmallAndDescribed() {
+        // The default budget is what the router needs plus a margin (MemoryBudget), far below the
+        // old 1 GiB that let one guest take ~1.3 GiB of the host.
+        #expect(MemoryBudget.defaultHeadroom == 64 << 20)
+        #expect(MemoryBudget.describe(64 << 20) == "64 MiB")
+        #expect(MemoryBudget.describe(1 << 30) == "1 GiB")
+        #expect(MemoryBudget.describe((1 << 30) + (300 << 20)) == "1.3 GiB")
+        #expect(MemoryBudget.describe((64 << 20) + 96 * 1024) == "64.1 MiB")
+        #expect(MemoryBudget.describe((2 << 20) - 1) == "2.0 MiB")
+        #expect(MemoryBudget.describe(512 << 10) == "512 KiB")
+        #expect(MemoryBudget.describe(1000) == "1000 bytes")
+        // Outside what a worker otherwise exits with, and the 128 + signal range.
+        #expect(![0, 1].contains(MemoryBudget.exitStatus) && MemoryBudget.exitStatus < 128)
     }
 
     @Test func validation() {
@@ -89,6 +104,8 @@ private func commandLineError(_ args: [String]) -> String? {
         let printing = try WorkerCommandLine.parse(["--no-jail", "--test-print", "1b5B0a00ff"])
         #expect(printing.testPrint == [0x1b, 0x5b, 0x0a, 0x00, 0xff])
         #expect(try WorkerCommandLine.parse(["--no-jail", "--test-print", ""]).testPrint == [])
+        #expect(!jailed.testExhaustMemory)
+        #expect(try WorkerCommandLine.parse(["--no-jail", "--test-exhaust-memory"]).testExhaustMemory)
         let bytes: [UInt8] = Array(0...255)
         #expect(WorkerCommandLine.hexBytes(WorkerCommandLine.hex(bytes)) == bytes)
         let limits = JailLimits(openFiles: 9, processes: 3, addressSpace: 77)
@@ -107,6 +124,7 @@ private func commandLineError(_ args: [String]) -> String? {
         (["--no-jail", "--test-print"], "hexadecimal bytes"), (["--no-jail", "--test-print", "abc"], "hexadecimal bytes"),
         (["--no-jail", "--test-print", "+1"], "hexadecimal bytes"), (["--no-jail", "--test-print", "0g"], "hexadecimal bytes"),
         (["--no-jail", "--test-print", "00", "--test-print", "00"], "given twice"),
+        (["--no-jail", "--test-exhaust-memory", "--test-exhaust-memory"], "given twice"),
         (["--jail", "nofile=4,nproc=1", "--test-jail-probes", "1:2"], "expected PID:PORT:NAME"),
         (["--jail", "nofile=4,nproc=1", "--test-jail-probes", "0:2:x"], "expected PID:PORT:NAME"),
         (["--jail", "nofile=4,nproc=1", "--test-jail-probes", "1:0:x"], "expected PID:PORT:NAME"),

@@ -20,7 +20,8 @@
 // cannot): `--test-forbidden-syscall` makes the worker call socket(AF_INET, SOCK_STREAM, 0) right
 // after attaching; `--test-crash-after-ms N` crashes it (SIGSEGV) N ms after attaching;
 // `--test-print HEX` writes those bytes to stderr right after attaching (forged monitor lines and
-// terminal escapes, for the monitor's output relay); `--test-jail-probes` reports what the jail alone lets it reach; `--bench-wake-mailbox 0xGPA`
+// terminal escapes, for the monitor's output relay); `--test-exhaust-memory` allocates until its
+// memory budget is used up; `--test-jail-probes` reports what the jail alone lets it reach; `--bench-wake-mailbox 0xGPA`
 // (synthvm-bench) records wake-up times in guest RAM.
 import CSynthVM
 import Glibc
@@ -74,6 +75,17 @@ func installSigsysReporter() {
     if r < 0 { fail("cannot install the SIGSYS reporter: \(String(cString: strerror(-r)))") }
 }
 
+/// Tests only (`--test-exhaust-memory`): allocates and touches 1 MiB blocks until an allocation
+/// fails under RLIMIT_AS, which the memory-budget reporter turns into MemoryBudget.exitStatus.
+func exhaustMemory() -> Never {
+    var blocks: [UnsafeMutableRawPointer] = []
+    while true {
+        let block = UnsafeMutableRawPointer.allocate(byteCount: 1 << 20, alignment: 16)
+        block.initializeMemory(as: UInt8.self, repeating: 0xA5, count: 1 << 20)
+        blocks.append(block)
+    }
+}
+
 /// What the setup messages gave us.
 struct Routing {
     var setup: SynICRouterSetup
@@ -111,6 +123,11 @@ func receiveRouting(first: FDPassing.Message) throws -> Routing {
 // closed: getppid() cannot tell, it is 0 in a PID namespace of our own.
 _ = svm_set_parent_death_signal(SIGKILL)
 if Jail.peerHasClosed(controlFD) { exit(0) }
+
+// Running out of its memory budget (the jail's RLIMIT_AS) is said as such, not as a bare crash:
+// the reporter exits with MemoryBudget.exitStatus and the supervisor names the worker.
+let budgetReporter = svm_install_memory_budget_reporter(strdup(name), MemoryBudget.probeBytes, MemoryBudget.exitStatus)
+if budgetReporter < 0 { fail("cannot install the memory-budget reporter: \(String(cString: strerror(-budgetReporter)))") }
 
 // The jail, before a region is mapped or a guest byte read; the seccomp filter comes after.
 if let limits = options.jail {
@@ -192,6 +209,7 @@ func run() throws {
     if let bytes = options.testPrint { _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) } }
     if testForbiddenSyscall { _ = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0) }
     if let ms = options.testCrashAfterMilliseconds { svm_test_crash_after(ms) }
+    if options.testExhaustMemory { exhaustMemory() }
 
     // Serve.
     var fds = [pollfd(fd: controlFD, events: Int16(POLLIN), revents: 0)]

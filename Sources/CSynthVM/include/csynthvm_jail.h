@@ -52,6 +52,19 @@ extern const int svm_RLIMIT_NPROC;
 int svm_unshare(int flags);
 extern const int svm_CLONE_NEWUSER;
 
+// The worker's memory-budget reporter (docs/security.md, "Memory budget"). A worker's RLIMIT_AS
+// is its regions plus a budget of its own; when an allocation fails under it, the Swift runtime
+// prints "failed to allocate" and the process dies by a fatal signal, which alone says nothing.
+// This installs a handler (SA_RESETHAND, on an alternate stack, so a stack overflow reaches it
+// too) for SIGSEGV, SIGBUS, SIGILL, SIGTRAP, SIGFPE and SIGABRT that decides whether the budget
+// is used up: errno is ENOMEM at the fatal signal (the failed allocation's), or a probe mapping
+// of `probe_bytes` (PROT_NONE, which still counts against RLIMIT_AS) fails with ENOMEM. Then it
+// writes "<prefix>: out of memory: its memory budget (RLIMIT_AS) is used up" and _exit()s with
+// `exit_status`, which the supervisor reports by name. Otherwise it returns with the signal's
+// default action back: a fault runs again and kills as before; abort() raises again itself.
+// Only mmap, munmap, write and exit_group: calls every worker policy allows. 0 or -errno.
+int svm_install_memory_budget_reporter(const char *prefix, size_t probe_bytes, int exit_status);
+
 // Tests only (`--test-crash-after-ms`): sleeps `ms` milliseconds, then crashes the caller with a
 // real fault (a store to an unmapped address: SIGSEGV, which kills even a PID namespace's init).
 void svm_test_crash_after(unsigned ms);
