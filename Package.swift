@@ -83,7 +83,7 @@ let package = Package(
         .testTarget(name: "IPCTests", dependencies: ["IPC", "CSynthVM"]),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "IPC"]),
         .testTarget(name: "SynICRoutingTests", dependencies: ["SynICRouting", "IPC", "HyperV", "Partition"]),
-        .testTarget(name: "VMBusTests", dependencies: ["VMBus", "HyperV", "IPC"]),
+        .testTarget(name: "VMBusTests", dependencies: ["VMBus", "HyperV", "IPC", .product(name: "Atomics", package: "swift-atomics")]),
         .testTarget(name: "GuestTests", dependencies: ["Monitor", "Machine", "Sandbox", "TestFixtures"]),
     ],
     swiftLanguageModes: [.v6]

@@ -18,7 +18,9 @@ import Atomics
 /// read_index still what this side wrote; offset8 >= 2 and <= len8; the packet and its
 /// trailer inside the published bytes; the trailer equal to `start << 32`. The first violation
 /// is returned once as `.corrupted`; then the ring is cut off.
-public final class VMBusRingConsumer<Memory: VMBusRingMemory> {
+///
+/// Use from one thread at a time; exactly one consumer per ring.
+public final class VMBusRingConsumer<Memory: VMBusRingMemory>: @unchecked Sendable {
     public let memory: Memory
     let control: VMBusRingControl
     let size: Int

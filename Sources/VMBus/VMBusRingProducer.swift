@@ -20,7 +20,9 @@ import Atomics
 /// offset in the ring that moves forward and never passes what was published, and write_index
 /// must still be what this side wrote. The first violation is returned once as `.corrupted`;
 /// then the ring is cut off.
-public final class VMBusRingProducer<Memory: VMBusRingMemory> {
+///
+/// Use from one thread at a time; exactly one producer per ring.
+public final class VMBusRingProducer<Memory: VMBusRingMemory>: @unchecked Sendable {
     public let memory: Memory
     let control: VMBusRingControl
     let size: Int

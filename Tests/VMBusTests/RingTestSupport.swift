@@ -1,3 +1,4 @@
+import Atomics
 import Glibc
 @testable import VMBus
 
@@ -62,5 +63,34 @@ extension VMBusRingBytes {
         var out = [UInt8](repeating: 0, count: count)
         out.withUnsafeMutableBytes { _ = copyBytes(to: $0) }
         return out
+    }
+}
+
+/// An interrupt line the waiter polls instead of sleeping in the kernel, so both sides stay on
+/// their CPUs and hit the window between "store my index" and "load the peer's" as often as
+/// possible; a kernel semaphore's barriers and sleeps would hide a missing fence. `signal`
+/// counts; `wait` takes one signal or times out.
+final class SpinInterrupt: @unchecked Sendable {
+    private let raised = ManagedAtomic<Int>(0)
+    private var taken = 0
+
+    func signal() { raised.wrappingIncrement(ordering: .releasing) }
+
+    /// False on timeout.
+    func wait(milliseconds: Int) -> Bool {
+        var start = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &start)
+        var spins = 0
+        while raised.load(ordering: .acquiring) == taken {
+            spins += 1
+            if spins % 256 == 0 {
+                sched_yield()
+                var now = timespec()
+                clock_gettime(CLOCK_MONOTONIC, &now)
+                if (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1_000_000 > milliseconds { return false }
+            }
+        }
+        taken += 1
+        return true
     }
 }
