@@ -138,3 +138,54 @@ struct RingTests {
         #expect(throws: VMBusRingSetupError.self) { try VMBusFlatRingMemory(dataCount: 12) }
     }
 }
+
+@Suite("VMBus GPA-direct range lists read from the ring")
+struct GPADirectRangeTests {
+    typealias Ranges = VMBusGPADirectRanges<VMBusFlatRingMemory>
+
+    static func packet(_ ext: [UInt64]) throws -> (VMBusRingConsumer<VMBusFlatRingMemory>, VMBusRingPacket<VMBusFlatRingMemory>) {
+        let m = try VMBusFlatRingMemory(dataCount: 4096)
+        let p = try VMBusRingProducer(memory: m), c = try VMBusRingConsumer(memory: m)
+        let r = ext.withUnsafeBytes { e in p.tryWrite(type: .dataUsingGPADirect, transactionID: 1, headerExtension: e,
+                                                       payload: UnsafeRawBufferPointer(start: nil, count: 0)) }
+        #expect(r == .written)
+        _ = p.commit()
+        guard case .packet(let pk) = c.next() else { throw VMBusRingSetupError.badGeometry("no packet") }
+        return (c, pk)
+    }
+
+    static func all(_ ext: [UInt64]) throws -> Result<[(UInt32, UInt32, [UInt64])], Ranges.Problem> {
+        let (_, pk) = try packet(ext)
+        do throws(Ranges.Problem) {
+            var it = try Ranges(packet: pk)
+            var out: [(UInt32, UInt32, [UInt64])] = []
+            while let r = try it.next() { out.append((r.byteCount, r.byteOffset, (0..<r.pageCount).compactMap { r.pfn($0) })) }
+            return .success(out)
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    @Test func storvscStyleListsParse() throws {
+        // reserved (garbage) | rangecount 2, then {len 8192, offset 0, 2 PFNs}, {len 100, offset 4050, 2 PFNs}.
+        let ext: [UInt64] = [0xDEAD_BEEF | 2 << 32, 8192, 0x100, 0x101, 100 | 4050 << 32, 0x200, 0x201]
+        let got = try Self.all(ext).get()
+        #expect(got.count == 2)
+        #expect(got[0].0 == 8192 && got[0].1 == 0 && got[0].2 == [0x100, 0x101])
+        #expect(got[1].0 == 100 && got[1].1 == 4050 && got[1].2 == [0x200, 0x201])
+    }
+
+    @Test func badListsAreRefused() throws {
+        #expect(throws: Ranges.Problem.noRangeHeader) { _ = try Ranges(packet: try Self.packet([]).1) }
+        #expect(throws: Ranges.Problem.noRanges) { _ = try Ranges(packet: try Self.packet([0]).1) }
+        func failure(_ ext: [UInt64]) throws -> Ranges.Problem? {
+            if case .failure(let p) = try Self.all(ext) { return p }
+            return nil
+        }
+        #expect(try failure([1 << 32, 100 | 4096 << 32, 1]) == .offsetNotInPage(index: 0, offset: 4096))
+        #expect(try failure([1 << 32, 0, 1]) == .emptyRange(index: 0))
+        #expect(try failure([1 << 32, 8192, 1]) == .rangePastExtension(index: 0))          // one PFN of two
+        #expect(try failure([2 << 32, 4096, 1]) == .rangePastExtension(index: 1))          // second range missing
+        #expect(try failure([1 << 32, 0xFFFF_FFFF | 4095 << 32, 1]) == .rangePastExtension(index: 0))
+    }
+}
