@@ -60,6 +60,9 @@ extension VMBusServer {
                 actions.append(.closeChannel(relID: ch.relID))
             }
         }
+        // A reset with nothing left to wait for would never end (only a device's answer ends
+        // one): finish it now, so the guest gets its UNLOAD_RESPONSE or VERSION_RESPONSE.
+        s.finishResetIfIdle(&actions)
         return (s, actions)
     }
 }

@@ -12,6 +12,8 @@ struct ServerChannelTests {
         let msgs = F.gpadlMessages(relID: 1, gpadl: 0xE1E10, pfns: pfns)
         // The reference's sizes: a 236-byte header, a 240-byte body, a 96-byte body.
         #expect(msgs.map { $0.encoded().count } == [236, 240, 96])
+        // hv_utils' 8-page ring: one 92-byte header.
+        #expect(F.gpadlMessages(relID: 2, gpadl: 1, pfns: Array(1...8)).map { $0.encoded().count } == [92])
         #expect(F.messages(f.send(msgs[0])).isEmpty && F.messages(f.send(msgs[1])).isEmpty)
         #expect(F.messages(f.send(msgs[2])) == [.gpadlCreated(VMBusGPADLCreated(childRelID: 1, gpadl: 0xE1E10, status: .success))])
         let userData = [UInt8](repeating: 0, count: 120)

@@ -69,6 +69,18 @@ struct ServerSavedStateTests {
         }
     }
 
+    @Test func aRestoredResetWithNothingToWaitForIsFinished() throws {
+        var f = F()
+        f.connect()
+        var s = f.server.save()
+        s.connection = .resetting(.unload(replyVP: 1))
+        let (restored, actions) = try VMBusServer.restore(s, configuration: f.server.configuration)
+        #expect(restored.connection == .disconnected)
+        let last = try #require(actions.last)
+        guard case .post(let m) = last else { Issue.record("expected a post, got \(last)"); return }
+        #expect(m.vp == 1 && (try? VMBusHostMessage.decode(m.bytes)) == .unloadResponse)
+    }
+
     @Test func brokenBytesAreRefusedWithTheRightError() throws {
         let good = Self.busy().server.save().encoded()
         #expect(throws: VMBusSavedStateError.format(.bodyTooShort(type: 0, needed: 4, available: 0))) { try VMBusServer.Saved(decoding: []) }
