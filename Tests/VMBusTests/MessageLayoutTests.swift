@@ -132,6 +132,28 @@ struct MessageLayoutTests {
         for m in all { #expect(try VMBusHostMessage.decode(m.encoded()) == m) }
     }
 
+    /// Random bytes with a plausible type: decoding never traps, and whatever decodes survives
+    /// its own encoding (the fields the layout keeps are exactly the ones read).
+    @Test(arguments: [UInt64(41), 42, 43])
+    func randomBytesDecodeOrFailCleanly(seed: UInt64) throws {
+        var rng = SeededRandom(seed: seed)
+        var guest = 0, host = 0
+        for _ in 0..<20_000 {
+            var b = rng.bytes(Int.random(in: 0...260, using: &rng))
+            if b.count >= 4 && Bool.random(using: &rng) { b[0] = UInt8.random(in: 0...25, using: &rng); b[1] = 0; b[2] = 0; b[3] = 0 }
+            if let m = try? VMBusGuestMessage.decode(b) {
+                guest += 1
+                #expect(b.count <= 240 && VMBusGuestMessage.peekType(b) == m.type)
+                #expect(try VMBusGuestMessage.decode(m.encoded()) == m)
+            }
+            if let m = try? VMBusHostMessage.decode(b) {
+                host += 1
+                #expect(try VMBusHostMessage.decode(m.encoded()) == m)
+            }
+        }
+        #expect(guest > 100 && host > 100)
+    }
+
     func fixedSize(_ t: VMBusMessageType) -> Int {
         switch t {
         case .openChannel: return 148
