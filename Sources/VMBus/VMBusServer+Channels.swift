@@ -120,6 +120,7 @@ extension VMBusServer {
         case .opening(let r):
             channels[relID]?.state = status.isSuccess ? .open(r) : .closed
             reply(.openChannelResult(VMBusOpenChannelResult(childRelID: relID, openID: r.openID, status: status)), &out)
+            if !status.isSuccess { releaseRing(r, &out) }
         case .closing:
             break
         case .closed, .open:
@@ -134,12 +135,17 @@ extension VMBusServer {
             return drop(.hostProtocol, "closeComplete for relid \(relID)", &out)
         }
         channels[relID]?.state = .closed
-        if gpadls[r.ringGPADL]?.state == .tearingDown, connected != nil {
-            gpadls[r.ringGPADL] = nil
-            reply(.gpadlTorndown(VMBusGPADLTorndown(gpadl: r.ringGPADL)), &out)
-        }
+        releaseRing(r, &out)
         removeIfReleased(relID, &out)
         finishResetIfIdle(&out)
+    }
+
+    /// No device holds the ring any more: a teardown the guest asked for meanwhile is done now
+    /// (not during a reset, which frees every GPADL without answers).
+    mutating func releaseRing(_ r: OpenRequest, _ out: inout [VMBusServerAction]) {
+        guard gpadls[r.ringGPADL]?.state == .tearingDown, connected != nil else { return }
+        gpadls[r.ringGPADL] = nil
+        reply(.gpadlTorndown(VMBusGPADLTorndown(gpadl: r.ringGPADL)), &out)
     }
 
     /// The host withdraws an offer. The guest hears of it only if it has seen the offer; a

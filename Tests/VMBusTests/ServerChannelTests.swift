@@ -131,6 +131,18 @@ struct ServerChannelTests {
         #expect(f.send(F.open(relID: 1, gpadl: 2, offset: 2)).count == 1)
     }
 
+    @Test func aTeardownWhileTheDeviceIsOpeningIsAnsweredWhenItRefuses() {
+        var f = F()
+        f.connect()
+        f.gpadl(relID: 1, id: 3, pfns: [1, 2, 3, 4])
+        f.send(F.open(relID: 1, gpadl: 3, offset: 2))
+        #expect(F.messages(f.send(.gpadlTeardown(VMBusGPADLTeardown(childRelID: 1, gpadl: 3)))).isEmpty)
+        #expect(F.messages(f.step(.openComplete(relID: 1, status: .unsuccessful)))
+                == [.openChannelResult(VMBusOpenChannelResult(childRelID: 1, openID: 1, status: .unsuccessful)),
+                    .gpadlTorndown(VMBusGPADLTorndown(gpadl: 3))])
+        #expect(f.server.gpadls.isEmpty)
+    }
+
     @Test func devicesAnswersThatDoNotFitAreCountedNotObeyed() {
         var f = F()
         f.connect()
