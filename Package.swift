@@ -42,6 +42,10 @@ let package = Package(
         // and the region it shares with the monitor. Used by the router worker and the monitor.
         .target(name: "SynICRouting", dependencies: ["IPC", "HyperV", "Partition",
                                                      .product(name: "Atomics", package: "swift-atomics")]),
+        // The VMBus control protocol (message layouts, the server state machine and its saved
+        // state) and the VMBus ring buffer over a small memory protocol. Pure: no I/O. IPC only for
+        // the WireWriter/WireReader rules of the saved state, Atomics for the ring's fences.
+        .target(name: "VMBus", dependencies: ["HyperV", "IPC", .product(name: "Atomics", package: "swift-atomics")]),
         // vCPU threads, the exit loop, shutdown and crash reports.
         .target(name: "Monitor", dependencies: ["Machine", "KVM", "CSynthVM", "Partition", "HyperV", "IPC", "Sandbox",
                                                 "SynICRouting"]),
@@ -79,6 +83,7 @@ let package = Package(
         .testTarget(name: "IPCTests", dependencies: ["IPC", "CSynthVM"]),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "IPC"]),
         .testTarget(name: "SynICRoutingTests", dependencies: ["SynICRouting", "IPC", "HyperV", "Partition"]),
+        .testTarget(name: "VMBusTests", dependencies: ["VMBus", "HyperV", "IPC", .product(name: "Atomics", package: "swift-atomics")]),
         .testTarget(name: "GuestTests", dependencies: ["Monitor", "Machine", "Sandbox", "TestFixtures"]),
     ],
     swiftLanguageModes: [.v6]
