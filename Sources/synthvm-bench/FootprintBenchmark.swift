@@ -84,7 +84,7 @@ struct FootprintBenchmark {
             if first.contains("-"), !first.hasSuffix(":") {
                 // A mapping's header: range perms offset dev inode [path].
                 let path = fields.count >= 6 ? fields[5] : ""
-                inGuestRAM = path.hasPrefix(Self.guestRAMName)
+                inGuestRAM = path.contains(Self.guestRAMName)
                 if path.contains(".so") { libraries.insert(path) }
                 continue
             }
