@@ -7,6 +7,7 @@ let package = Package(
     name: "SynthVM",
     products: [
         .executable(name: "synthvm", targets: ["synthvm"]),
+        .executable(name: "synthvm-vm", targets: ["synthvm-vm"]),
         .executable(name: "synthvm-bench", targets: ["synthvm-bench"]),
         .executable(name: "synthvm-synic-router", targets: ["synthvm-synic-router"]),
         .executable(name: "synthvm-policy-probe", targets: ["synthvm-policy-probe"]),
@@ -61,11 +62,14 @@ let package = Package(
         .executableTarget(name: "synthvm-synic-router", dependencies: ["IPC", "CSynthVM", "Sandbox", "SynICRouting",
                                                                       "Partition", "HyperV"],
                           path: "Workers/synic-router"),
+        // One VM life of `synthvm run`: the launcher execs it afresh for every life (its own
+        // address-space layout). Its own small executable: no argument parser, no Foundation.
+        .executableTarget(name: "synthvm-vm", dependencies: ["Monitor"]),
         .executableTarget(
             name: "synthvm",
-            // The workers are separate executables; depending on them makes `swift run synthvm`
-            // and `swift build --product synthvm` build them next to the monitor.
-            dependencies: ["Monitor", "synthvm-synic-router",
+            // The VM process and the workers are separate executables; depending on them makes
+            // `swift run synthvm` and `swift build --product synthvm` build them next to the launcher.
+            dependencies: ["Monitor", "synthvm-vm", "synthvm-synic-router",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(
             name: "synthvm-bench",
