@@ -3,6 +3,21 @@
 // sandboxed workers. See ../shared/design/ARCHITECTURE.md and docs/.
 import PackageDescription
 
+// The VM process and the workers are static PIEs (`-static-executable`, linked as `-static-pie`: the
+// Swift runtime, glibc, libstdc++, libseccomp, libcap and the decompressors linked in, no dynamic
+// loader, and still a random load address per exec). Only the pages they touch are resident,
+// instead of a dozen shared libraries' (docs/monitor.md, "Footprint"); there is less mapped code
+// for an attacker in a jailed process to reuse, and no library for a jailed worker's host id to
+// read at exec. scripts/ld-static-pie is the linker: ld.bfd (gold cannot link a static PIE) without
+// SwiftPM's `-rpath=$ORIGIN`, which glibc's static-PIE start-up refuses. The link warns that the
+// Swift runtime's optional `dlopen` of a prespecializations library needs glibc's shared libraries
+// at run time: in a static binary that lookup finds nothing and the runtime goes on without it.
+// The launcher and the tools keep the shared runtime.
+let staticSwiftRuntime: [LinkerSetting] = [.unsafeFlags([
+    "-static-executable", "-Xclang-linker", "-static-pie",
+    "-Xclang-linker", "--ld-path=\(Context.packageDirectory)/scripts/ld-static-pie",
+])]
+
 let package = Package(
     name: "SynthVM",
     products: [
@@ -61,10 +76,10 @@ let package = Package(
         // Worker processes: one thin main.swift each (Workers/<name>), spawned by the supervisor.
         .executableTarget(name: "synthvm-synic-router", dependencies: ["IPC", "CSynthVM", "Sandbox", "SynICRouting",
                                                                       "Partition", "HyperV"],
-                          path: "Workers/synic-router"),
+                          path: "Workers/synic-router", linkerSettings: staticSwiftRuntime),
         // One VM life of `synthvm run`: the launcher execs it afresh for every life (its own
         // address-space layout). Its own small executable: no argument parser, no Foundation.
-        .executableTarget(name: "synthvm-vm", dependencies: ["Monitor"]),
+        .executableTarget(name: "synthvm-vm", dependencies: ["Monitor"], linkerSettings: staticSwiftRuntime),
         .executableTarget(
             name: "synthvm",
             // The VM process and the workers are separate executables; depending on them makes
