@@ -16,6 +16,7 @@ import PackageDescription
 let staticSwiftRuntime: [LinkerSetting] = [.unsafeFlags([
     "-static-executable", "-Xclang-linker", "-static-pie",
     "-Xclang-linker", "--ld-path=\(Context.packageDirectory)/scripts/ld-static-pie",
+    "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
 ])]
 
 let package = Package(
