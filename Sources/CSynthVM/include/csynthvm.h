@@ -170,9 +170,6 @@ int svm_set_parent_death_signal(int sig);
 // Returns 0 or -errno. svm_terminal_restore restores it now; both are idempotent.
 int svm_terminal_raw(int fd);
 void svm_terminal_restore(void);
-// Forgets the terminal without restoring it: for a child process whose parent owns the terminal
-// (the VM process of `synthvm run`); exit and fatal signals in the child then leave it alone.
-void svm_terminal_forget(void);
 
 // The launcher of `synthvm run` (launcher.c): one VM process per VM life.
 // svm_launcher_forward_signals: from now on SIGINT and SIGTERM to this process are passed on to
