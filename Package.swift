@@ -3,10 +3,27 @@
 // sandboxed workers. See ../shared/design/ARCHITECTURE.md and docs/.
 import PackageDescription
 
+// The VM process and the workers are static PIEs (`-static-executable`, linked as `-static-pie`: the
+// Swift runtime, glibc, libstdc++, libseccomp, libcap and the decompressors linked in, no dynamic
+// loader, and still a random load address per exec). Only the pages they touch are resident,
+// instead of a dozen shared libraries' (docs/monitor.md, "Footprint"); there is less mapped code
+// for an attacker in a jailed process to reuse, and no library for a jailed worker's host id to
+// read at exec. scripts/ld-static-pie is the linker: ld.bfd (gold cannot link a static PIE) without
+// SwiftPM's `-rpath=$ORIGIN`, which glibc's static-PIE start-up refuses. The link warns that the
+// Swift runtime's optional `dlopen` of a prespecializations library needs glibc's shared libraries
+// at run time: in a static binary that lookup finds nothing and the runtime goes on without it.
+// The launcher and the tools keep the shared runtime.
+let staticSwiftRuntime: [LinkerSetting] = [.unsafeFlags([
+    "-static-executable", "-Xclang-linker", "-static-pie",
+    "-Xclang-linker", "--ld-path=\(Context.packageDirectory)/scripts/ld-static-pie",
+    "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
+])]
+
 let package = Package(
     name: "SynthVM",
     products: [
         .executable(name: "synthvm", targets: ["synthvm"]),
+        .executable(name: "synthvm-vm", targets: ["synthvm-vm"]),
         .executable(name: "synthvm-bench", targets: ["synthvm-bench"]),
         .executable(name: "synthvm-synic-router", targets: ["synthvm-synic-router"]),
         .executable(name: "synthvm-policy-probe", targets: ["synthvm-policy-probe"]),
@@ -64,12 +81,15 @@ let package = Package(
         // Worker processes: one thin main.swift each (Workers/<name>), spawned by the supervisor.
         .executableTarget(name: "synthvm-synic-router", dependencies: ["IPC", "CSynthVM", "Sandbox", "SynICRouting",
                                                                       "Partition", "HyperV"],
-                          path: "Workers/synic-router"),
+                          path: "Workers/synic-router", linkerSettings: staticSwiftRuntime),
+        // One VM life of `synthvm run`: the launcher execs it afresh for every life (its own
+        // address-space layout). Its own small executable: no argument parser, no Foundation.
+        .executableTarget(name: "synthvm-vm", dependencies: ["Monitor"], linkerSettings: staticSwiftRuntime),
         .executableTarget(
             name: "synthvm",
-            // The workers are separate executables; depending on them makes `swift run synthvm`
-            // and `swift build --product synthvm` build them next to the monitor.
-            dependencies: ["Monitor", "synthvm-synic-router",
+            // The VM process and the workers are separate executables; depending on them makes
+            // `swift run synthvm` and `swift build --product synthvm` build them next to the launcher.
+            dependencies: ["Monitor", "synthvm-vm", "synthvm-synic-router",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(
             name: "synthvm-bench",

@@ -5,8 +5,10 @@ set -euo pipefail
 
 # zlib1g-dev liblzma-dev liblz4-dev libzstd-dev: the bzImage payload decoders (Machine/Decompression);
 # gzip xz-utils lz4 zstd bzip2: the tools the decompressor tests compress their data with.
+# libc6-dev libstdc++-12-dev (with the -dev packages above): the static archives synthvm-vm and the
+# workers are linked from (-static-executable, Package.swift).
 packages=(gcc binutils make libseccomp-dev libcap-dev acpica-tools zlib1g-dev liblzma-dev liblz4-dev libzstd-dev
-          gzip xz-utils lz4 zstd bzip2)
+          gzip xz-utils lz4 zstd bzip2 libc6-dev libstdc++-12-dev)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -516,10 +516,6 @@ void svm_terminal_restore(void) {
     terminal_fd = -1;
 }
 
-void svm_terminal_forget(void) {
-    terminal_fd = -1;
-}
-
 // Restores the terminal, then does what would have happened without us: the previous handler
 // (the Swift runtime's crash backtracer, say) is called as it would have been, and the default
 // action is taken again by re-raising with it (the signal is blocked in here, so it lands as soon

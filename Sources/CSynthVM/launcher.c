@@ -1,11 +1,15 @@
 // The launcher side of `synthvm run` (Sources/synthvm/VMProcessLauncher.swift): each VM life runs
-// in a forked process whose every thread ends up filtered; the launcher only waits, restarts it
+// in a process of its own, a fresh exec of `synthvm-vm` (its own address-space layout), whose
+// every thread ends up filtered; the launcher only waits, restarts it
 // after a guest reset, passes SIGINT/SIGTERM on and ends the way the VM process ended. Signal
 // handling is here because a handler must be async-signal-safe.
+#define _GNU_SOURCE  // pipe2, environ
 #include "csynthvm.h"
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -43,8 +47,27 @@ int svm_launcher_forward_signals(void) {
     return sigprocmask(SIG_UNBLOCK, &set, NULL) < 0 ? -errno : 0;
 }
 
-int svm_launcher_fork(void) {
-    // Blocked across the fork: the child keeps them blocked, and one that reaches the launcher
+int svm_launcher_spawn(const char *path, char *const argv[], int config_fd, int report_fd) {
+    // Where the child's descriptors come from, moved above 3 and 4 first (close-on-exec copies)
+    // so that dup2 onto 3 and 4 can never clobber a source still needed.
+    int config_high = fcntl(config_fd, F_DUPFD_CLOEXEC, 16);
+    if (config_high < 0) return -errno;
+    int report_high = -1;
+    if (report_fd >= 0 && (report_high = fcntl(report_fd, F_DUPFD_CLOEXEC, 16)) < 0) {
+        int e = errno;
+        close(config_high);
+        return -e;
+    }
+    // The child reports a failed exec here (its errno); a successful exec closes it empty.
+    int result[2];
+    if (pipe2(result, O_CLOEXEC) < 0) {
+        int e = errno;
+        close(config_high);
+        if (report_high >= 0) close(report_high);
+        return -e;
+    }
+    // Blocked across the fork and the exec: the VM process keeps them blocked (a signal mask
+    // survives execve) until it reads them from its signalfd, and one that reaches the launcher
     // meanwhile is forwarded as soon as the child's pid is known.
     sigset_t stop, old;
     sigemptyset(&stop);
@@ -53,23 +76,45 @@ int svm_launcher_fork(void) {
     sigprocmask(SIG_BLOCK, &stop, &old);
     pid_t launcher = getpid();
     pid_t pid = fork();
-    if (pid < 0) {
-        int e = errno;
-        sigprocmask(SIG_SETMASK, &old, NULL);
-        return -e;
-    }
     if (pid == 0) {
-        launcher_child = 0;
-        // Back to what they were before the launcher's handlers (ignored stays ignored).
-        if (signal(SIGINT, SIG_DFL) == SIG_IGN) signal(SIGINT, SIG_IGN);
-        if (signal(SIGTERM, SIG_DFL) == SIG_IGN) signal(SIGTERM, SIG_IGN);
-        svm_terminal_forget();
+        // execve gives caught signals their default action back and keeps ignored ones ignored
+        // (as they were before the launcher's handlers). PR_SET_PDEATHSIG survives it (the
+        // binary is neither set-id nor file-capable).
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != launcher) _exit(127);  // the launcher died before prctl took effect
-        return 0;
+        int e = 0;
+        if (dup2(config_high, 3) < 0 || (report_high >= 0 && dup2(report_high, 4) < 0)) {
+            e = errno;
+        } else if (syscall(SYS_close_range, report_high >= 0 ? 5 : 4, ~0u, 4u /* CLOSE_RANGE_CLOEXEC */) < 0) {
+            e = errno;
+        } else {
+            execve(path, argv, environ);
+            e = errno;
+        }
+        (void)!write(result[1], &e, sizeof e);
+        _exit(127);
+    }
+    int fork_errno = errno;
+    close(config_high);
+    if (report_high >= 0) close(report_high);
+    close(result[1]);
+    if (pid < 0) {
+        close(result[0]);
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        return -fork_errno;
     }
     launcher_child = pid;
     sigprocmask(SIG_SETMASK, &old, NULL);
+    int e = 0;
+    ssize_t n;
+    while ((n = read(result[0], &e, sizeof e)) < 0 && errno == EINTR) {}
+    close(result[0]);
+    if (n == (ssize_t)sizeof e) {
+        int status;
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+        launcher_child = 0;
+        return -(e ? e : EIO);
+    }
     return pid;
 }
 

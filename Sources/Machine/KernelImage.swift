@@ -74,6 +74,13 @@ public struct LinuxBzImage: Sendable {
     public var setupHeaderBytes: [UInt8]
     public var compression: KernelCompression?
 
+    /// For a header parsed before (`VMProcessSetup` hands one from the launcher to the VM process).
+    public init(header: LinuxSetupHeader, setupHeaderBytes: [UInt8], compression: KernelCompression?) {
+        self.header = header
+        self.setupHeaderBytes = setupHeaderBytes
+        self.compression = compression
+    }
+
     /// Nil when `file` is not a bzImage at all; an error when it is one but is unusable.
     static func parseIfBzImage(_ file: [UInt8]) throws(BootError) -> LinuxBzImage? {
         let header: LinuxSetupHeader

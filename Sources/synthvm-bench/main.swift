@@ -8,6 +8,7 @@ import Monitor
 //        synthvm-bench hyperv [--guest PATH] [--calls N] [--reads N] [--rounds N]
 //        synthvm-bench synic [--guest PATH] [--calls N] [--rounds N]
 //        synthvm-bench startup [--synthvm PATH] [--qemu PATH] [--rounds N]
+//        synthvm-bench footprint [--synthvm PATH]
 // The bench guest is Tests/Guests/bench.c; by default it is built with Tests/Guests/build.sh.
 
 func usage() -> Never {
@@ -15,6 +16,7 @@ func usage() -> Never {
     print("       synthvm-bench hyperv [--guest hvbench.elf] [--calls N] [--reads N] [--rounds N]")
     print("       synthvm-bench synic [--guest synicbench.elf] [--calls N] [--rounds N]")
     print("       synthvm-bench startup [--synthvm PATH] [--qemu PATH] [--rounds N]")
+    print("       synthvm-bench footprint [--synthvm PATH]")
     exit(64)
 }
 
@@ -25,7 +27,7 @@ let packageRoot: String = {
 }()
 
 var args = Array(CommandLine.arguments.dropFirst())
-guard let mode = args.first, ["exits", "hyperv", "synic", "startup"].contains(mode) else { usage() }
+guard let mode = args.first, ["exits", "hyperv", "synic", "startup", "footprint"].contains(mode) else { usage() }
 args.removeFirst()
 var guest: String?
 var synthvmPath: String?, qemuPath: String?
@@ -36,7 +38,7 @@ while !args.isEmpty {
     args.removeFirst()
     switch flag {
     case "--guest": guest = value
-    case "--synthvm" where mode == "startup": synthvmPath = value
+    case "--synthvm" where mode == "startup" || mode == "footprint": synthvmPath = value
     case "--qemu" where mode == "startup": qemuPath = value
     case "--pio": pio = Int(value) ?? 0
     case "--msr": msr = Int(value) ?? 0
@@ -48,7 +50,7 @@ while !args.isEmpty {
 }
 guard pio > 0, msr > 0, rounds > 0 else { usage() }
 
-if mode == "startup" {
+if mode == "startup" || mode == "footprint" {
     // The synthvm binary built next to this one (synthvm-bench depends on the synthvm product, so
     // `swift run -c release synthvm-bench` builds both in release).
     let binDir = CommandLine.arguments[0].lastIndex(of: "/").map { String(CommandLine.arguments[0][..<$0]) } ?? "."
@@ -63,7 +65,11 @@ if mode == "startup" {
     mkdir(packageRoot + "/.build", 0o755)
     mkdir(work, 0o755)
     do {
-        try StartupBenchmark(synthvm: synthvm, qemu: qemu, rounds: roundsGiven ? rounds : 11, workDir: work).runAndPrint()
+        if mode == "footprint" {
+            try FootprintBenchmark(synthvm: synthvm, workDir: work).runAndPrint()
+        } else {
+            try StartupBenchmark(synthvm: synthvm, qemu: qemu, rounds: roundsGiven ? rounds : 11, workDir: work).runAndPrint()
+        }
     } catch {
         print("synthvm-bench: \(error)")
         exit(70)

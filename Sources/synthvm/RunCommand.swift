@@ -15,8 +15,8 @@ struct RunCommand: ParsableCommand {
             ELF32 or a.out-kludge image with a multiboot v1 header is entered in 32-bit protected mode \
             (see docs/boot-protocol.md). Without --kernel, the built-in default guest runs.
 
-            Each VM life runs in a process of its own, forked from this one, whose every thread is under \
-            a seccomp filter once the VM runs; this process waits, restarts it after a guest reset, passes \
+            Each VM life runs in a process of its own (synthvm-vm, started afresh with its own address-space \
+            layout), whose every thread is under a seccomp filter once the VM runs; this process waits, restarts it after a guest reset, passes \
             SIGINT/SIGTERM on and ends as it ended (docs/monitor.md, "The VM process").
 
             Exit status: 0 when every vCPU halted with interrupts off; (v << 1) | 1 when the guest wrote \
@@ -162,34 +162,8 @@ struct RunCommand: ParsableCommand {
                 config.consoleEscapes = ConsoleTerminal.enterRawMode(fd: 0)
             }
         }
-        let launcher = VMProcessLauncher(restartOnReset: onReset == "restart", crashReportPath: crashReport,
-                                         timeoutSeconds: timeout)
-        launcher.run(config: config) { config, crashReportPipe in
-            runVM(config: config, crashReportPipe: crashReportPipe, restartOnReset: launcher.restartOnReset)
-        }
-    }
-
-    /// One VM life, in the VM process: build the VM, run it on this (the main) thread, which is
-    /// filtered from the end of setup on (Policies/monitor.policy: no open, no KVM call), hand
-    /// the outcome on, exit with its status.
-    private func runVM(config: MachineConfig, crashReportPipe: Int32, restartOnReset: Bool) -> Never {
-        let vm: VirtualMachine
-        do { vm = try VirtualMachine(config: config) } catch {
-            fail("cannot create the VM: \(error)", status: StopReason.setupFailureStatus)
-        }
-        let outcome = vm.runOnCallingThread()
-        if let json = outcome.guestCrashReportJSON, crashReportPipe >= 0 { writeAll(Array(json.utf8), fd: crashReportPipe) }
-        if let report = outcome.crashReport { printErr(report) }
-        let restarting = outcome.reason.isReset && restartOnReset
-        switch outcome.reason {
-        case .halted, .exitDevice, .poweredOff: break
-        default: if !restarting { printErr("synthvm: \(outcome.reason.description)") }
-        }
-        if stats && !restarting {
-            printErr("synthvm: \(outcome.reason.description); status \(outcome.exitStatus)")
-            for (i, c) in outcome.counters.enumerated() { printErr("synthvm: vCPU \(i): \(c.summary)") }
-        }
-        Glibc.exit(outcome.exitStatus)
+        VMProcessLauncher(restartOnReset: onReset == "restart", crashReportPath: crashReport, timeoutSeconds: timeout,
+                          stats: stats).run(config: config)
     }
 
     /// Derives the additions from what a probe guest sees on this host and appends those the

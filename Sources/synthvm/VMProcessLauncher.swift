@@ -2,15 +2,19 @@ import CSynthVM
 import Glibc
 import Monitor
 
-/// `synthvm run` runs every VM life in a process of its own, forked from this one (the
-/// launcher). The VM process builds the VM and then runs it on its main thread
-/// (`VirtualMachine.runOnCallingThread`), so once it runs every one of its threads is under a
-/// seccomp filter and none can open a file, start a process or make a setup ioctl again. The
-/// launcher holds no KVM descriptor and no guest memory; it owns the terminal, restarts the VM
-/// process after a guest reset (`--on-reset restart`), passes SIGINT/SIGTERM on, writes the
-/// JSON crash report the VM process hands it through a pipe, and ends the way the last VM
-/// process ended: its exit status, or its fatal signal (a seccomp kill stays a SIGSYS death).
-/// docs/monitor.md ("The VM process") has the picture.
+/// `synthvm run` runs every VM life in a process of its own: a fresh `execve` of `synthvm-vm`
+/// (built next to `synthvm`) started by this one (the launcher), so each life has an
+/// address-space layout of its own (ASLR) and none inherits the launcher's heap. The launcher
+/// hands it the validated configuration as a `VMProcessSetup` record in a sealed memfd (its fd
+/// 3) and, with `--crash-report`, the pipe for the report (fd 4); stdio stays. The VM process
+/// builds the VM and then runs it on its main thread (`VirtualMachine.runOnCallingThread`), so
+/// once it runs every one of its threads is under a seccomp filter and none can open a file,
+/// start a process or make a setup ioctl again. The launcher holds no KVM descriptor and no
+/// guest memory; it owns the terminal, restarts the VM process after a guest reset
+/// (`--on-reset restart`), passes SIGINT/SIGTERM on, writes the JSON crash report the VM process
+/// hands it through the pipe, and ends the way the last VM process ended: its exit status, or its
+/// fatal signal (a seccomp kill stays a SIGSYS death). docs/monitor.md ("The VM process") has the
+/// picture.
 struct VMProcessLauncher {
     /// `--on-reset restart`.
     var restartOnReset: Bool
@@ -18,18 +22,21 @@ struct VMProcessLauncher {
     var crashReportPath: String?
     /// `--timeout`, over all the VM's lives together.
     var timeoutSeconds: Int?
+    /// `--stats`, printed by the VM process that ends the run.
+    var stats: Bool
 
     /// The JSON crash report is at most this long; a VM process that sends more is not trusted
     /// with the rest (the real one is a few KiB: five parameters and one 4 KiB page, escaped).
     static let crashReportLimit = 1 << 20
 
-    /// Runs VM lives until one ends without a reset to restart; never returns. `life` runs in
-    /// the VM process with the configuration to use (its timeout is what is left) and the pipe to
-    /// write a crash report into (-1 without --crash-report); it must not return.
-    func run(config: MachineConfig, life: (MachineConfig, Int32) -> Never) -> Never {
+    /// Runs VM lives until one ends without a reset to restart; never returns. Each life is a
+    /// new VM process running `config` (its timeout is what is left).
+    func run(config: MachineConfig) -> Never {
         if svm_launcher_forward_signals() != 0 {
             fail("cannot install the SIGINT/SIGTERM handlers", status: StopReason.setupFailureStatus)
         }
+        // `synthvm-vm`, next to this binary, found the way the VM process finds its workers.
+        let executable = WorkerProcess.executablePath(for: "vm")
         let started = monotonicSeconds()
         var config = config
         while true {
@@ -46,14 +53,21 @@ struct VMProcessLauncher {
                 fail("cannot create the crash-report pipe: \(String(cString: strerror(-r)))",
                      status: StopReason.setupFailureStatus)
             }
-            let pid = svm_launcher_fork()
-            if pid < 0 {
-                fail("cannot start the VM process: \(String(cString: strerror(-pid)))",
+            let setup = VMProcessSetup(config: config, restartOnReset: restartOnReset, stats: stats,
+                                       hasCrashReportPipe: report[1] >= 0)
+            let setupFD = setup.writeToSealedMemfd()
+            if setupFD < 0 {
+                fail("cannot hand the VM process its setup: \(String(cString: strerror(-setupFD)))",
                      status: StopReason.setupFailureStatus)
             }
-            if pid == 0 {
-                if report[0] >= 0 { close(report[0]) }
-                life(config, report[1])
+            // argv is the executable alone: everything else is in the record.
+            var argv: [UnsafeMutablePointer<CChar>?] = [strdup(executable), nil]
+            let pid = svm_launcher_spawn(executable, &argv, setupFD, report[1])
+            free(argv[0])
+            close(setupFD)
+            if pid < 0 {
+                fail("cannot start the VM process \(executable): \(String(cString: strerror(-pid)))",
+                     status: StopReason.setupFailureStatus)
             }
             if report[1] >= 0 { close(report[1]) }
             // Read to the end first: the VM process may block writing a report the pipe cannot hold.

@@ -3,7 +3,8 @@ import Machine
 import Testing
 
 /// `synthvm run` as a launcher and one VM process per VM life (Sources/synthvm/VMProcessLauncher.swift):
-/// every thread of the VM process filtered, the launcher holding nothing of the VM.
+/// every thread of the VM process filtered, the launcher holding nothing of the VM, every life a
+/// fresh exec of synthvm-vm with an address-space layout of its own.
 @Suite("synthvm run: the VM process")
 struct VMProcessTests {
     /// A running `synthvm run`: the launcher's Process and its stderr.
@@ -98,7 +99,7 @@ struct VMProcessTests {
         #expect(vmFDs.contains("anon_inode:kvm-vm"), "\(vmFDs)")
         // The SynIC router worker: its stdin is /dev/null, not the operator's console input.
         #expect(workerStdin == ["/dev/null"], "\(workerStdin)")
-        // The launcher: unfiltered (it starts the next VM process), single-threaded (it forks),
+        // The launcher: unfiltered (it starts the next VM process), single-threaded (it forks and execs),
         // and nothing of the VM: no KVM descriptor, no guest memory.
         #expect(launcher.count == 1, "\(launcher)")
         #expect(!launcherFDs.contains { $0.contains("kvm") || $0.contains("memfd") }, "\(launcherFDs)")
@@ -171,5 +172,83 @@ struct VMProcessTests {
         #expect(bad.status == 8)
         #expect(bad.stderr.contains("synthvm: cannot write crash report /nonexistent-dir/report.json: No such file or directory"),
                 "\(bad.stderr)")
+    }
+
+    /// Waits for a VM process of `run` other than `previous` whose guest runs (see `vmProcess`).
+    static func nextVMProcess(_ run: Launched, after previous: Int32?, seconds: Double = 30) -> Int32? {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if let child = children(of: run.process.processIdentifier).first, child != previous,
+               ThreadState(tid: Int(child), process: String(child))?.name == "synthvm-monitor" {
+                return child
+            }
+            usleep(5_000)
+        }
+        return nil
+    }
+
+    /// Where each mapping of `path` (and of the stack and heap) starts in `pid`: the first
+    /// mapping of each name in /proc/<pid>/maps.
+    static func mappingBases(_ pid: Int32) -> [String: UInt64] {
+        // Read to the end: a /proc file has no size to read up to.
+        let data = FileHandle(forReadingAtPath: "/proc/\(pid)/maps")?.readDataToEndOfFile() ?? Data()
+        let text = String(decoding: data, as: UTF8.self)
+        var bases: [String: UInt64] = [:]
+        for line in text.split(separator: "\n") {
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard fields.count >= 6, let start = UInt64(fields[0].split(separator: "-")[0], radix: 16) else { continue }
+            let name = String(fields[5])
+            if bases[name] == nil { bases[name] = start }
+        }
+        return bases
+    }
+
+    /// Raises RTS (the console feeds COM1 only then), waits for COM1 to have a byte, takes it,
+    /// then writes 1 to the Hyper-V RESET MSR: one VM life per byte on stdin.
+    static let resetOnInputGuest: [UInt8] = [
+        0x66, 0xBA, 0xFC, 0x03, 0xB0, 0x03, 0xEE,                                    // MCR = DTR | RTS
+        0x66, 0xBA, 0xFD, 0x03, 0xEC, 0xA8, 0x01, 0x74, 0xF7,                        // LSR.DR? else again
+        0x66, 0xBA, 0xF8, 0x03, 0xEC,                                                // in al, 0x3f8
+        0xB9, 0x03, 0x00, 0x00, 0x40, 0xB8, 0x01, 0x00, 0x00, 0x00, 0x31, 0xD2, 0x0F, 0x30, // wrmsr RESET=1
+        0xFA, 0xF4,                                                                  // cli; hlt
+    ]
+
+    @Test("each VM life is a fresh exec of synthvm-vm with an address-space layout of its own")
+    func freshAddressSpacePerLife() throws {
+        try GuestHarness.requireKVM()
+        let aslr = (try? String(contentsOfFile: "/proc/sys/kernel/randomize_va_space", encoding: .utf8)) ?? "?"
+        #expect(aslr.hasPrefix("2"), "ASLR is off on this host (randomize_va_space \(aslr)): no layout can differ")
+        let guest = try GuestHarness.temporaryFile(GuestHarness.rawELF64(code: Self.resetOnInputGuest), name: "reset-input.elf")
+        let input = Pipe()
+        let run = try Self.launch(["run", "--kernel", guest, "--timeout", "60", "--serial", "stdio"],
+                                  standardInput: input.fileHandleForReading)
+        defer { if run.process.isRunning { run.process.terminate() } }
+        let expectedExe = CommandLineTests.binary.deletingLastPathComponent().appendingPathComponent("synthvm-vm").path
+        var lives: [(pid: Int32, bases: [String: UInt64])] = []
+        for life in 0..<3 {
+            let vm = try #require(Self.nextVMProcess(run, after: lives.last?.pid), "no VM process for life \(life + 1)")
+            // What the VM process is: synthvm-vm, its whole command line the path, no argument.
+            let exe = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(vm)/exe")
+            let cmdline = try String(contentsOfFile: "/proc/\(vm)/cmdline", encoding: .utf8)
+            #expect(exe == expectedExe, "life \(life + 1): exe \(exe)")
+            #expect(cmdline == expectedExe + "\0", "life \(life + 1): cmdline \(cmdline.debugDescription)")
+            let bases = Self.mappingBases(vm)
+            // An exec, not a fork: the launcher's binary is not mapped.
+            #expect(bases[CommandLineTests.binary.path] == nil, "life \(life + 1) maps the launcher: \(bases.keys)")
+            lives.append((vm, bases))
+            input.fileHandleForWriting.write(Data("r".utf8))  // the guest resets; the launcher starts the next life
+        }
+        run.process.terminate()
+        let (_, status, stderr) = run.finish()
+        #expect(status == 130, "\(stderr)")
+        // Two restarts at least (the third reset may race with the SIGTERM, which then wins).
+        #expect(stderr.components(separatedBy: "restarting the VM").count - 1 >= 2, "\(stderr)")
+        // Every life has its own layout: the executable, the heap and the stack start elsewhere
+        // each time (a forked life would have shared the first two with the launcher and each other).
+        for name in [expectedExe, "[heap]", "[stack]"] {
+            let starts = lives.compactMap { $0.bases[name] }
+            #expect(starts.count == lives.count, "\(name) missing in some life: \(lives.map(\.bases))")
+            #expect(Set(starts).count == starts.count, "\(name) at the same address in two lives: \(starts.map { String($0, radix: 16) })")
+        }
     }
 }

@@ -170,19 +170,18 @@ int svm_set_parent_death_signal(int sig);
 // Returns 0 or -errno. svm_terminal_restore restores it now; both are idempotent.
 int svm_terminal_raw(int fd);
 void svm_terminal_restore(void);
-// Forgets the terminal without restoring it: for a child process whose parent owns the terminal
-// (the VM process of `synthvm run`); exit and fatal signals in the child then leave it alone.
-void svm_terminal_forget(void);
 
 // The launcher of `synthvm run` (launcher.c): one VM process per VM life.
 // svm_launcher_forward_signals: from now on SIGINT and SIGTERM to this process are passed on to
 // the current VM process (and remembered: svm_launcher_stop_signal). Returns 0 or -errno.
 int svm_launcher_forward_signals(void);
-// Forks the VM process. In the child (returns 0): SIGINT and SIGTERM are blocked (the VM takes
-// them from its signalfd) with their default actions back, the terminal is forgotten, and the
-// child gets SIGKILL when the launcher dies (PR_SET_PDEATHSIG, checked against the race with the
-// launcher's exit). In the launcher: the child's pid, or -errno.
-int svm_launcher_fork(void);
+// Starts the VM process: fork, then execve(path, argv, environ) with config_fd as fd 3 and
+// report_fd (the crash-report pipe; -1: none) as fd 4, stdio as it is and every other fd closed.
+// SIGINT and SIGTERM stay blocked across the exec (the VM takes them from its signalfd) with their
+// default actions back, and the child gets SIGKILL when the launcher dies (PR_SET_PDEATHSIG,
+// checked against the race with the launcher's exit). Returns the child's pid once the exec has
+// succeeded, or -errno (of fork, or of the child's failed exec, the child reaped).
+int svm_launcher_spawn(const char *path, char *const argv[], int config_fd, int report_fd);
 // Waits for the VM process `pid`: its exit status (0-255), or -signal if a signal ended it, or
 // -1000 - errno if waiting failed.
 int svm_launcher_wait(int pid);
