@@ -105,13 +105,13 @@ struct JailTests {
         let m = mounts.first.map { words(String($0)) } ?? []
         #expect(m.count > 8 && m[4] == "/" && m[5].split(separator: ",").contains("ro") && m.contains("tmpfs"), "mount: \(m)")
         // The rlimits, soft and hard: RLIMIT_AS is its regions (guest RAM, 64 MiB here, and the
-        // SynIC region) plus the headroom.
+        // SynIC region) plus its memory budget.
         #expect(try Self.limit(pid, "Max open files").map { [$0.0, $0.1] } == ["128", "128"])
         #expect(try Self.limit(pid, "Max processes").map { [$0.0, $0.1] } == ["16", "16"])
         #expect(try Self.limit(pid, "Max core file size").map { [$0.0, $0.1] } == ["0", "0"])
         #expect(try Self.limit(pid, "Max file size").map { [$0.0, $0.1] } == ["0", "0"])
         let synicRegion = try #require(vm.routerLink).region.region.size
-        let space = "\((64 << 20) + synicRegion + (1 << 30))"
+        let space = "\(UInt64(64 << 20) + UInt64(synicRegion) + MemoryBudget.defaultHeadroom)"
         #expect(try Self.limit(pid, "Max address space").map { [$0.0, $0.1] } == [space, space])
         let outcome = vm.run()
         #expect(outcome.exitStatus == 0)
