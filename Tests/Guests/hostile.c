@@ -512,17 +512,18 @@ static void final_checks(u32 vp)
         st_fail(vp, "VP_INDEX reads 0x%llx", v);
     expect_wrmsr(vp, HV_MSR_CRASH_P0 + vp, 0x5eed000000000000ull | seed << 8 | vp);
 
-    /* The reference counter moves, and a fresh TSC page agrees with it. Within 100 us, not
-     * exactly: the monitor derives TIME_REF_COUNT from the host TSC and an offset calibrated
-     * once, which on this host is off by up to a few microseconds (hvclock's exact bracket
-     * usually hides it behind the exit's own cost). */
-    u64 t1 = st_now(), p1 = tsc_page_time();
+    /* The reference counter moves, and a fresh TSC page agrees with it: page times read just
+     * before and just after TIME_REF_COUNT bracket it. Within 100 us, not exactly: the monitor
+     * derives TIME_REF_COUNT from the host TSC and a calibrated offset (TSCCalibration), which
+     * is off by a few microseconds here (hvclock's exact bracket usually hides that behind the
+     * exit's own cost). A vCPU preempted between the reads only widens the bracket. */
+    u64 p0 = tsc_page_time(), t1 = st_now(), p1 = tsc_page_time();
     st_sleep_until(t1 + 2 * ST_MS);
-    u64 m = st_now(), p2 = tsc_page_time();
+    u64 m = st_now();
     if (m < t1 + 2 * ST_MS)
         st_fail(vp, "TIME_REF_COUNT does not move: %llu then %llu", t1, m);
-    if (p1 == ~0ull || p2 == ~0ull || p2 <= p1 || p1 + 1000 < t1 || t1 + 1000 < p1 || p2 + 1000 < m || m + 1000 < p2)
-        st_fail(vp, "TSC page time %llu, %llu disagrees with TIME_REF_COUNT %llu, %llu", p1, p2, t1, m);
+    if (p0 == ~0ull || p1 == ~0ull || p1 < p0 || p0 > t1 + 1000 || t1 > p1 + 1000)
+        st_fail(vp, "TSC page times %llu, %llu do not bracket TIME_REF_COUNT %llu", p0, p1, t1);
 
     /* A call through the fresh hypercall page. */
     if (final_hypercall[0] != 0xe6 || final_hypercall[1] != 0xe5 || final_hypercall[2] != 0xc3)
