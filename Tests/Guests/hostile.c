@@ -36,7 +36,8 @@
  * Interrupts at any vector 0x10-0xFF are counted and EOIed (hostile_asm.S), never trusted.
  * `trace=1` prints every operation (for reproducing a seed). Output: per VP
  * `hostile: vcpu <n>: ops=<n> us=<reference time> ops/s=<n> msr=<r>/<w> gp=<n> hypercalls=<n>
- * ud=<n> ok=<n> testdev=<n> irqs=<n>`, `hostile: vcpu <n> ok`, then `hostile: ok`. */
+ * ud=<n> ok=<n> testdev=<n> excluded=<n> repairs=<n> irqs=<n>`, `hostile: vcpu <n> ok`, then
+ * `hostile: ok`. */
 #include "rt.h"
 #include "x86.h"
 #include "idt.h"
@@ -66,7 +67,9 @@
 struct vpstate {
     u64 rng;
     u32 ops, msr_reads, msr_writes, msr_gp, excluded;
-    u32 hypercalls, ud, success, testdev;
+    u32 hypercalls, ud, success, testdev, repairs;
+    u8 conns[16];          /* connection ids this VP's test-device commands created (recent) */
+    u32 nconns;
     volatile u32 irqs[256];
 };
 
@@ -222,9 +225,9 @@ static u64 msr_value(struct vpstate *s, u32 msr)
 {
     switch (msr) {
     case HV_MSR_GUEST_OS_ID:
-        return chance(s, 60) ? HV_LINUX_GUEST_OS_ID : chance(s, 50) ? 0 : any64(s);
+        return chance(s, 70) ? HV_LINUX_GUEST_OS_ID : chance(s, 30) ? 0 : any64(s);
     case HV_MSR_HYPERCALL:
-        return (host_page(s) | (rnd(s) & 0xffd) | (chance(s, 80) ? 1 : 0)) & ~HV_HYPERCALL_LOCKED;
+        return (host_page(s) | (rnd(s) & 0xffd) | (chance(s, 90) ? 1 : 0)) & ~HV_HYPERCALL_LOCKED;
     case HV_MSR_REFERENCE_TSC:
     case HV_MSR_VP_ASSIST_PAGE:
     case HV_MSR_SIMP:
@@ -351,6 +354,22 @@ static void op_hypercall(struct vpstate *s, u32 vp, u32 i)
     if (trace)
         st_printf(NAME ": vcpu %u op %u: hypercall 0x%llx in=0x%llx out=0x%llx -> %s0x%llx\n", vp, i, control, in, out,
                   ud ? "#UD " : "", r);
+    /* A random GUEST_OS_ID or HYPERCALL write turned the interface off: often turn it back on,
+     * as a guest would, or most later calls would only exercise the #UD path. */
+    if (ud && chance(s, 60)) {
+        wrmsr_safe(HV_MSR_GUEST_OS_ID, HV_LINUX_GUEST_OS_ID);
+        wrmsr_safe(HV_MSR_HYPERCALL, arena_page(s, ARENA_PAGES) | HV_HYPERCALL_ENABLE);
+        s->repairs++;
+    }
+}
+
+/* A connection id: mostly one this VP's test-device commands created (it may have been destroyed
+ * since, or be of the other kind), else any the test device could have made. */
+static u32 pick_conn(struct vpstate *s)
+{
+    if (s->nconns && chance(s, 70))
+        return s->conns[below(s, s->nconns < 16 ? s->nconns : 16)];
+    return below(s, 256);
 }
 
 /* A well-formed HvPostMessage or HvSignalEvent to a connection the test device may have made. */
@@ -362,13 +381,13 @@ static void op_connection(struct vpstate *s, u32 vp, u32 i)
         u64 q[32];
         for (u32 k = 0; k < 32; k++)
             q[k] = rnd(s);
-        q[0] = below(s, 256);
+        q[0] = pick_conn(s);
         q[1] = (1 + below(s, 0x1000)) | ((u64)below(s, 241) << 32);
         in = arena_page(s, ARENA_PAGES - 1) + 256 * below(s, 16);
         put_block(in, q, sizeof(q));
         ud = hc_call(HVCALL_POST_MESSAGE, in, 0, &r);
     } else {
-        in = below(s, 256);
+        in = pick_conn(s);
         ud = hc_call(HVCALL_SIGNAL_EVENT | HV_CONTROL_FAST, in, 0, &r);
     }
     note_result(s, ud, r);
@@ -385,6 +404,8 @@ static void op_testdev(struct vpstate *s, u32 vp, u32 i)
     u32 value = chance(s, 3) ? (u32)rnd(s) : conn << 24 | ctl << 16 | target << 8 | sint;
     outl(TESTDEV, value);
     s->testdev++;
+    if (ctl == CTL_MSG_CREATE || ctl == CTL_EVT_CREATE)
+        s->conns[s->nconns++ % 16] = (u8)conn;
     if (trace)
         st_printf(NAME ": vcpu %u op %u: testdev 0x%x\n", vp, i, value);
 }
@@ -651,9 +672,9 @@ static void suite(void)
     final_checks(vp);
     u64 us = elapsed / 10;
     st_printf(NAME ": vcpu %u: ops=%u us=%llu ops/s=%llu msr=%u/%u gp=%u hypercalls=%u ud=%u ok=%u testdev=%u "
-                   "excluded=%u irqs=%u\n",
+                   "excluded=%u repairs=%u irqs=%u\n",
               vp, s->ops, us, us ? (u64)s->ops * 1000000ull / us : 0, s->msr_reads, s->msr_writes, s->msr_gp,
-              s->hypercalls, s->ud, s->success, s->testdev, s->excluded, total_irqs(s));
+              s->hypercalls, s->ud, s->success, s->testdev, s->excluded, s->repairs, total_irqs(s));
     meet(vp, 4);
     st_watchdog_stop();
     st_printf(NAME ": vcpu %u ok\n", vp);
