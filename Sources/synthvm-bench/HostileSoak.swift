@@ -47,7 +47,7 @@ struct HostileSoak {
                 } else {
                     failures += 1
                     print("hostile: seed \(seed) cpus \(cpus): FAILED, status \(r.status)")
-                    print("  command: \(args.joined(separator: " "))")
+                    print("  command: \(args.map { $0.contains(" ") ? "'\($0)'" : $0 }.joined(separator: " "))")
                     for line in lines.suffix(5) { print("  stdout: \(line)") }
                     for line in r.stderr.split(separator: "\n") { print("  stderr: \(line)") }
                 }
