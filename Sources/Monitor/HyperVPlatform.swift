@@ -39,8 +39,9 @@ final class PartitionRAM: PartitionMemory {
 }
 
 /// The guest TSC, derived from the host TSC: KVM runs the guest TSC at host rate plus an offset
-/// (SynthVM does not ask KVM to scale it), so one calibration read of IA32_TSC through KVM gives
-/// the offset, and afterwards a guest TSC costs one host `rdtsc`, not an ioctl.
+/// (SynthVM does not ask KVM to scale it), so calibration reads of IA32_TSC through KVM give the
+/// offset (`TSCCalibration`: the narrowest of several windows), and afterwards a guest TSC costs
+/// one host `rdtsc`, not an ioctl.
 final class GuestTSCClock: PartitionClock {
     let tscFrequencyHz: UInt64
     private let offset: UInt64
@@ -48,10 +49,16 @@ final class GuestTSCClock: PartitionClock {
 
     init(bootVCPU: KVMVCPU, threadOfVP: @escaping @Sendable (UInt32) -> UInt?) throws(KVMError) {
         tscFrequencyHz = try bootVCPU.tscKHz() * 1000
-        let before = svm_rdtsc()
-        let guest = try bootVCPU.getMSRs([0x10]).first?.1 ?? before // IA32_TIME_STAMP_COUNTER
-        let after = svm_rdtsc()
-        offset = guest &- (before / 2 &+ after / 2)
+        var samples: [TSCCalibrationSample] = []
+        for _ in 0..<TSCCalibration.reads {
+            let before = svm_rdtsc()
+            let guest = try bootVCPU.getMSRs([0x10]).first?.1 ?? before // IA32_TIME_STAMP_COUNTER
+            samples.append(TSCCalibrationSample(hostBefore: before, guest: guest, hostAfter: svm_rdtsc()))
+        }
+        // No usable sample only if the host TSC ran backwards every time: then as before, one
+        // read's midpoint (wrapping).
+        offset = TSCCalibration.offset(samples)
+            ?? samples[0].guest &- (samples[0].hostBefore / 2 &+ samples[0].hostAfter / 2)
         self.threadOfVP = threadOfVP
     }
 

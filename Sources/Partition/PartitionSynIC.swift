@@ -6,7 +6,7 @@ import HyperV
 ///
 /// | MSR | read | write |
 /// |---|---|---|
-/// | SCONTROL | as stored (reset 0) | stored whole (63:1 RsvdP); setting Enable rescans the queues |
+/// | SCONTROL | as stored (reset 0) | stored whole (63:1 RsvdP); setting Enable rescans the queues (the router's too) |
 /// | SVERSION | 1 | #GP (TLFS) |
 /// | SIEFP, SIMP | as stored (reset 0) | stored whole (11:1 RsvdP). Enable with a page that is not entirely RAM: #GP. Enabling, or moving an enabled page, zeroes the page (KVM zeroes on every enabling write; SynthVM not on a rewrite of the same enabled value, which would throw away a delivered message). Enabling SIMP rescans the queues |
 /// | EOM | 0 (TLFS, KVM) | any value: rescan all 16 queues of this VP (KVM ignores the value; Linux writes 0) |
@@ -101,6 +101,10 @@ extension Partition {
                 s.scontrol = value
                 env.shared.publish(vp: vp, registers: s.registers)
                 s.rescanAll(env, &effects)
+                // Enabling the SynIC may let the router's queued messages in, as enabling SIMP
+                // does: without this they waited for an EOM the guest had no reason to write
+                // (Linux enables SCONTROL last).
+                if value & HvMSR.SControl.enable != 0 { synicShared.endOfMessage(vp: vp) }
                 return .written
             }
         case HvMSR.simp, HvMSR.siefp:

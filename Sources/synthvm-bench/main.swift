@@ -9,6 +9,7 @@ import Monitor
 //        synthvm-bench synic [--guest PATH] [--calls N] [--rounds N]
 //        synthvm-bench startup [--synthvm PATH] [--qemu PATH] [--rounds N]
 //        synthvm-bench footprint [--synthvm PATH]
+//        synthvm-bench hostile [--synthvm PATH] [--guest PATH] [--seeds N] [--first-seed N] [--ops N]
 // The bench guest is Tests/Guests/bench.c; by default it is built with Tests/Guests/build.sh.
 
 func usage() -> Never {
@@ -17,6 +18,7 @@ func usage() -> Never {
     print("       synthvm-bench synic [--guest synicbench.elf] [--calls N] [--rounds N]")
     print("       synthvm-bench startup [--synthvm PATH] [--qemu PATH] [--rounds N]")
     print("       synthvm-bench footprint [--synthvm PATH]")
+    print("       synthvm-bench hostile [--synthvm PATH] [--guest hostile.elf] [--seeds N] [--first-seed N] [--ops N]")
     exit(64)
 }
 
@@ -27,18 +29,22 @@ let packageRoot: String = {
 }()
 
 var args = Array(CommandLine.arguments.dropFirst())
-guard let mode = args.first, ["exits", "hyperv", "synic", "startup", "footprint"].contains(mode) else { usage() }
+guard let mode = args.first, ["exits", "hyperv", "synic", "startup", "footprint", "hostile"].contains(mode) else { usage() }
 args.removeFirst()
 var guest: String?
 var synthvmPath: String?, qemuPath: String?
 var pio = 20000, msr = 20000, rounds = 5, roundsGiven = false
+var seeds = 20, firstSeed = 1, hostileOps = 5000
 while !args.isEmpty {
     let flag = args.removeFirst()
     guard let value = args.first else { usage() }
     args.removeFirst()
     switch flag {
     case "--guest": guest = value
-    case "--synthvm" where mode == "startup" || mode == "footprint": synthvmPath = value
+    case "--synthvm" where mode == "startup" || mode == "footprint" || mode == "hostile": synthvmPath = value
+    case "--seeds" where mode == "hostile": seeds = Int(value) ?? 0
+    case "--first-seed" where mode == "hostile": firstSeed = Int(value) ?? -1
+    case "--ops" where mode == "hostile": hostileOps = Int(value) ?? 0
     case "--qemu" where mode == "startup": qemuPath = value
     case "--pio": pio = Int(value) ?? 0
     case "--msr": msr = Int(value) ?? 0
@@ -48,19 +54,24 @@ while !args.isEmpty {
     default: usage()
     }
 }
-guard pio > 0, msr > 0, rounds > 0 else { usage() }
+guard pio > 0, msr > 0, rounds > 0, seeds > 0, firstSeed >= 0, hostileOps > 0 else { usage() }
 
-if mode == "startup" || mode == "footprint" {
-    // The synthvm binary built next to this one (synthvm-bench depends on the synthvm product, so
-    // `swift run -c release synthvm-bench` builds both in release).
+/// The synthvm binary built next to this one (synthvm-bench depends on the synthvm product, so
+/// `swift run -c release synthvm-bench` builds both in release), or --synthvm.
+@MainActor func synthvmBinary() -> String {
     let binDir = CommandLine.arguments[0].lastIndex(of: "/").map { String(CommandLine.arguments[0][..<$0]) } ?? "."
     let synthvm = synthvmPath ?? binDir + "/synthvm"
-    let qemu = qemuPath ?? ["/usr/bin/qemu-system-x86_64", "/usr/local/bin/qemu-system-x86_64"]
-        .first { access($0, X_OK) == 0 }
     guard access(synthvm, X_OK) == 0 else {
         print("synthvm-bench: no synthvm binary at \(synthvm) (build it: swift build -c release --product synthvm)")
         exit(70)
     }
+    return synthvm
+}
+
+if mode == "startup" || mode == "footprint" {
+    let synthvm = synthvmBinary()
+    let qemu = qemuPath ?? ["/usr/bin/qemu-system-x86_64", "/usr/local/bin/qemu-system-x86_64"]
+        .first { access($0, X_OK) == 0 }
     let work = packageRoot + "/.build/guests"
     mkdir(packageRoot + "/.build", 0o755)
     mkdir(work, 0o755)
@@ -83,7 +94,18 @@ if guest == nil {
         print("synthvm-bench: building the bench guest failed (Tests/Guests/build.sh)")
         exit(70)
     }
-    guest = out + ["exits": "/bench.elf", "hyperv": "/hvbench.elf", "synic": "/synicbench.elf"][mode]!
+    guest = out + ["exits": "/bench.elf", "hyperv": "/hvbench.elf", "synic": "/synicbench.elf", "hostile": "/hostile.elf"][mode]!
+}
+
+if mode == "hostile" {
+    mkdir(packageRoot + "/.build", 0o755)
+    mkdir(packageRoot + "/.build/guests", 0o755)
+    let soak = HostileSoak(synthvm: synthvmBinary(), guest: guest!, firstSeed: firstSeed, seeds: seeds, ops: hostileOps,
+                           workDir: packageRoot + "/.build/guests")
+    do { exit(try soak.runAndPrint() == 0 ? 0 : 1) } catch {
+        print("synthvm-bench: \(error)")
+        exit(70)
+    }
 }
 
 do {
