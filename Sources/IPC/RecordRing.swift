@@ -350,11 +350,11 @@ public enum RecordRing {
         ///
         /// This is how a consumer decodes in place. There is deliberately no `[UInt8]` variant:
         /// the router once popped into a reused array and decoded `Array(buffer[0..<length])`,
-        /// whose storage the slice shares with the array; built with `-O` (SwiftPM's release
-        /// configuration, default cross-module optimisation) Swift 6.3.1 emitted one retain too
-        /// many on that shared path, so every record leaked the reused 4 KiB buffer and the next
-        /// pop copied it (issue 11: ~4 KiB per record, the router dying at its RLIMIT_AS).
-        /// Borrowing raw bytes leaves no array to alias and nothing to allocate per record.
+        /// whose storage the slice shares with the array. In its `while true` serve loop (left
+        /// only by exit()) Swift 6.3.1's `-O` dropped the release of that shared storage, so
+        /// every record leaked the reused 4 KiB buffer and the next pop copied it (issue 11;
+        /// docs/toolchain.md has the cause and a 35-line reproduction). Borrowing raw bytes
+        /// leaves no array to alias and nothing to allocate per record.
         public func tryPop(_ body: (UnsafeRawBufferPointer) -> Void) -> PopResult {
             let r = tryPop(into: scratch)
             if case .record(let n) = r { body(UnsafeRawBufferPointer(rebasing: scratch[0..<n])) }

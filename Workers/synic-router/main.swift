@@ -140,12 +140,14 @@ if let limits = options.jail {
     }
 }
 
-/// The monitor closing the control socket is the order to leave; anything else it sends is ignored.
-func controlMessage() {
+/// The monitor closing the control socket is the order to leave (false); anything else it sends
+/// is ignored.
+func controlMessage() -> Bool {
     do {
         _ = try FDPassing.receive(from: controlFD, maxPayload: 4096, maxFDs: 0)
+        return true
     } catch .peerClosed {
-        exit(0)
+        return false
     } catch {
         fail("control socket: \(error)")
     }
@@ -217,13 +219,18 @@ func run() throws {
     var reported = Set<Int>()
     var benchSeq: UInt64 = 0
     router?.retry()
-    while true {
+    // The loop ends when the monitor closes the socket, and run() returns: a serve loop whose only
+    // way out is exit() is all "dead-end" blocks to the optimiser, where Swift 6.3.1's SILCombine
+    // can drop a release (docs/toolchain.md: the leak of issue 11 came from exactly that).
+    var serving = true
+    while serving {
         for i in fds.indices { fds[i].revents = 0 }
         let timeout: Int32 = router?.needsRetry == true ? 1 : -1
         if poll(&fds, nfds_t(fds.count), timeout) < 0 && errno != EINTR { fail("poll: \(String(cString: strerror(errno)))") }
         if let gpa = benchMailbox, let m = router?.memory { benchWake(m, at: gpa, tsc: svm_rdtsc(), lastSeq: &benchSeq) }
-        if fds[0].revents != 0 {
-            controlMessage()
+        if fds[0].revents != 0 && !controlMessage() {
+            serving = false
+            continue
         }
         guard let router, let synic, let routing else { continue }
         _ = try? routing.doorbell.drain()
@@ -259,3 +266,4 @@ func run() throws {
 }
 
 do { try run() } catch { fail("\(error)") }
+exit(0)
