@@ -23,10 +23,14 @@ enum WorkerJail {
     }
 
     /// Once the worker says it is attached: every thread runs under a seccomp filter with
-    /// no_new_privs.
+    /// no_new_privs. A worker (or thread) that is already gone — one made to die right after
+    /// attaching, or a crash the supervisor has reaped — runs nothing unfiltered: it passes, and
+    /// the supervisor reports how it ended. Anything still there must show the filter.
     static func verifyFiltered(pid: pid_t, name: String) throws(MonitorError) {
         guard let dir = opendir("/proc/\(pid)/task") else {
-            throw .config("worker \(name) (pid \(pid)): cannot list its threads to check its seccomp filter")
+            if errno == ENOENT || errno == ESRCH { return }
+            throw .config("worker \(name) (pid \(pid)): cannot list its threads to check its seccomp filter: "
+                + String(cString: strerror(errno)))
         }
         var tids: [String] = []
         while let e = readdir(dir) {
@@ -37,13 +41,14 @@ enum WorkerJail {
         var problems: [String] = []
         for t in tids.sorted() {
             guard let s = ProcStatus.read(path: "/proc/\(pid)/task/\(t)/status") else {
+                if access("/proc/\(pid)/task/\(t)", F_OK) != 0 { continue }  // exited meanwhile
                 problems.append("thread \(t): status unreadable")
                 continue
             }
             problems += JailCheck.filterProblems(status: s).map { "thread \(t): \($0)" }
         }
-        guard !tids.isEmpty, problems.isEmpty else {
-            throw .config("worker \(name) (pid \(pid)) is not filtered: \(tids.isEmpty ? "no threads" : problems.joined(separator: "; "))")
+        guard problems.isEmpty else {
+            throw .config("worker \(name) (pid \(pid)) is not filtered: \(problems.joined(separator: "; "))")
         }
     }
 
