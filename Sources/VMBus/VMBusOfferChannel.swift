@@ -124,19 +124,10 @@ public struct VMBusOffer: Equatable, Sendable {
 
 /// CHANNELMSG_RESCIND_CHANNELOFFER (2), host to guest, 12 bytes
 /// (`struct vmbus_channel_rescind_offer`): {+8 u32 child_relid}.
-public struct VMBusRescindChannelOffer: Equatable, Sendable {
+public struct VMBusRescindChannelOffer: VMBusChildRelIDMessage {
     public static let type = VMBusMessageType.rescindChannelOffer
-    public static let size = 12
     public var childRelID: UInt32
     public init(childRelID: UInt32) { self.childRelID = childRelID }
-    public init(decoding bytes: [UInt8]) throws(VMBusMessageError) {
-        childRelID = try MessageReader(bytes, type: Self.type, minimumSize: Self.size).u32(at: 8)
-    }
-    public func encoded() -> [UInt8] {
-        var w = MessageWriter(type: Self.type, size: Self.size)
-        w.u32(childRelID, at: 8)
-        return w.bytes
-    }
 }
 
 /// A control message that is only its 8-byte header: REQUESTOFFERS (3), ALLOFFERS_DELIVERED (4),

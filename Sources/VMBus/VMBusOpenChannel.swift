@@ -83,37 +83,19 @@ public struct VMBusOpenChannelResult: Equatable, Sendable {
 
 /// CHANNELMSG_CLOSECHANNEL (7), guest to host, 12 bytes (`struct vmbus_channel_close_channel`):
 /// {+8 child_relid}. No reply: the host must stop using the rings now.
-public struct VMBusCloseChannel: Equatable, Sendable {
+public struct VMBusCloseChannel: VMBusChildRelIDMessage {
     public static let type = VMBusMessageType.closeChannel
-    public static let size = 12
     public var childRelID: UInt32
     public init(childRelID: UInt32) { self.childRelID = childRelID }
-    public init(decoding bytes: [UInt8]) throws(VMBusMessageError) {
-        childRelID = try MessageReader(bytes, type: Self.type, minimumSize: Self.size).u32(at: 8)
-    }
-    public func encoded() -> [UInt8] {
-        var w = MessageWriter(type: Self.type, size: Self.size)
-        w.u32(childRelID, at: 8)
-        return w.bytes
-    }
 }
 
 /// CHANNELMSG_RELID_RELEASED (13), guest to host, 12 bytes (`struct vmbus_channel_relid_released`):
 /// {+8 child_relid}. The guest dropped its channel object (after a rescind, or a failed
 /// probe); no reply.
-public struct VMBusRelIDReleased: Equatable, Sendable {
+public struct VMBusRelIDReleased: VMBusChildRelIDMessage {
     public static let type = VMBusMessageType.relIDReleased
-    public static let size = 12
     public var childRelID: UInt32
     public init(childRelID: UInt32) { self.childRelID = childRelID }
-    public init(decoding bytes: [UInt8]) throws(VMBusMessageError) {
-        childRelID = try MessageReader(bytes, type: Self.type, minimumSize: Self.size).u32(at: 8)
-    }
-    public func encoded() -> [UInt8] {
-        var w = MessageWriter(type: Self.type, size: Self.size)
-        w.u32(childRelID, at: 8)
-        return w.bytes
-    }
 }
 
 /// CHANNELMSG_MODIFYCHANNEL (22), guest to host, 16 bytes (`struct vmbus_channel_modifychannel`):

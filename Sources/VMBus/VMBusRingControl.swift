@@ -64,3 +64,24 @@ enum VMBusRingMath {
         Int(index) < size && index % 8 == 0
     }
 }
+
+/// What both sides find when they attach to a ring: its data size and control page, and the two
+/// indices as the ring holds them (a fresh ring has both at 0; a restarted worker continues from
+/// whatever its predecessor left). Each index must be an 8-aligned offset inside the data area.
+struct VMBusRingAttachment {
+    let size: Int
+    let control: VMBusRingControl
+    let writeIndex: UInt32
+    let readIndex: UInt32
+
+    init<Memory: VMBusRingMemory>(_ memory: Memory) throws(VMBusRingSetupError) {
+        size = memory.dataCount
+        guard size > 0, size % 8 == 0, size < 1 << 31 else { throw .badGeometry("data area of \(size) bytes") }
+        control = VMBusRingControl(memory.control)
+        let w = control.writeIndex.load(ordering: .acquiring), r = control.readIndex.load(ordering: .acquiring)
+        guard VMBusRingMath.valid(w, size: size) else { throw .corrupted(.indexOutOfRange(field: "write_index", value: w, dataCount: size)) }
+        guard VMBusRingMath.valid(r, size: size) else { throw .corrupted(.indexOutOfRange(field: "read_index", value: r, dataCount: size)) }
+        writeIndex = w
+        readIndex = r
+    }
+}

@@ -40,15 +40,12 @@ public final class VMBusRingProducer<Memory: VMBusRingMemory>: @unchecked Sendab
     /// restarted worker continues where its predecessor stopped).
     public init(memory: Memory) throws(VMBusRingSetupError) {
         self.memory = memory
-        size = memory.dataCount
-        guard size > 0, size % 8 == 0, size < 1 << 31 else { throw .badGeometry("data area of \(size) bytes") }
-        control = VMBusRingControl(memory.control)
-        let w = control.writeIndex.load(ordering: .acquiring), r = control.readIndex.load(ordering: .acquiring)
-        guard VMBusRingMath.valid(w, size: size) else { throw .corrupted(.indexOutOfRange(field: "write_index", value: w, dataCount: size)) }
-        guard VMBusRingMath.valid(r, size: size) else { throw .corrupted(.indexOutOfRange(field: "read_index", value: r, dataCount: size)) }
-        published = w
-        cursor = w
-        seenRead = r
+        let ring = try VMBusRingAttachment(memory)
+        size = ring.size
+        control = ring.control
+        published = ring.writeIndex
+        cursor = ring.writeIndex
+        seenRead = ring.readIndex
     }
 
     public enum WriteResult: Equatable, Sendable {
