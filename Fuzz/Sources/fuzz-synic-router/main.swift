@@ -53,7 +53,13 @@ public func fuzzRouter(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
             guard let e = region.connections.find(conn), e.kind == .message, region.connections.reserveBuffer(e) else { break }
             let record = PostedMessageRecord(vp: from, connectionID: conn, entry: UInt32(e.index), generation: e.generation,
                                              messageType: type, payload: payload)
-            router.handle(try! PostedMessageRecord.decode(record.encoded()), fromRing: Int(from))
+            guard let decoded = try? PostedMessageRecord.decode(record.encoded()) else {
+                // The monitor refuses type 0 (HvPostMessage's input check) before it gets here.
+                precondition(type == 0, "a PostedMessageRecord the monitor built does not decode")
+                region.connections.releaseBuffer(index: e.index)
+                break
+            }
+            router.handle(decoded, fromRing: Int(from))
         case 2:
             let ring = Int(input.u8() % 4)
             let record = PostedMessageRecord(vp: input.u32() % 4, connectionID: input.u32() % 8, entry: input.u32() % 300,
