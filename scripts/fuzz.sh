@@ -74,6 +74,7 @@ report() {
         done
     done
     echo "fuzz: FAILED: ${failed[*]}" >&2
+    echo "fuzz: $((${#selected[@]} - ${#failed[@]})) passed, ${#failed[@]} failed"
     exit 1
 }
 
@@ -93,4 +94,4 @@ build "$1"
 for t in "${selected[@]}"; do rm -rf "${out:?}/artifacts/$t"; done
 for t in "${selected[@]}"; do run "$t" "$seconds"; done
 [ ${#failed[@]} -eq 0 ] || report
-echo "fuzz: ${#selected[@]} targets, no findings"
+echo "fuzz: ${#selected[@]} passed, 0 failed"
