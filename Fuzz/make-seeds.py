@@ -130,6 +130,7 @@ def msr_seeds():
 
 def td(ctl, conn, vp, sint): return u8(0) + u32(conn << 24 | ctl << 16 | vp << 8 | sint)
 def rpost(conn, frm, typ, payload): return u8(1) + u8(conn) + u8(frm) + u32(typ) + u8(len(payload)) + payload
+def rraw(ring, data): return u8(2) + u8(ring) + u16(len(data)) + data
 def rsignal(conn): return u8(3) + u8(conn)
 def reom(vp): return u8(4) + u8(vp)
 def rscribble(off, data): return u8(5) + u32(off) + u8(len(data)) + data
@@ -145,9 +146,14 @@ def router_seeds():
     write("synic-router", "event", head + td(6, 5, 0, 1) + rsignal(5) + rsignal(5) + td(7, 5, 0, 1))
     write("synic-router", "routes", head + td(1, 0, 0, 2) + td(3, 0, 0, 2) + rpublish(0, 0x04) + td(3, 0, 0, 2) + td(2, 0, 0, 2))
     write("synic-router", "host-message", head + rhost(0, 2, 1, b"x" * 32) + rhost(0, 2, 1, b"y") + rpublish(0, 0x01)
-          + rscribble(slot(0, 2), bytes(4)) + reom(0) + rpublish(0, 0) + u8(8))
-    write("synic-router", "stale-record", head + td(4, 3, 0, 0) + u8(2) + u8(0) + u32(0) + u32(3) + u32(0)
+          + rscribble(slot(0, 2), bytes(4)) + reom(0) + rpublish(0, 0))
+    write("synic-router", "stale-record", head + td(4, 3, 0, 0) + u8(8) + u8(0) + u32(0) + u32(3) + u32(0)
           + u32(1) + u32(9) + u8(1) + b"z")
+    # A compromised monitor: a posted-message record for a live connection with a stale
+    # generation, and a test-device record, written straight into the rings.
+    posted = record(6, u32(0) + u32(3) + u32(0) + u32(7) + u32(0x1234) + u32(2) + b"hi")
+    write("synic-router", "raw-rings", head + td(4, 3, 0, 0) + rraw(0, posted) + rraw(2, record(7, u32(0) + u32(0x03040000) + u64(1)))
+          + rraw(1, b"\x06\x00\x01\x00"))
 
 
 # --- testdev: u32 port values, each followed by a VP byte -------------------------------------
