@@ -52,14 +52,16 @@ run() {
     SWIFT_BACKTRACE=enable=no "$bin" "${args[@]}" "$work" "Fuzz/Corpus/$t" >"$log" 2>&1 || status=$?
     # The last status line (cov: ft: corp: exec/s) and the executed-input count.
     local last runs speed
-    last=$(grep -E '^#[0-9]+' "$log" | tail -1 | sed -E 's/^#[0-9]+[[:space:]]+[A-Z]+[[:space:]]+//; s/ (lim|rss|L|MS):.*//')
+    # (A target that fails on its first inputs has no status line: `|| true` under pipefail.)
+    last=$(grep -E '^#[0-9]+' "$log" | tail -1 | sed -E 's/^#[0-9]+[[:space:]]+[A-Z]+[[:space:]]+//; s/ (lim|rss|L|MS):.*//' || true)
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
     speed=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log")
     printf 'fuzz: %-13s %4ss  runs %-9s exec/s %-7s %s\n' "$t" "$seconds" "${runs:-?}" "${speed:-?}" "$last"
     if [ "$status" -ne 0 ]; then
         failed+=("$t")
-        echo "fuzz: $t FAILED (status $status); end of $log:" >&2
-        grep -v '^#[0-9]' "$log" | tail -40 >&2
+        echo "fuzz: $t FAILED (status $status); what it said, then the end of $log:" >&2
+        grep -E 'Fatal error|Precondition failed|Assertion failed|ERROR:|SUMMARY:' "$log" | head -5 >&2 || true
+        grep -v '^#[0-9]' "$log" | tail -30 >&2 || true
     fi
 }
 
