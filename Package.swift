@@ -27,6 +27,9 @@ let package = Package(
         .executable(name: "synthvm-bench", targets: ["synthvm-bench"]),
         .executable(name: "synthvm-synic-router", targets: ["synthvm-synic-router"]),
         .executable(name: "synthvm-policy-probe", targets: ["synthvm-policy-probe"]),
+        // The pure libraries the fuzz harnesses (Fuzz/, a separate package built by
+        // scripts/fuzz.sh with sanitizer coverage) drive: a path dependency sees only products.
+        .library(name: "SynthVMFuzzable", targets: ["HyperV", "Partition", "IPC", "SynICRouting", "Machine", "Sandbox"]),
     ],
     dependencies: [
         // Pinned to the versions mirrored on our build machines.
