@@ -216,7 +216,7 @@ func run() throws {
     // Serve.
     var fds = [pollfd(fd: controlFD, events: Int16(POLLIN), revents: 0)]
     if let r = routing { fds.append(pollfd(fd: r.doorbell.fd.rawValue, events: Int16(POLLIN), revents: 0)) }
-    var reported = Set<Int>()
+    var rings = RouterRingService(consumers: consumers, testDeviceRing: synic?.testDeviceRing ?? consumers.count)
     var benchSeq: UInt64 = 0
     router?.retry()
     // The loop ends when the monitor closes the socket, and run() returns: a serve loop whose only
@@ -234,34 +234,10 @@ func run() throws {
         }
         guard let router, let synic, let routing else { continue }
         _ = try? routing.doorbell.drain()
-        for (i, ring) in consumers.enumerated() {
-            // Each record is decoded in place from the ring's own copy (RecordRing.Consumer.tryPop(_:)
-            // says why no array is sliced here: a release-build miscompile leaked 4 KiB a record).
-            while true {
-                let result = ring.tryPop { record in
-                    if i == synic.testDeviceRing {
-                        guard let w = try? TestDeviceWriteRecord.decode(record) else { say("bad test-device record"); return }
-                        router.handleTestDevice(value: w.value)
-                        synic.testDeviceAck = w.sequence
-                        try? routing.reply.ring()
-                    } else {
-                        do {
-                            if let problem = router.handle(try PostedMessageRecord.decode(record), fromRing: i) {
-                                say("ring \(i): \(problem)")
-                            }
-                        } catch {
-                            say("ring \(i): bad record: \(error)")
-                        }
-                    }
-                }
-                guard case .record = result else {
-                    if case .corrupted(let why) = result, reported.insert(i).inserted { say("ring \(i) cut off: \(why)") }
-                    break
-                }
-            }
-        }
-        router.service()
-        if router.needsRetry { router.retry() }
+        rings.serveOnce(router, testDeviceApplied: { sequence in
+            synic.testDeviceAck = sequence
+            try? routing.reply.ring()
+        }, report: say)
     }
 }
 

@@ -5,9 +5,8 @@
 // connection up, reserving a buffer and pushing the record into the calling VP's ring, as
 // Sources/Monitor/SynICRouterLink.swift does), a compromised monitor (raw bytes in a ring, a
 // record with any fields) and other workers (host-to-guest messages). After every operation the
-// rings are drained the way Workers/synic-router/main.swift serves them: `tryPop(into:)`, each
-// record decoded with its type's `decode`, handed to the router; then `service()`, and `retry()`
-// when it asks. Operations:
+// rings are served by the worker's own `RouterRingService.serveOnce` (each record decoded in
+// place and handed to the router; then `service()`, and `retry()` when it asks). Operations:
 //
 //   0  testdev write: u32 port value (conn << 24 | ctl << 16 | vp << 8 | sint), through the
 //      test-device ring
@@ -46,8 +45,7 @@ public func fuzzRouter(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
         (try! RecordRing.Producer(region: region.region, offset: region.ringOffset(i), layout: ringLayout),
          try! RecordRing.Consumer(region: region.region, offset: region.ringOffset(i), layout: ringLayout))
     }
-    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: ringLayout.maxRecordLength, alignment: 8)
-    defer { buffer.deallocate() }
+    var service = RouterRingService(consumers: rings.map(\.1), testDeviceRing: region.testDeviceRing)
     for vp in 0..<vpCount { publish(region, vp: UInt32(vp), form: 0) }
     var sequence: UInt64 = 0
     var ops = 0
@@ -97,7 +95,7 @@ public func fuzzRouter(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
                                              payload: input.take(Int(input.u8() % 241)))
             router.handle(record, fromRing: ring)
         }
-        serve(router, region, rings.map(\.1), buffer)
+        service.serveOnce(router, testDeviceApplied: { region.testDeviceAck = $0 }, report: { _ in })
         for vp in 0..<vpCount {
             var mask: UInt32 = 0
             for sint in 0..<HvSynIC.sintCount where !router.queued(vp: UInt32(vp), sint: sint).isEmpty { mask |= 1 << UInt32(sint) }
@@ -105,26 +103,6 @@ public func fuzzRouter(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
         }
     }
     return 0
-}
-
-/// One turn of the worker's serve loop (Workers/synic-router/main.swift): drain every ring,
-/// decode each record as its ring's type, hand it over; then service, and retry when asked.
-func serve(_ router: MessageRouter, _ region: SynICRegion, _ consumers: [RecordRing.Consumer],
-           _ buffer: UnsafeMutableRawBufferPointer) {
-    for (i, ring) in consumers.enumerated() {
-        while case .record(let length) = ring.tryPop(into: buffer) {
-            let bytes = Array(buffer[0..<length])
-            if i == region.testDeviceRing {
-                guard let w = try? TestDeviceWriteRecord.decode(bytes) else { continue }
-                router.handleTestDevice(value: w.value)
-                region.testDeviceAck = w.sequence
-            } else if let record = try? PostedMessageRecord.decode(bytes) {
-                router.handle(record, fromRing: i)
-            }
-        }
-    }
-    router.service()
-    if router.needsRetry { router.retry() }
 }
 
 /// The monitor's publication of VP `vp`'s SynIC registers: form 0 is everything enabled with
