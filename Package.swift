@@ -26,6 +26,7 @@ let package = Package(
         .executable(name: "synthvm-vm", targets: ["synthvm-vm"]),
         .executable(name: "synthvm-bench", targets: ["synthvm-bench"]),
         .executable(name: "synthvm-synic-router", targets: ["synthvm-synic-router"]),
+        .executable(name: "synthvm-vmbus", targets: ["synthvm-vmbus"]),
         .executable(name: "synthvm-policy-probe", targets: ["synthvm-policy-probe"]),
     ],
     dependencies: [
@@ -82,6 +83,8 @@ let package = Package(
         .executableTarget(name: "synthvm-synic-router", dependencies: ["IPC", "CSynthVM", "Sandbox", "SynICRouting",
                                                                       "Partition", "HyperV"],
                           path: "Workers/synic-router", linkerSettings: staticSwiftRuntime),
+        .executableTarget(name: "synthvm-vmbus", dependencies: ["IPC", "CSynthVM", "Sandbox", "VMBus"],
+                          path: "Workers/vmbus", linkerSettings: staticSwiftRuntime),
         // One VM life of `synthvm run`: the launcher execs it afresh for every life (its own
         // address-space layout). Its own small executable: no argument parser, no Foundation.
         .executableTarget(name: "synthvm-vm", dependencies: ["Monitor"], linkerSettings: staticSwiftRuntime),
@@ -89,7 +92,7 @@ let package = Package(
             name: "synthvm",
             // The VM process and the workers are separate executables; depending on them makes
             // `swift run synthvm` and `swift build --product synthvm` build them next to the launcher.
-            dependencies: ["Monitor", "synthvm-vm", "synthvm-synic-router",
+            dependencies: ["Monitor", "synthvm-vm", "synthvm-synic-router", "synthvm-vmbus",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(
             name: "synthvm-bench",
