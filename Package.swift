@@ -107,7 +107,7 @@ let package = Package(
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "IPC"]),
         .testTarget(name: "SynICRoutingTests", dependencies: ["SynICRouting", "IPC", "HyperV", "Partition"]),
         .testTarget(name: "VMBusTests", dependencies: ["VMBus", "HyperV", "IPC", .product(name: "Atomics", package: "swift-atomics")]),
-        .testTarget(name: "GuestTests", dependencies: ["Monitor", "Machine", "Sandbox", "TestFixtures"]),
+        .testTarget(name: "GuestTests", dependencies: ["Monitor", "Machine", "Sandbox", "TestFixtures", "VMBus", "IPC"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -83,6 +83,7 @@ public final class WorkerStateRegion: @unchecked Sendable {
         return next
     }
 
+    @discardableResult
     public func save(_ bytes: [UInt8]) throws(IPCError) -> UInt64 {
         try bytes.withUnsafeBytes { b in Result { () throws(IPCError) in try save(b) } }.get()
     }

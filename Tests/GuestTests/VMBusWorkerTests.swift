@@ -1,7 +1,9 @@
 import Foundation
+import IPC
 import Machine
 @testable import Monitor
 import Sandbox
+import VMBus
 import Testing
 
 /// The VMBus server worker (`synthvm-vmbus`, Workers/vmbus): started with `--vmbus` when the guest
@@ -26,17 +28,26 @@ struct VMBusWorkerTests {
         #expect(!off.runsVMBus && off.workerNames.isEmpty)
     }
 
-    @Test("jailed (own PID and other namespaces, no capabilities), filtered on every thread, holding stdio, its control socket and guest RAM mapped; exits with the VM")
+    @Test("jailed (own PID and other namespaces, no capabilities), filtered on every thread, holding stdio, its control socket, guest RAM and its state region mapped; saves its state; exits with the VM")
     func jailedFilteredAndClean() throws {
         let vm = try VirtualMachine(config: try Self.config())
         let link = try #require(vm.workerLinks.first { $0.kind == .vmbus })
         let pid = link.process.pid
         let fds = try WorkerTests.openFDs(pid)
-        #expect(fds.count == 5 && Array(fds.prefix(4)) == [0, 1, 2, 3], "fds \(fds)")
-        let ram = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\(fds.last ?? -1)")
-        #expect(ram.hasPrefix("/memfd:synthvm-guest-ram"), "\(ram)")
+        #expect(fds.count == 6 && Array(fds.prefix(4)) == [0, 1, 2, 3], "fds \(fds)")
+        let held = try fds.dropFirst(4).map {
+            String(try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\($0)").split(separator: " ")[0])
+        }
+        #expect(held.sorted() == ["/memfd:synthvm-guest-ram", "/memfd:synthvm-vmbus-state"], "\(held)")
         let maps = try String(contentsOfFile: "/proc/\(pid)/maps", encoding: .utf8)
         #expect(maps.contains("synthvm-guest-ram"), "guest RAM not mapped by the worker")
+        #expect(maps.contains("synthvm-vmbus-state"), "the state region not mapped by the worker")
+        // It saved a fresh server's state (disconnected, no channels) before it attached.
+        let state = try #require(vm.vmbusState)
+        let saved = try #require(try state.load())
+        #expect(saved.generation == 1)
+        let decoded = try VMBusServer.Saved(decoding: saved.bytes)
+        #expect(decoded.channels.isEmpty && decoded.outbound.isEmpty)
         try WorkerTests.expectFiltered(pid)
         for t in try JailTests.threads(pid) {
             let s = try JailTests.status("/proc/\(pid)/task/\(t)/status")

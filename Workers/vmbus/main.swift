@@ -3,10 +3,13 @@
 // Started by the monitor's supervisor when the guest has the SynIC and the operator asked for
 // VMBus (`synthvm run --vmbus`), with exactly one fd: 3, a SEQPACKET control socket.
 // Handshake: it announces itself (WorkerHello, kind .vmbus); receives the region layout with the
-// region fds (region 0 guest RAM) and maps each after checking its seals; receives its seccomp
-// filter (SeccompProgram, compiled from Policies/vmbus.policy) and installs it; answers
-// "attached". From then on it runs filtered and sleeps in poll() on the control socket; run()
-// returns when the monitor closes it.
+// region fds (region 0 guest RAM, region 2 its WorkerStateRegion) and maps each after checking its
+// seals; receives `VMBusWorkerSetup` (VP count, guest-RAM ranges: `VMBusServer.Configuration`);
+// builds its `VMBusServer`, restored from the state region when a predecessor saved one (decoded
+// as hostile bytes: a state that does not decode is reported and the server starts afresh), and
+// saves its state there; receives its seccomp filter (SeccompProgram, compiled from
+// Policies/vmbus.policy) and installs it; answers "attached". From then on it runs filtered and
+// sleeps in poll() on the control socket; run() returns when the monitor closes it.
 //
 // What it does not do yet (issue 12, item 3): the router does not forward the guest's VMBus
 // control messages (connections 1 and 4) to it, so `VMBusServer` (Sources/VMBus, pure) is not
@@ -20,6 +23,7 @@ import CSynthVM
 import Glibc
 import IPC
 import Sandbox
+import VMBus
 
 let controlFD: Int32 = 3
 let name = "synthvm-vmbus"
@@ -101,7 +105,32 @@ func run() throws {
     for (entry, fd) in zip(layout.entries, reply.fds) {
         regions[entry.regionID] = try SharedRegion(adopting: fd, size: Int(entry.size), offset: Int(entry.offset))
     }
-    guard regions[0] != nil else { fail("no guest-RAM region (0) in the layout") }
+    guard regions[0] != nil, let stateRegion = regions[2] else { fail("the layout lacks region 0 (guest RAM) or 2 (state)") }
+    let state: WorkerStateRegion
+    do { state = try WorkerStateRegion(region: stateRegion, kind: WorkerKind.vmbus.rawValue) } catch {
+        fail("bad state region: \(error)")
+    }
+    let setupMessage = try FDPassing.receive(from: controlFD, maxPayload: 4096, maxFDs: 0)
+    let setup: VMBusWorkerSetup
+    do { setup = try VMBusWorkerSetup.decode(setupMessage.payload) } catch { fail("bad VMBus setup: \(error)") }
+    let configuration = VMBusServer.Configuration(
+        vpCount: Int(setup.vpCount), ram: setup.memory.map { $0.base..<($0.base + $0.size) })
+    var server = VMBusServer(configuration: configuration, offers: [])
+    // A predecessor's state: restore it (its pending outbound messages come back as actions for
+    // the control path, which is not built yet), or start afresh if it does not decode.
+    do {
+        if let (generation, bytes) = try state.load() {
+            do {
+                (server, _) = try VMBusServer.restore(try VMBusServer.Saved(decoding: bytes), configuration: configuration)
+                say("restored the VMBus state of generation \(generation)")
+            } catch {
+                say("saved VMBus state of generation \(generation) does not restore (\(error)); starting afresh")
+            }
+        }
+        try state.save(server.save().encoded())
+    } catch {
+        say("state region: \(error)")
+    }
     let next = try FDPassing.receive(from: controlFD, maxPayload: SeccompProgram.maxEncodedSize, maxFDs: 0)
     let program: SeccompProgram
     do { program = try SeccompProgram.decode(next.payload) } catch { fail("bad seccomp program: \(error)") }
@@ -127,7 +156,7 @@ func run() throws {
         if poll(&fds, nfds_t(fds.count), -1) < 0 && errno != EINTR { fail("poll: \(String(cString: strerror(errno)))") }
         if fds[0].revents != 0 && !controlMessage() { serving = false }
     }
-    withExtendedLifetime(regions) {}
+    withExtendedLifetime((regions, state, server)) {}
 }
 
 do { try run() } catch { fail("\(error)") }
