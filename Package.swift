@@ -64,6 +64,9 @@ let package = Package(
         // state) and the VMBus ring buffer over a small memory protocol. Pure: no I/O. IPC only for
         // the WireWriter/WireReader rules of the saved state, Atomics for the ring's fences.
         .target(name: "VMBus", dependencies: ["HyperV", "IPC", .product(name: "Atomics", package: "swift-atomics")]),
+        // The VMBus worker's service: VMBusServer plus its state in the supervisor's
+        // WorkerStateRegion, fed ring records as bytes. No fds, no syscalls; tested in-process.
+        .target(name: "VMBusWorker", dependencies: ["VMBus", "IPC", "HyperV"]),
         // vCPU threads, the exit loop, shutdown and crash reports.
         .target(name: "Monitor", dependencies: ["Machine", "KVM", "CSynthVM", "Partition", "HyperV", "IPC", "Sandbox",
                                                 "SynICRouting"]),
@@ -83,7 +86,7 @@ let package = Package(
         .executableTarget(name: "synthvm-synic-router", dependencies: ["IPC", "CSynthVM", "Sandbox", "SynICRouting",
                                                                       "Partition", "HyperV"],
                           path: "Workers/synic-router", linkerSettings: staticSwiftRuntime),
-        .executableTarget(name: "synthvm-vmbus", dependencies: ["IPC", "CSynthVM", "Sandbox", "VMBus"],
+        .executableTarget(name: "synthvm-vmbus", dependencies: ["IPC", "CSynthVM", "Sandbox", "VMBus", "VMBusWorker"],
                           path: "Workers/vmbus", linkerSettings: staticSwiftRuntime),
         // One VM life of `synthvm run`: the launcher execs it afresh for every life (its own
         // address-space layout). Its own small executable: no argument parser, no Foundation.
@@ -106,7 +109,7 @@ let package = Package(
         .testTarget(name: "IPCTests", dependencies: ["IPC", "CSynthVM"]),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "IPC"]),
         .testTarget(name: "SynICRoutingTests", dependencies: ["SynICRouting", "IPC", "HyperV", "Partition"]),
-        .testTarget(name: "VMBusTests", dependencies: ["VMBus", "HyperV", "IPC", .product(name: "Atomics", package: "swift-atomics")]),
+        .testTarget(name: "VMBusTests", dependencies: ["VMBus", "VMBusWorker", "HyperV", "IPC", .product(name: "Atomics", package: "swift-atomics")]),
         .testTarget(name: "GuestTests", dependencies: ["Monitor", "Machine", "Sandbox", "TestFixtures", "VMBus", "IPC"]),
     ],
     swiftLanguageModes: [.v6]

@@ -24,6 +24,7 @@ import Glibc
 import IPC
 import Sandbox
 import VMBus
+import VMBusWorker
 
 let controlFD: Int32 = 3
 let name = "synthvm-vmbus"
@@ -115,22 +116,9 @@ func run() throws {
     do { setup = try VMBusWorkerSetup.decode(setupMessage.payload) } catch { fail("bad VMBus setup: \(error)") }
     let configuration = VMBusServer.Configuration(
         vpCount: Int(setup.vpCount), ram: setup.memory.map { $0.base..<($0.base + $0.size) })
-    var server = VMBusServer(configuration: configuration, offers: [])
-    // A predecessor's state: restore it (its pending outbound messages come back as actions for
-    // the control path, which is not built yet), or start afresh if it does not decode.
-    do {
-        if let (generation, bytes) = try state.load() {
-            do {
-                (server, _) = try VMBusServer.restore(try VMBusServer.Saved(decoding: bytes), configuration: configuration)
-                say("restored the VMBus state of generation \(generation)")
-            } catch {
-                say("saved VMBus state of generation \(generation) does not restore (\(error)); starting afresh")
-            }
-        }
-        try state.save(server.save().encoded())
-    } catch {
-        say("state region: \(error)")
-    }
+    // A predecessor's state is restored (its pending outbound messages wait in
+    // `pendingAfterRestore` for the control path, which is not built yet), then saved.
+    let service = VMBusService(state: state, configuration: configuration) { say($0) }
     let next = try FDPassing.receive(from: controlFD, maxPayload: SeccompProgram.maxEncodedSize, maxFDs: 0)
     let program: SeccompProgram
     do { program = try SeccompProgram.decode(next.payload) } catch { fail("bad seccomp program: \(error)") }
@@ -156,7 +144,7 @@ func run() throws {
         if poll(&fds, nfds_t(fds.count), -1) < 0 && errno != EINTR { fail("poll: \(String(cString: strerror(errno)))") }
         if fds[0].revents != 0 && !controlMessage() { serving = false }
     }
-    withExtendedLifetime((regions, state, server)) {}
+    withExtendedLifetime((regions, service)) {}
 }
 
 do { try run() } catch { fail("\(error)") }
