@@ -26,6 +26,7 @@ let package = Package(
         .executable(name: "synthvm-vm", targets: ["synthvm-vm"]),
         .executable(name: "synthvm-bench", targets: ["synthvm-bench"]),
         .executable(name: "synthvm-synic-router", targets: ["synthvm-synic-router"]),
+        .executable(name: "synthvm-vmbus", targets: ["synthvm-vmbus"]),
         .executable(name: "synthvm-policy-probe", targets: ["synthvm-policy-probe"]),
         // The pure libraries the fuzz harnesses (Fuzz/, a separate package built by
         // scripts/fuzz.sh with sanitizer coverage) drive: a path dependency sees only products.
@@ -66,6 +67,9 @@ let package = Package(
         // state) and the VMBus ring buffer over a small memory protocol. Pure: no I/O. IPC only for
         // the WireWriter/WireReader rules of the saved state, Atomics for the ring's fences.
         .target(name: "VMBus", dependencies: ["HyperV", "IPC", .product(name: "Atomics", package: "swift-atomics")]),
+        // The VMBus worker's service: VMBusServer plus its state in the supervisor's
+        // WorkerStateRegion, fed ring records as bytes. No fds, no syscalls; tested in-process.
+        .target(name: "VMBusWorker", dependencies: ["VMBus", "IPC", "HyperV"]),
         // vCPU threads, the exit loop, shutdown and crash reports.
         .target(name: "Monitor", dependencies: ["Machine", "KVM", "CSynthVM", "Partition", "HyperV", "IPC", "Sandbox",
                                                 "SynICRouting"]),
@@ -85,6 +89,8 @@ let package = Package(
         .executableTarget(name: "synthvm-synic-router", dependencies: ["IPC", "CSynthVM", "Sandbox", "SynICRouting",
                                                                       "Partition", "HyperV"],
                           path: "Workers/synic-router", linkerSettings: staticSwiftRuntime),
+        .executableTarget(name: "synthvm-vmbus", dependencies: ["IPC", "CSynthVM", "Sandbox", "VMBus", "VMBusWorker"],
+                          path: "Workers/vmbus", linkerSettings: staticSwiftRuntime),
         // One VM life of `synthvm run`: the launcher execs it afresh for every life (its own
         // address-space layout). Its own small executable: no argument parser, no Foundation.
         .executableTarget(name: "synthvm-vm", dependencies: ["Monitor"], linkerSettings: staticSwiftRuntime),
@@ -92,7 +98,7 @@ let package = Package(
             name: "synthvm",
             // The VM process and the workers are separate executables; depending on them makes
             // `swift run synthvm` and `swift build --product synthvm` build them next to the launcher.
-            dependencies: ["Monitor", "synthvm-vm", "synthvm-synic-router",
+            dependencies: ["Monitor", "synthvm-vm", "synthvm-synic-router", "synthvm-vmbus",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(
             name: "synthvm-bench",
@@ -106,8 +112,8 @@ let package = Package(
         .testTarget(name: "IPCTests", dependencies: ["IPC", "CSynthVM"]),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "IPC"]),
         .testTarget(name: "SynICRoutingTests", dependencies: ["SynICRouting", "IPC", "HyperV", "Partition"]),
-        .testTarget(name: "VMBusTests", dependencies: ["VMBus", "HyperV", "IPC", .product(name: "Atomics", package: "swift-atomics")]),
-        .testTarget(name: "GuestTests", dependencies: ["Monitor", "Machine", "Sandbox", "TestFixtures"]),
+        .testTarget(name: "VMBusTests", dependencies: ["VMBus", "VMBusWorker", "HyperV", "IPC", .product(name: "Atomics", package: "swift-atomics")]),
+        .testTarget(name: "GuestTests", dependencies: ["Monitor", "Machine", "Sandbox", "TestFixtures", "VMBus", "IPC"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -57,6 +57,8 @@ public enum WireRecordType: UInt16, Sendable, CaseIterable {
     case postedMessage = 6
     /// Monitor -> router ring: a guest write to the hyperv-testdev port.
     case testDeviceWrite = 7
+    /// Supervisor -> VMBus worker, after the region layout: the partition's shape.
+    case vmbusWorkerSetup = 8
 }
 
 public enum WireError: Error, Equatable, Sendable, CustomStringConvertible {
@@ -208,6 +210,7 @@ public enum WireMessage: Equatable, Sendable {
     case sintEventFDs(SINTEventFDs)
     case postedMessage(PostedMessageRecord)
     case testDeviceWrite(TestDeviceWriteRecord)
+    case vmbusWorkerSetup(VMBusWorkerSetup)
 
     /// Decodes exactly one record filling `bytes`.
     public static func decode(_ bytes: UnsafeRawBufferPointer) throws(WireError) -> WireMessage {
@@ -221,6 +224,7 @@ public enum WireMessage: Equatable, Sendable {
         case .sintEventFDs: return .sintEventFDs(try .decodeChecked(header: header, body: body))
         case .postedMessage: return .postedMessage(try .decodeChecked(header: header, body: body))
         case .testDeviceWrite: return .testDeviceWrite(try .decodeChecked(header: header, body: body))
+        case .vmbusWorkerSetup: return .vmbusWorkerSetup(try .decodeChecked(header: header, body: body))
         }
     }
 
@@ -237,6 +241,7 @@ public enum WireMessage: Equatable, Sendable {
         case .sintEventFDs(let r): return r.encoded()
         case .postedMessage(let r): return r.encoded()
         case .testDeviceWrite(let r): return r.encoded()
+        case .vmbusWorkerSetup(let r): return r.encoded()
         }
     }
 

@@ -35,6 +35,10 @@ public struct MachineConfig: Sendable {
     public var workers: [String] = []
     /// Serve QEMU's hyperv-testdev at port 0x3000 from the router (`--hyperv-testdev`).
     public var hypervTestDevice = false
+    /// Run the VMBus server worker (`synthvm-vmbus`) next to the router (`--vmbus`). Opt-in for
+    /// now: the DSDT has no VMBus device yet and the worker does not serve the control messages
+    /// yet (docs/vmbus.md). Only with a SynIC (`runsVMBus`).
+    public var vmbus = false
     /// Where the workers' seccomp policies (`<name>.policy`) are read from at spawn time. Default:
     /// the package's own `Policies/`, found from this source file's path, which is right for
     /// `swift run synthvm`, `swift test` and a binary run from its build tree.
@@ -61,15 +65,19 @@ public struct MachineConfig: Sendable {
     /// The guest has a SynIC, so its messages and events are routed by the router worker.
     public var runsSynICRouter: Bool { !enlightenments.isOff && enlightenments.has(.synic) }
 
-    /// Every worker to start, in order (the router first when the SynIC needs it).
+    /// The VMBus worker runs when asked for and the guest has a SynIC (its messages go through the router).
+    public var runsVMBus: Bool { vmbus && runsSynICRouter }
+
+    /// Every worker to start, in order (the router first when the SynIC needs it, then VMBus).
     public var workerNames: [String] {
         var names = runsSynICRouter ? ["synic-router"] : []
+        if runsVMBus { names.append("vmbus") }
         for w in workers where !names.contains(w) { names.append(w) }
         return names
     }
 
     /// Worker names (executable `synthvm-<name>`) and the kind each announces in its hello.
-    public static let knownWorkers: [String: WorkerKind] = ["synic-router": .synicRouter]
+    public static let knownWorkers: [String: WorkerKind] = ["synic-router": .synicRouter, "vmbus": .vmbus]
 
     public static let cpuRange = 1...64
     public static let defaultMemory = "256M"

@@ -55,7 +55,7 @@ public struct VMProcessSetup: Sendable {
     public static let carriedProperties = [
         "kernel", "kernelName", "modules", "commandLine", "cpuCount", "layout", "console", "consoleInput",
         "consoleEscapes", "haltPollMilliseconds", "handleSignals", "timeoutSeconds", "enlightenments",
-        "onGuestCrash", "workers", "hypervTestDevice", "policyDirectory", "seccomp", "jail", "workerArguments",
+        "onGuestCrash", "workers", "hypervTestDevice", "vmbus", "policyDirectory", "seccomp", "jail", "workerArguments",
         "workerStandardError",
     ]
 
@@ -91,6 +91,7 @@ public struct VMProcessSetup: Sendable {
         Self.string(c.onGuestCrash.rawValue, into: &w)
         Self.strings(c.workers, into: &w)
         Self.flag(c.hypervTestDevice, into: &w)
+        Self.flag(c.vmbus, into: &w)
         Self.string(c.policyDirectory, into: &w)
         Self.string(c.seccomp.rawValue, into: &w)
         // The command line gives a jail as JailConfig() or none (--no-jail); its fields are not
@@ -200,6 +201,7 @@ public struct VMProcessSetup: Sendable {
         config.onGuestCrash = crashAction
         config.workers = try strings(&r, "worker name")
         config.hypervTestDevice = try flag(&r, "hyperv-testdev")
+        config.vmbus = try flag(&r, "vmbus")
         config.policyDirectory = try string(&r, "policy directory")
         let seccomp = try string(&r, "seccomp mode")
         guard let mode = SeccompMode(rawValue: seccomp) else { throw invalid("seccomp mode", 0) }

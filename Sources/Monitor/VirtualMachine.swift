@@ -35,6 +35,10 @@ public final class VirtualMachine: @unchecked Sendable {
     let sintRoutes: SINTRoutes?
     /// The monitor's side of the SynIC message router; nil unless the guest has a SynIC.
     let routerLink: SynICRouterLink?
+    /// The VMBus worker's restart state (`VMBusServer.Saved`, written by the worker); nil unless it runs.
+    private(set) var vmbusState: WorkerStateRegion?
+    /// Its slot size: the saved state of a connection with a few dozen channels and GPADLs.
+    static let vmbusStateSlotSize = 256 << 10
     /// The monitor threads' seccomp filters, compiled before any thread of this VM starts.
     let filters: MonitorFilters
     /// COM1, kept for the console input feeder.
@@ -167,6 +171,20 @@ public final class VirtualMachine: @unchecked Sendable {
                     regions.append(.init(id: WorkerLink.synicRegion, fd: link.region.region.fd.rawValue,
                                          size: UInt64(link.region.region.size)))
                     setup = Self.routerSetup(config: config, link: link, routes: routes)
+                }
+                if kind == .vmbus {
+                    let state: WorkerStateRegion
+                    do {
+                        state = try WorkerStateRegion.create(name: "synthvm-vmbus-state", kind: WorkerKind.vmbus.rawValue,
+                                                             slotSize: Self.vmbusStateSlotSize)
+                    } catch { throw .config("VMBus state region: \(error)") }
+                    vmbusState = state
+                    regions.append(.init(id: WorkerLink.workerStateRegion, fd: state.region.fd.rawValue,
+                                         size: UInt64(state.region.size)))
+                    let ranges = config.layout.ramRegions.map {
+                        SynICRouterSetup.MemoryRange(base: $0.guestAddress, size: $0.size, offset: $0.backingOffset)
+                    }
+                    setup = [.init(bytes: VMBusWorkerSetup(vpCount: UInt32(config.cpuCount), memory: ranges).encoded())]
                 }
                 workerLinks.append(try WorkerLink(
                     supervisor: sup, name: name, kind: kind, regions: regions, setup: setup,

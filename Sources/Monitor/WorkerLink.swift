@@ -30,6 +30,9 @@ public final class WorkerLink: @unchecked Sendable {
     public static let guestRAMRegion: UInt32 = 0
     /// The SynIC region (SynICRegion): published registers, connection table, rings.
     public static let synicRegion: UInt32 = 1
+    /// The worker's restart state (WorkerStateRegion), created by the supervisor: today the VMBus
+    /// worker's `VMBusServer.Saved`.
+    public static let workerStateRegion: UInt32 = 2
 
     /// A worker-kind-specific message sent after the region layout (and before the filter),
     /// with fds attached.

@@ -64,6 +64,12 @@ struct RunCommand: ParsableCommand {
             + "test suites), from the SynIC router worker. Needs the synic enlightenment."))
     var hypervTestdev = false
 
+    @Flag(name: .long, help: ArgumentHelp(
+        "Start the VMBus server worker (synthvm-vmbus), jailed and filtered like the SynIC router. Opt-in for now: "
+            + "the DSDT has no VMBus device yet and the worker does not yet serve the VMBus control messages "
+            + "(docs/vmbus.md). Needs the synic enlightenment."))
+    var vmbus = false
+
     @Option(name: .long, help: ArgumentHelp("Write a JSON report here when the guest reports a crash (Hyper-V crash MSRs).",
                                             valueName: "path"))
     var crashReport: String?
@@ -125,6 +131,12 @@ struct RunCommand: ParsableCommand {
                      status: StopReason.usageStatus)
             }
             config.hypervTestDevice = true
+        }
+        if vmbus {
+            guard config.runsSynICRouter else {
+                fail("--vmbus needs the synic enlightenment (--hyperv \(hyperv) has none)", status: StopReason.usageStatus)
+            }
+            config.vmbus = true
         }
         config.workers = workers
         if noJail {

@@ -33,6 +33,7 @@ struct VMProcessSetupTests {
         c.onGuestCrash = .continue
         c.workers = ["synic-router", "x"]
         c.hypervTestDevice = true
+        c.vmbus = true
         c.policyDirectory = "/etc/synthvm/policies"
         c.seccomp = SeccompMode(rawValue: "log")!
         c.jail = nil
