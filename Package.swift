@@ -85,11 +85,15 @@ let package = Package(
         // allowed it (the per-rule tests in SandboxTests, and operators checking a policy).
         .target(name: "CPolicyProbe", path: "Sources/CPolicyProbe"),
         .executableTarget(name: "synthvm-policy-probe", dependencies: ["Sandbox", "CPolicyProbe"]),
+        // What every worker process does the same way around its service: command line, parent
+        // death, memory-budget reporter, jail, hello and regions, filter and "attached", test hooks.
+        .target(name: "WorkerRuntime", dependencies: ["IPC", "CSynthVM", "Sandbox"]),
         // Worker processes: one thin main.swift each (Workers/<name>), spawned by the supervisor.
         .executableTarget(name: "synthvm-synic-router", dependencies: ["IPC", "CSynthVM", "Sandbox", "SynICRouting",
-                                                                      "Partition", "HyperV"],
+                                                                      "Partition", "HyperV", "WorkerRuntime"],
                           path: "Workers/synic-router", linkerSettings: staticSwiftRuntime),
-        .executableTarget(name: "synthvm-vmbus", dependencies: ["IPC", "CSynthVM", "Sandbox", "VMBus", "VMBusWorker"],
+        .executableTarget(name: "synthvm-vmbus", dependencies: ["IPC", "CSynthVM", "Sandbox", "VMBus", "VMBusWorker",
+                                                               "WorkerRuntime"],
                           path: "Workers/vmbus", linkerSettings: staticSwiftRuntime),
         // One VM life of `synthvm run`: the launcher execs it afresh for every life (its own
         // address-space layout). Its own small executable: no argument parser, no Foundation.

@@ -30,25 +30,14 @@ import IPC
 import Partition
 import Sandbox
 import SynICRouting
+import WorkerRuntime
 
-let controlFD: Int32 = 3
-let name = "synthvm-synic-router"
-
-func say(_ message: String) {
-    let line = "\(name): \(message)\n"
-    _ = line.withCString { write(2, $0, strlen($0)) }
-}
-
-func fail(_ message: String) -> Never {
-    say(message)
-    exit(1)
-}
-
-// --jail LIMITS | --no-jail, and the test-only arguments (Sources/Sandbox/WorkerCommandLine.swift).
-let options: WorkerCommandLine
-do { options = try WorkerCommandLine.parse(Array(CommandLine.arguments.dropFirst())) } catch { fail("\(error)") }
-let testForbiddenSyscall = options.testForbiddenSyscall
-let benchMailbox = options.benchWakeMailbox
+// Command line, parent death, memory-budget reporter, jail (WorkerRuntime); the rest is the router's.
+let worker = WorkerRuntime.start(name: "synthvm-synic-router")
+let controlFD = WorkerRuntime.controlFD
+let benchMailbox = worker.options.benchWakeMailbox
+func say(_ message: String) { worker.say(message) }
+func fail(_ message: String) -> Never { worker.fail(message) }
 
 /// synthvm-bench's wake-up probe: when the guest has published a new sequence number, add the
 /// host TSC at which poll() returned (and count it); the bench subtracts the guest's TSCs.
@@ -63,27 +52,6 @@ func benchWake(_ memory: any PartitionMemory, at gpa: UInt64, tsc: UInt64, lastS
     put(24, sum &+ tsc)
     put(32, count + 1)
     put(48, sumT0 &+ t0)
-}
-
-/// The SIGSYS reporter's syscall-name table, built before the filter (C strings, never freed).
-func installSigsysReporter() {
-    let count = Int((SyscallTable.numbers.values.max() ?? 0) + 1)
-    let names = UnsafeMutablePointer<UnsafePointer<CChar>?>.allocate(capacity: count)
-    names.initialize(repeating: nil, count: count)
-    for (n, number) in SyscallTable.numbers { names[Int(number)] = UnsafePointer(strdup(n)) }
-    let r = svm_install_sigsys_reporter(strdup(name), names, UInt32(count))
-    if r < 0 { fail("cannot install the SIGSYS reporter: \(String(cString: strerror(-r)))") }
-}
-
-/// Tests only (`--test-exhaust-memory`): allocates and touches 1 MiB blocks until an allocation
-/// fails under RLIMIT_AS, which the memory-budget reporter turns into MemoryBudget.exitStatus.
-func exhaustMemory() -> Never {
-    var blocks: [UnsafeMutableRawPointer] = []
-    while true {
-        let block = UnsafeMutableRawPointer.allocate(byteCount: 1 << 20, alignment: 16)
-        block.initializeMemory(as: UInt8.self, repeating: 0xA5, count: 1 << 20)
-        blocks.append(block)
-    }
 }
 
 /// What the setup messages gave us.
@@ -118,54 +86,8 @@ func receiveRouting(first: FDPassing.Message) throws -> Routing {
     return r
 }
 
-// Die with the monitor rather than linger with guest memory mapped. (A jailed worker had it
-// armed before exec already.) If the monitor died before that, its end of the control socket is
-// closed: getppid() cannot tell, it is 0 in a PID namespace of our own.
-_ = svm_set_parent_death_signal(SIGKILL)
-if Jail.peerHasClosed(controlFD) { exit(0) }
-
-// Running out of its memory budget (the jail's RLIMIT_AS) is said as such, not as a bare crash:
-// the reporter exits with MemoryBudget.exitStatus and the supervisor names the worker.
-let budgetReporter = svm_install_memory_budget_reporter(strdup(name), MemoryBudget.probeBytes, MemoryBudget.exitStatus)
-if budgetReporter < 0 { fail("cannot install the memory-budget reporter: \(String(cString: strerror(-budgetReporter)))") }
-
-// The jail, before a region is mapped or a guest byte read; the seccomp filter comes after.
-if let limits = options.jail {
-    do { try Jail.enter(limits) } catch { fail("cannot enter the jail: \(error)") }
-    if let targets = options.jailProbes {
-        for (probe, result) in JailProbes.run(targets, executable: CommandLine.arguments[0]) {
-            let line = "synthvm-synic-router: jail probe: \(probe): \(result)\n"
-            _ = line.withCString { write(2, $0, strlen($0)) }
-        }
-    }
-}
-
-/// The monitor closing the control socket is the order to leave (false); anything else it sends
-/// is ignored.
-func controlMessage() -> Bool {
-    do {
-        _ = try FDPassing.receive(from: controlFD, maxPayload: 4096, maxFDs: 0)
-        return true
-    } catch .peerClosed {
-        return false
-    } catch {
-        fail("control socket: \(error)")
-    }
-}
-
 func run() throws {
-    let hello = WorkerHello(kind: .synicRouter, pid: getpid())
-    try FDPassing.send(hello.encoded(), over: controlFD)
-    let reply = try FDPassing.receive(from: controlFD, maxPayload: 4096, maxFDs: RegionLayout.maxEntries)
-    let layout: RegionLayout
-    do { layout = try RegionLayout.decode(reply.payload) } catch { fail("bad region layout: \(error)") }
-    guard layout.entries.count == reply.fds.count else {
-        fail("region layout names \(layout.entries.count) regions but \(reply.fds.count) fds came")
-    }
-    var regions: [UInt32: SharedRegion] = [:]
-    for (entry, fd) in zip(layout.entries, reply.fds) {
-        regions[entry.regionID] = try SharedRegion(adopting: fd, size: Int(entry.size), offset: Int(entry.offset))
-    }
+    let (hello, regions) = try worker.announceAndMapRegions(kind: .synicRouter)
     // Setup messages (only when the guest has a SynIC), then the filter.
     var next = try FDPassing.receive(from: controlFD, maxPayload: SeccompProgram.maxEncodedSize, maxFDs: 2)
     var routing: Routing?
@@ -173,8 +95,7 @@ func run() throws {
         routing = try receiveRouting(first: next)
         next = try FDPassing.receive(from: controlFD, maxPayload: SeccompProgram.maxEncodedSize, maxFDs: 0)
     }
-    let program: SeccompProgram
-    do { program = try SeccompProgram.decode(next.payload) } catch { fail("bad seccomp program: \(error)") }
+    let program = worker.seccompProgram(next)
 
     // Everything the serving loop needs is built before the filter goes on.
     var router: MessageRouter?
@@ -201,17 +122,7 @@ func run() throws {
         }
     }
 
-    installSigsysReporter()
-    let installed = program.instructions.withUnsafeBytes {
-        svm_install_seccomp_filter($0.baseAddress, UInt32(program.instructionCount))
-    }
-    if installed < 0 { fail("cannot install the seccomp filter: \(String(cString: strerror(-installed)))") }
-    if installed > 0 { fail("cannot install the seccomp filter on thread \(installed) (TSYNC)") }
-    try FDPassing.send(hello.encoded(), over: controlFD)
-    if let bytes = options.testPrint { _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) } }
-    if testForbiddenSyscall { _ = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0) }
-    if let ms = options.testCrashAfterMilliseconds { svm_test_crash_after(ms) }
-    if options.testExhaustMemory { exhaustMemory() }
+    try worker.attach(program, hello: hello)
 
     // Serve.
     var fds = [pollfd(fd: controlFD, events: Int16(POLLIN), revents: 0)]
@@ -228,7 +139,7 @@ func run() throws {
         let timeout: Int32 = router?.needsRetry == true ? 1 : -1
         if poll(&fds, nfds_t(fds.count), timeout) < 0 && errno != EINTR { fail("poll: \(String(cString: strerror(errno)))") }
         if let gpa = benchMailbox, let m = router?.memory { benchWake(m, at: gpa, tsc: svm_rdtsc(), lastSeq: &benchSeq) }
-        if fds[0].revents != 0 && !controlMessage() {
+        if fds[0].revents != 0 && !worker.controlMessage() {
             serving = false
             continue
         }
