@@ -101,9 +101,17 @@ say "all $(grep -cE '^(CONFIG_|# CONFIG_.* is not set)' "$fragment") fragment li
 jobs="$(nproc)"
 say "compiling with make -j$jobs bzImage (full log: $log)"
 set +e
-make -C "$src" ARCH=x86_64 -j"$jobs" bzImage 2>&1 | tee -a "$log" | awk -v s="$start" '
-    / CC / { n++; if (n % 100 == 0) { printf "build-test-kernel: %d files compiled (%d s)\n", n, systime() - s > "/dev/stderr"; fflush("/dev/stderr") } }
-    / LD +vmlinux$/ { printf "build-test-kernel: linking vmlinux (%d s)\n", systime() - s > "/dev/stderr" }'
+# A shell loop, not awk: mawk reads a pipe in blocks and would print the progress at the end.
+make -C "$src" ARCH=x86_64 -j"$jobs" bzImage 2>&1 | tee -a "$log" | {
+    n=0
+    while IFS= read -r line; do
+        case "$line" in
+            *" CC "*) n=$((n + 1)); [ $((n % 100)) -eq 0 ] && say "$n files compiled ($(elapsed))" ;;
+            *" LD "*vmlinux) say "linking vmlinux ($(elapsed))" ;;
+            *"Kernel: arch/x86/boot/bzImage is ready"*) say "bzImage ready ($(elapsed))" ;;
+        esac
+    done
+}
 status=${PIPESTATUS[0]}
 set -e
 if [ "$status" -ne 0 ]; then
