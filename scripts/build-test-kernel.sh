@@ -22,6 +22,9 @@
 # `make -j$(nproc) bzImage`. About 8.5 minutes on 2 cores.
 set -euo pipefail
 
+# The whole script is one block, read before it runs: bash reads a script as it goes, and an edit
+# of this file during a 10-minute build would otherwise run whatever lands at the old offset.
+{
 root="$(cd "$(dirname "$0")/.." && pwd)"
 fragment="$root/scripts/test-kernel.config"
 package=linux-source-6.1
@@ -130,3 +133,5 @@ mv "$work/result" "$out"
 rm -rf "$work"
 say "built $out/bzImage ($(stat -c %s "$out/bzImage") bytes) in $(elapsed)"
 echo "$out/bzImage"
+exit 0
+}
