@@ -110,7 +110,7 @@ make -C "$src" ARCH=x86_64 -j"$jobs" bzImage 2>&1 | tee -a "$log" | {
     while IFS= read -r line; do
         case "$line" in
             *" CC "*) n=$((n + 1)); [ $((n % 100)) -eq 0 ] && say "$n files compiled ($(elapsed))" ;;
-            *" LD "*vmlinux) say "linking vmlinux ($(elapsed))" ;;
+            *" LD "*" vmlinux") say "linking vmlinux ($(elapsed))" ;;
             *"Kernel: arch/x86/boot/bzImage is ready"*) say "bzImage ready ($(elapsed))" ;;
         esac
     done
