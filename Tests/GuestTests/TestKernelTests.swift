@@ -26,7 +26,7 @@ struct TestKernelTests {
         p.standardInput = FileHandle.nullDevice
         print("test-kernel: obtaining the kernel through scripts/build-test-kernel.sh "
               + "(builds it when the cache is missing: about 8-10 minutes on 2 cores, once)")
-        fflush(stdout)  // before the script's own lines, which go to the same descriptor unbuffered
+        fflush(nil)  // before the script's own lines, which go to the same descriptor unbuffered
         let start = Date()
         do { try p.run() } catch {
             return .failure(BuildFailure(description: "cannot run scripts/build-test-kernel.sh: \(error)"))
@@ -40,7 +40,7 @@ struct TestKernelTests {
                 "scripts/build-test-kernel.sh failed (status \(p.terminationStatus)); its progress is in the test output"))
         }
         print("test-kernel: \(path) ready after \(String(format: "%.1f", seconds)) s")
-        fflush(stdout)
+        fflush(nil)
         return .success(path)
     }()
 
