@@ -19,7 +19,7 @@
 # (allnoconfig semantics: an `-m` merge plus olddefconfig would silently turn on CPU_FREQ,
 # CPU_IDLE, SLUB_DEBUG and the ORC unwinder), then every fragment line is checked against the
 # final .config (Kconfig drops options whose dependencies are unmet, without an error), then
-# `make -j$(nproc) bzImage`. About 8.5 minutes on 2 cores.
+# `make -j$(nproc) bzImage`. About 7 CPU-minutes: 13-14 minutes on 2 busy cores (docs/test-kernel.md).
 set -euo pipefail
 
 # The whole script is one block, read before it runs: bash reads a script as it goes, and an edit
