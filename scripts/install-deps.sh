@@ -7,8 +7,12 @@ set -euo pipefail
 # gzip xz-utils lz4 zstd bzip2: the tools the decompressor tests compress their data with.
 # libc6-dev libstdc++-12-dev (with the -dev packages above): the static archives synthvm-vm and the
 # workers are linked from (-static-executable, Package.swift).
+# linux-source-6.1 flex bison bc libelf-dev libssl-dev: scripts/build-test-kernel.sh, which the
+# default test suite runs once to build the test kernel (docs/test-kernel.md). Installed here, not by
+# that script, so that apt (root) runs in one place and a test run never needs it.
 packages=(gcc binutils make libseccomp-dev libcap-dev acpica-tools zlib1g-dev liblzma-dev liblz4-dev libzstd-dev
-          gzip xz-utils lz4 zstd bzip2 libc6-dev libstdc++-12-dev)
+          gzip xz-utils lz4 zstd bzip2 libc6-dev libstdc++-12-dev
+          linux-source-6.1 flex bison bc libelf-dev libssl-dev)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
