@@ -8,7 +8,8 @@
 //      (header extension then payload)
 //   1  producer commit               2  consumer next (and read the whole packet)
 //   3  consumer commit               4  enable interrupts (bit 0 of u8: disable instead)
-//   5  arm for space: u16 bytes      6  scribble a control field: u8 which, u32 value
+//   5  arm for space: u16 bytes      6  scribble a control field: u8 which (write_index, read_index,
+//      interrupt_mask, pending_send_sz, feature bits), u32 value (with bit 31 set: value % (size + 16))
 //   7  scribble data: u16 offset, u8 length (% 32), bytes
 //   8  reattach: u8 bit 0 consumer, bit 1 producer (a restarted worker resumes from the indices)
 //

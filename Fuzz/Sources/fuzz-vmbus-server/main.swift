@@ -3,7 +3,8 @@
 // receipts, host rescinds, and save/restore of a restarted worker. A header, then operations:
 //
 //   header: u8 VP count - 1 (% 4), u8 offers - 1 (% 4), u8 limits (0: default, else small)
-//    0  raw message:  u8 connection (bit 0-1: 1, 4, 0, u8), u8 VP, u8 HvMessageType bit, u8 length, bytes
+//    0  raw message:  u8 connection (low 2 bits: 1, 4, 0, or the other 6 bits), u8 VP,
+//                     u8 (bit 0: HvMessageType 2 instead of 1), u8 length, bytes
 //    1  INITIATE_CONTACT: u8 version (index into the known list, or raw), u8 target VP, u8 SINT,
 //                         u8 monitor pages (bit 0 page 1, bit 1 page 2), u8 sender VP
 //    2  REQUESTOFFERS   u8 VP
@@ -15,12 +16,13 @@
 //   10  UNLOAD u8 VP                11  openComplete: u8 relid, u8 status (bit 0 failure)
 //   12  closeComplete u8 relid      13  posted: u8 (0: all, else the oldest n)
 //   14  rescind u8 relid            15  save -> encode -> decode -> restore, continue on the copy
-//   16  decode arbitrary bytes as a saved state: u8 length, bytes; restore what decodes
+//   16  decode arbitrary bytes as a saved state: u16 length (% 2048), bytes; restore what decodes
 //   17  the current saved state with bytes flipped: u8 count, count × (u16 offset, u8 xor)
 //
-// GPADL shape bits: 0 a PFN outside RAM, 1 byte_offset 8, 2 byte_count one short, 3 two ranges,
-// 4 range_buflen one word short. Relids and handles are small (relid % 8, handle % 8 + 0xE1E10)
-// so they collide with the server's own.
+// GPADL shape bits: 0 a PFN outside RAM (with bit 7: in the hole between the two RAM ranges),
+// 1 byte_offset 8, 2 byte_count one short, 3 two ranges, 4 range_buflen one word short; bits 5-7
+// n put the first PFN at 16 + 64 n. Relids and handles are small (relid % 8, handle % 8 + 0xE1E10)
+// so they collide with the server's own; the well-formed messages come from VP (u8 % 5) or VP 0.
 //
 // Checked after every step: `checkInvariants()` is empty; every posted message goes to a VP that
 // exists and decodes; every device action names a channel in the matching state; a saved state
