@@ -364,6 +364,17 @@ def vmbus_server_seeds():
           + vs_open(1, 1, 0, offset=1) + vs_open(1, 1, 0, vp=4) + vs_unload(1))
     blob = vmbus_saved_state()
     write("vmbus-server", "saved-state", hdr + vs_saved(blob) + vs_round_trip() + vs_flip([(20, 1), (200, 0x80)]))
+    # Findings, replayed on every run (their regression tests are in Tests/VMBusTests).
+    # GPADL_TEARDOWN of an open channel's ring, then a reset: the device let go of that channel
+    # while another was still closing, and the ring GPADL stayed behind, tearing down, in no
+    # channel's use (ServerChannelTests.aRingTornDownBeforeAResetIsFreedWhenItsDeviceLetsGo).
+    write("vmbus-server", "finding-teardown-during-reset", bytes.fromhex(
+        "01010001030002000002000301000300040000001b01010001030002000002000301000300018b8b8b8b8b8b8b8b8b8b"
+        "8b8b8b8b8b8b8b8b8b8b8b8b8b8b8b8b8b8b8b000801000000000000000001017a0c07003f0000000000010000000000"
+        "01000000010000010000000000000000000000000000010100010300020000020003010003401b0601010000020b0100"
+        "03020403001b060202040002010700436861726163746502ff013bf4927b000003000500010b02015000000000000000"
+        "00000000010100012c0d000000000000000000000000000000000000000f010100012c0001e9e9e9e9e9e9e9e9e9e90c"
+        "020200e9020b01000501000f07015a0c06010100000606060606060606060606020b01000e01070108010f0c010e02"))
     write("vmbus-server", "raw", hdr + u8(0) + u8(0) + u8(0) + u8(0) + u8(8) + u32(3) + u32(0)
           + u8(0) + u8(1) + u8(1) + u8(0) + u8(12) + u32(7) + u32(0) + u32(1))
 

@@ -9,7 +9,7 @@ import Testing
 @Suite("Fuzz seeds: VMBus")
 struct VMBusFuzzSeedTests {
     @Test func everySeedIsThere() {
-        #expect(fuzzSeeds("vmbus-server").count == 9)
+        #expect(fuzzSeeds("vmbus-server").count == 10)
         #expect(fuzzSeeds("vmbus-ring").count == 6)
     }
 
