@@ -30,7 +30,7 @@ let package = Package(
         .executable(name: "synthvm-policy-probe", targets: ["synthvm-policy-probe"]),
         // The pure libraries the fuzz harnesses (Fuzz/, a separate package built by
         // scripts/fuzz.sh with sanitizer coverage) drive: a path dependency sees only products.
-        .library(name: "SynthVMFuzzable", targets: ["HyperV", "Partition", "IPC", "SynICRouting", "Machine", "Sandbox"]),
+        .library(name: "SynthVMFuzzable", targets: ["HyperV", "Partition", "IPC", "SynICRouting", "Machine", "Sandbox", "VMBus"]),
     ],
     dependencies: [
         // Pinned to the versions mirrored on our build machines.

@@ -305,6 +305,112 @@ def policy_seeds():
     write("policy", "include-cycle", b"@include common.policy\n@default errno 1\n\0@include common.policy\n")
 
 
+# --- vmbus-server: header (VP count - 1, offers - 1, limits), ops (Fuzz/Sources/fuzz-vmbus-server) -
+
+def vs_contact(version=0, target=0, sint=2, pages=0, vp=0): return u8(1) + u8(version) + u8(target) + u8(sint) + u8(pages) + u8(vp)
+def vs_offers(vp=0): return u8(2) + u8(vp)
+def vs_gpadl(relid, handle, pages, shape=0, in_header=27): return u8(3) + u8(relid) + u8(handle) + u8(pages - 1) + u8(shape) + u8(in_header)
+def vs_teardown(relid, handle): return u8(5) + u8(relid) + u8(handle)
+def vs_open(relid, openid, handle, vp=0, offset=2): return u8(6) + u8(relid) + u8(openid) + u8(handle) + u8(vp) + u8(offset)
+def vs_close(relid): return u8(7) + u8(relid)
+def vs_released(relid): return u8(8) + u8(relid)
+def vs_modify(relid, vp): return u8(9) + u8(relid) + u8(vp)
+def vs_unload(vp=0): return u8(10) + u8(vp)
+def vs_open_complete(relid, fail=0): return u8(11) + u8(relid) + u8(fail)
+def vs_close_complete(relid): return u8(12) + u8(relid)
+def vs_posted(n=0): return u8(13) + u8(n)
+def vs_rescind(relid): return u8(14) + u8(relid)
+def vs_round_trip(): return u8(15)
+def vs_saved(blob): return u8(16) + u16(len(blob)) + blob
+def vs_flip(pairs): return u8(17) + u8(len(pairs)) + b"".join(u16(at) + u8(x) for at, x in pairs)
+
+
+def vmbus_saved_state():
+    """A connected 5.0 server, offers sent, relid 1 open on a 4-page ring GPADL (0xE1E10), one
+    OPENCHANNEL_RESULT waiting to be confirmed: VMBusServer.Saved's encoding
+    (Sources/VMBus/VMBusSavedStateCodec.swift)."""
+    conn = u32(1) + u32(1) + u32(0x00050000) + u32(0) + u64(0) + u64(0) + bytes(48) + u64(2)
+    guid_type = bytes(range(0x10, 0x20))
+    guid_inst = bytes(range(0, 16))
+    user_def = u32(4) + bytes(116)
+    channel = (u32(1) + u16(0) + u16(2) + u64(0) + guid_type + guid_inst + u16(0x11) + u16(0) + u16(0) + u16(0)
+               + user_def + u32(1) + u32(0xE1E10) + u32(0) + u32(2) + bytes([0xAB]) * 120)
+    words = [4 * 4096, 16, 17, 18, 19]
+    gpadl = u32(0xE1E10) + u32(1) + u32(1) + u16(1) + u16(0) + u32(len(words)) + u32(len(words)) + b"".join(u64(w) for w in words)
+    result = u32(6) + u32(0) + u32(1) + u32(1) + u32(0)
+    outbound = u64(1) + u32(0) + u32(len(result)) + result + bytes(4)
+    body = conn + u32(1) + u32(0) + channel + u32(1) + u32(0) + gpadl + u32(1) + u32(0) + outbound
+    return u32(0x53424D56) + u16(1) + u16(0) + u32(len(body)) + u32(0) + body
+
+
+def vmbus_server_seeds():
+    hdr = u8(1) + u8(1) + u8(0)                    # 2 VPs, offers at relids 1 and 2, default limits
+    connect = vs_contact(version=3) + vs_offers()  # 5.0
+    ring = vs_gpadl(1, 0, 4) + vs_open(1, 1, 0)
+    write("vmbus-server", "connect", hdr + connect + vs_posted() + vs_round_trip())
+    write("vmbus-server", "open-close", hdr + vs_contact(version=0, target=1) + vs_offers() + ring + vs_open_complete(1)
+          + vs_modify(1, 0) + vs_posted() + vs_round_trip() + vs_close(1) + vs_close_complete(1) + vs_teardown(1, 0)
+          + vs_unload())
+    write("vmbus-server", "gpadl-bodies", hdr + connect + vs_gpadl(2, 1, 40, in_header=5) + vs_gpadl(1, 2, 3, shape=1)
+          + vs_gpadl(1, 3, 6, shape=8) + vs_teardown(2, 1) + vs_round_trip())
+    write("vmbus-server", "teardown-while-open", hdr + connect + ring + vs_open_complete(1) + vs_teardown(1, 0)
+          + vs_round_trip() + vs_close(1) + vs_close_complete(1))
+    write("vmbus-server", "rescind", hdr + connect + ring + vs_open_complete(1) + vs_rescind(1) + vs_close(1)
+          + vs_released(1) + vs_round_trip() + vs_close_complete(1) + vs_rescind(2))
+    write("vmbus-server", "reconnect", hdr + connect + ring + vs_open_complete(1) + vs_gpadl(2, 4, 4) + vs_open(2, 2, 4)
+          + vs_contact(version=7, vp=1) + vs_round_trip() + vs_close_complete(1) + vs_open_complete(2, fail=1)
+          + vs_close_complete(2) + vs_offers())
+    write("vmbus-server", "open-refused", hdr + vs_contact(version=4, target=3) + connect + ring + vs_open_complete(1, fail=1)
+          + vs_open(1, 1, 0, offset=1) + vs_open(1, 1, 0, vp=4) + vs_unload(1))
+    blob = vmbus_saved_state()
+    write("vmbus-server", "saved-state", hdr + vs_saved(blob) + vs_round_trip() + vs_flip([(20, 1), (200, 0x80)]))
+    # Findings, replayed on every run (their regression tests are in Tests/VMBusTests).
+    # GPADL_TEARDOWN of an open channel's ring, then a reset: the device let go of that channel
+    # while another was still closing, and the ring GPADL stayed behind, tearing down, in no
+    # channel's use (ServerChannelTests.aRingTornDownBeforeAResetIsFreedWhenItsDeviceLetsGo).
+    write("vmbus-server", "finding-teardown-during-reset", bytes.fromhex(
+        "01010001030002000002000301000300040000001b01010001030002000002000301000300018b8b8b8b8b8b8b8b8b8b"
+        "8b8b8b8b8b8b8b8b8b8b8b8b8b8b8b8b8b8b8b000801000000000000000001017a0c07003f0000000000010000000000"
+        "01000000010000010000000000000000000000000000010100010300020000020003010003401b0601010000020b0100"
+        "03020403001b060202040002010700436861726163746502ff013bf4927b000003000500010b02015000000000000000"
+        "00000000010100012c0d000000000000000000000000000000000000000f010100012c0001e9e9e9e9e9e9e9e9e9e90c"
+        "020200e9020b01000501000f07015a0c06010100000606060606060606060606020b01000e01070108010f0c010e02"))
+    write("vmbus-server", "raw", hdr + u8(0) + u8(0) + u8(0) + u8(0) + u8(8) + u32(3) + u32(0)
+          + u8(0) + u8(1) + u8(1) + u8(0) + u8(12) + u32(7) + u32(0) + u32(1))
+
+
+# --- vmbus-ring: u8 data size (8 * (1 + n % 64)), ops (Fuzz/Sources/fuzz-vmbus-ring) -----------
+
+def vr_write(ptype, payload, ext=b"", flags=0): return u8(0) + u8(ptype) + u8(flags) + u8(len(ext) // 8) + u8(len(payload)) + ext + payload
+def vr_commit(): return u8(1)
+def vr_next(): return u8(2)
+def vr_read_commit(): return u8(3)
+def vr_enable(disable=0): return u8(4) + u8(disable)
+def vr_arm(n): return u8(5) + u16(n)
+def vr_control(which, value): return u8(6) + u8(which) + u32(value)
+def vr_data(at, data): return u8(7) + u16(at) + u8(len(data)) + data
+def vr_reattach(which): return u8(8) + u8(which)
+
+
+def vmbus_ring_seeds():
+    big = u8(63)     # 512 data bytes
+    small = u8(15)   # 128 data bytes
+    write("vmbus-ring", "write-read", big + vr_write(6, b"hello, vmbus!", flags=1) + vr_commit() + vr_next()
+          + vr_read_commit() + vr_enable() + vr_next())
+    ranges = u32(0) + u32(2) + u32(100) + u32(8) + u64(0x1234) + u32(5000) + u32(96) + u64(0x2000) + u64(0x2001)
+    write("vmbus-ring", "gpa-direct", big + vr_write(9, b"request", ext=ranges, flags=1) + vr_commit() + vr_next()
+          + vr_read_commit())
+    wrap = b"".join(vr_write(6, bytes([i]) * (20 + i)) + vr_commit() + vr_next() + vr_read_commit() for i in range(6))
+    write("vmbus-ring", "wrap", small + wrap)
+    write("vmbus-ring", "corrupt-index", big + vr_write(6, b"x" * 24) + vr_commit() + vr_control(0, 0x80000000 | 3)
+          + vr_next() + vr_next() + vr_reattach(3) + vr_next())
+    write("vmbus-ring", "corrupt-descriptor", big + vr_write(6, b"y" * 16) + vr_commit() + vr_data(2, u16(1)) + vr_next()
+          + vr_read_commit() + vr_enable())
+    full = b"".join(vr_write(6, b"z" * 40) for _ in range(3))
+    write("vmbus-ring", "pending-send", small + vr_control(4, 1) + full + vr_arm(64) + vr_commit() + vr_next()
+          + vr_read_commit() + vr_enable(disable=1) + vr_write(6, b"z" * 40) + vr_commit())
+
+
 if __name__ == "__main__":
     shutil.rmtree(CORPUS, ignore_errors=True)
     hypercall_seeds()
@@ -315,3 +421,5 @@ if __name__ == "__main__":
     ring_seeds()
     loader_seeds()
     policy_seeds()
+    vmbus_server_seeds()
+    vmbus_ring_seeds()

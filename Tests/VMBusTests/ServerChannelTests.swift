@@ -216,4 +216,28 @@ struct ServerChannelTests {
         #expect(F.messages(h.send(.modifyChannel(VMBusModifyChannel(childRelID: 1, targetVP: 1)))).isEmpty)
         #expect(h.server.drops.count(.outOfOrder) == 1)
     }
+
+    /// Found by fuzz-vmbus-server (its input: Fuzz/Corpus/vmbus-server/finding-teardown-during-reset).
+    /// Two channels open, the guest tears down the first one's ring (waiting for the device),
+    /// then UNLOAD: both channels close. When the first device lets go while the second is still
+    /// closing, its ring GPADL must go (without GPADL_TORNDOWN: the reset frees every GPADL
+    /// unanswered), not stay behind tearing down in nobody's use, which broke the invariants
+    /// and made `restore` refuse the saved state of a worker restarted at that moment.
+    @Test func aRingTornDownBeforeAResetIsFreedWhenItsDeviceLetsGo() throws {
+        var f = F()
+        f.openSCSI()
+        f.gpadl(relID: 2, id: 7, pfns: Array(1...8))
+        f.send(F.open(relID: 2, gpadl: 7, offset: 4))
+        f.step(.openComplete(relID: 2, status: .success))
+        #expect(f.send(.gpadlTeardown(VMBusGPADLTeardown(childRelID: 1, gpadl: 0xE1E10))).isEmpty)
+        #expect(f.server.gpadls[0xE1E10]?.state == .tearingDown)
+        #expect(f.send(.unload) == [.closeChannel(relID: 1), .closeChannel(relID: 2)])
+        #expect(F.messages(f.step(.closeComplete(relID: 1))).isEmpty)
+        #expect(f.server.gpadls[0xE1E10] == nil && f.server.gpadls[7] != nil)
+        #expect(f.server.checkInvariants() == [])
+        let (restored, _) = try VMBusServer.restore(f.server.save(), configuration: f.server.configuration)
+        #expect(restored.save() == f.server.save())
+        #expect(F.messages(f.step(.closeComplete(relID: 2))) == [.unloadResponse])
+        #expect(f.server.gpadls.isEmpty)
+    }
 }
