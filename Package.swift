@@ -111,12 +111,14 @@ let package = Package(
         // Test-only helpers shared by MachineTests and GuestTests: payloads compressed by the
         // system's tools, synthetic bzImages around them.
         .target(name: "TestFixtures", dependencies: ["Machine"], path: "Tests/Fixtures"),
-        .testTarget(name: "MachineTests", dependencies: ["Machine", "TestFixtures"]),
+        // The fuzz targets' checked-in seeds (Fuzz/Corpus), for the suites' FuzzSeedTests.
+        .target(name: "FuzzSeeds", path: "Tests/FuzzSeeds"),
+        .testTarget(name: "MachineTests", dependencies: ["Machine", "TestFixtures", "FuzzSeeds"]),
         .testTarget(name: "PartitionTests", dependencies: ["Partition", "HyperV"]),
-        .testTarget(name: "IPCTests", dependencies: ["IPC", "CSynthVM"]),
-        .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "IPC"]),
+        .testTarget(name: "IPCTests", dependencies: ["IPC", "CSynthVM", "FuzzSeeds"]),
+        .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "IPC", "FuzzSeeds"]),
         .testTarget(name: "SynICRoutingTests", dependencies: ["SynICRouting", "IPC", "HyperV", "Partition"]),
-        .testTarget(name: "VMBusTests", dependencies: ["VMBus", "VMBusWorker", "HyperV", "IPC", .product(name: "Atomics", package: "swift-atomics")]),
+        .testTarget(name: "VMBusTests", dependencies: ["VMBus", "VMBusWorker", "HyperV", "IPC", "FuzzSeeds", .product(name: "Atomics", package: "swift-atomics")]),
         .testTarget(name: "GuestTests", dependencies: ["Monitor", "Machine", "Sandbox", "TestFixtures", "VMBus", "IPC"]),
     ],
     swiftLanguageModes: [.v6]

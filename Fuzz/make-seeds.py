@@ -177,6 +177,7 @@ def wire_seeds():
     write("wire", "sint-eventfds", record(5, u32(0) + u32(32)))
     write("wire", "posted-message", record(6, u32(1) + u32(7) + u32(3) + u32(1) + u32(0x1234) + u32(3) + b"abc"))
     write("wire", "testdev-write", record(7, u32(0) + u32(0x07040102) + u64(9)))
+    write("wire", "vmbus-worker-setup", record(8, u32(2) + u32(1) + u64(0) + u64(1 << 30) + u64(0)))
 
 
 # --- ring: header (record size, capacity, offset selectors), ops -------------------------------

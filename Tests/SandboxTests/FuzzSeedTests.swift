@@ -2,6 +2,7 @@ import Glibc
 import Testing
 
 @testable import Sandbox
+import FuzzSeeds
 
 /// The `policy` fuzz target's seeds, split the way the harness splits them (top-level text, NUL,
 /// the included common.policy), parse; the cycle seed is refused as a cycle.
@@ -17,7 +18,21 @@ struct PolicyFuzzSeedTests {
 
     @Test func everySeedParsesButTheCycle() throws {
         let seeds = fuzzSeeds("policy")
-        #expect(seeds.count == 6)
+        // One per Policies/*.policy but common.policy (which each carries after its NUL), plus
+        // runtime-values and include-cycle (Fuzz/make-seeds.py): a new policy needs its seed.
+        var parts = String(#filePath).split(separator: "/", omittingEmptySubsequences: false)
+        parts.removeLast(3)
+        let policies = parts.joined(separator: "/") + "/Policies"
+        var names: [String] = []
+        if let d = opendir(policies) {
+            while let e = readdir(d) {
+                let n = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                if n.hasSuffix(".policy") && n != "common.policy" { names.append(n) }
+            }
+            closedir(d)
+        }
+        #expect(names.count >= 5 && Set(seeds.keys) == Set(names + ["runtime-values", "include-cycle"]),
+                "seeds \(seeds.keys.sorted()), policies \(names.sorted())")
         for (name, bytes) in seeds where name != "include-cycle" {
             #expect(try !parse(bytes).rules.isEmpty, "\(name)")
         }
@@ -31,24 +46,3 @@ struct PolicyFuzzSeedTests {
     }
 }
 
-/// The checked-in seed corpus of fuzz target `target` (Fuzz/Corpus/<target>, written by
-/// Fuzz/make-seeds.py): file name -> bytes. Empty when the folder is missing (the tests then fail
-/// on the count, never pass vacuously).
-private func fuzzSeeds(_ target: String) -> [String: [UInt8]] {
-    var parts = String(#filePath).split(separator: "/", omittingEmptySubsequences: false)
-    parts.removeLast(3)
-    let dir = parts.joined(separator: "/") + "/Fuzz/Corpus/" + target
-    var seeds: [String: [UInt8]] = [:]
-    guard let d = opendir(dir) else { return seeds }
-    defer { closedir(d) }
-    while let e = readdir(d) {
-        let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        guard !name.hasPrefix("."), let f = fopen(dir + "/" + name, "r") else { continue }
-        var bytes: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while case let n = fread(&buffer, 1, buffer.count, f), n > 0 { bytes += buffer[0..<n] }
-        fclose(f)
-        seeds[name] = bytes
-    }
-    return seeds
-}

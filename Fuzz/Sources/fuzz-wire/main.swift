@@ -20,6 +20,7 @@ public func fuzzWire(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     agree(SINTEventFDs.self, bytes, message) { if case .sintEventFDs(let r) = $0 { r } else { nil } }
     agree(PostedMessageRecord.self, bytes, message) { if case .postedMessage(let r) = $0 { r } else { nil } }
     agree(TestDeviceWriteRecord.self, bytes, message) { if case .testDeviceWrite(let r) = $0 { r } else { nil } }
+    agree(VMBusWorkerSetup.self, bytes, message) { if case .vmbusWorkerSetup(let r) = $0 { r } else { nil } }
     // The header alone, as a stream reader peeks at it before the body has arrived.
     bytes.withUnsafeBytes { _ = try? WireHeader.decode($0) }
     return 0
