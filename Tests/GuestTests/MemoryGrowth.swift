@@ -31,18 +31,11 @@ enum MemoryGrowth {
             .trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
-    /// The children of every thread of `pid` (a worker is the child of the thread that spawned it).
-    static func children(of pid: Int32) -> [Int32] {
-        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
-        return tasks.flatMap { t in
-            ((try? String(contentsOfFile: "/proc/\(pid)/task/\(t)/children", encoding: .utf8)) ?? "")
-                .split(separator: " ").compactMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
-        }
-    }
-
     /// The VM process under launcher `launcher`, and every worker under it.
     static func processes(launcher: Int32) -> [(name: String, pid: Int32)] {
-        children(of: launcher).flatMap { vm in [(name(vm), vm)] + children(of: vm).map { (name($0), $0) } }
+        VMProcessTests.children(of: launcher).flatMap { vm in
+            [(name(vm), vm)] + VMProcessTests.children(of: vm).map { (name($0), $0) }
+        }
     }
 
     static func sample(launcher: Int32) -> [Sample] {

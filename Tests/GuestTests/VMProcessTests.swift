@@ -52,9 +52,14 @@ struct VMProcessTests {
         try GuestHarness.temporaryFile(GuestHarness.rawELF64(code: [0xEB, 0xFE]), name: name)
     }
 
+    /// The children of every thread of `pid` (a worker is the child of the thread that spawned
+    /// it, which need not be the main thread).
     static func children(of pid: Int32) -> [Int32] {
-        let text = (try? String(contentsOfFile: "/proc/\(pid)/task/\(pid)/children", encoding: .utf8)) ?? ""
-        return text.split(separator: " ").compactMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+        return tasks.flatMap { t in
+            ((try? String(contentsOfFile: "/proc/\(pid)/task/\(t)/children", encoding: .utf8)) ?? "")
+                .split(separator: " ").compactMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        }
     }
 
     /// What the process's descriptors point at (`readlink /proc/<pid>/fd/*`).
