@@ -69,7 +69,7 @@ let package = Package(
         .target(name: "VMBus", dependencies: ["HyperV", "IPC", .product(name: "Atomics", package: "swift-atomics")]),
         // The VMBus worker's service: VMBusServer plus its state in the supervisor's
         // WorkerStateRegion, fed ring records as bytes. No fds, no syscalls; tested in-process.
-        .target(name: "VMBusWorker", dependencies: ["VMBus", "IPC", "HyperV"]),
+        .target(name: "VMBusWorker", dependencies: ["VMBus", "IPC", "HyperV", "Partition", "SynICRouting"]),
         // vCPU threads, the exit loop, shutdown and crash reports.
         .target(name: "Monitor", dependencies: ["Machine", "KVM", "CSynthVM", "Partition", "HyperV", "IPC", "Sandbox",
                                                 "SynICRouting"]),
@@ -93,7 +93,7 @@ let package = Package(
                                                                       "Partition", "HyperV", "WorkerRuntime"],
                           path: "Workers/synic-router", linkerSettings: staticSwiftRuntime),
         .executableTarget(name: "synthvm-vmbus", dependencies: ["IPC", "CSynthVM", "Sandbox", "VMBus", "VMBusWorker",
-                                                               "WorkerRuntime"],
+                                                               "WorkerRuntime", "HyperV", "SynICRouting"],
                           path: "Workers/vmbus", linkerSettings: staticSwiftRuntime),
         // One VM life of `synthvm run`: the launcher execs it afresh for every life (its own
         // address-space layout). Its own small executable: no argument parser, no Foundation.

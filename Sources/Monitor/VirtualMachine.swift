@@ -101,7 +101,9 @@ public final class VirtualMachine: @unchecked Sendable {
         } catch { throw .boot(error) }
         // ACPI tables in the BIOS area (reserved in the e820 map), where guests scan for the RSDP.
         do {
-            try memory.write(ACPITables.build(vcpuCount: config.cpuCount).blob, at: ACPITables.defaultBase)
+            try memory.write(ACPITables.build(vcpuCount: config.cpuCount,
+                                              extraDevices: config.runsVMBus ? [DSDT.vmbus()] : []).blob,
+                             at: ACPITables.defaultBase)
         } catch { throw .memory(error) }
 
         var vcpus: [KVMVCPU] = []
@@ -112,7 +114,7 @@ public final class VirtualMachine: @unchecked Sendable {
         // The SynIC's interrupt routes, and the message router's shared state when the guest has a SynIC.
         let sintRoutes = config.enlightenments.isOff ? nil : try SINTRoutes(vm: vm, vpCount: config.cpuCount, control: control)
         self.sintRoutes = sintRoutes
-        let routerLink = config.runsSynICRouter ? try SynICRouterLink(vpCount: config.cpuCount) : nil
+        let routerLink = config.runsSynICRouter ? try SynICRouterLink(vpCount: config.cpuCount, vmbus: config.runsVMBus) : nil
         self.routerLink = routerLink
         partitionEvents = PartitionEventSink(control: control, action: config.onGuestCrash)
         do {
@@ -172,7 +174,8 @@ public final class VirtualMachine: @unchecked Sendable {
                                          size: UInt64(link.region.region.size)))
                     setup = Self.routerSetup(config: config, link: link, routes: routes)
                 }
-                if kind == .vmbus {
+                if kind == .vmbus, let link = routerLink, let routes = sintRoutes, let partition,
+                   let clock = partition.clock as? GuestTSCClock {
                     let state: WorkerStateRegion
                     do {
                         state = try WorkerStateRegion.create(name: "synthvm-vmbus-state", kind: WorkerKind.vmbus.rawValue,
@@ -181,10 +184,10 @@ public final class VirtualMachine: @unchecked Sendable {
                     vmbusState = state
                     regions.append(.init(id: WorkerLink.workerStateRegion, fd: state.region.fd.rawValue,
                                          size: UInt64(state.region.size)))
-                    let ranges = config.layout.ramRegions.map {
-                        SynICRouterSetup.MemoryRange(base: $0.guestAddress, size: $0.size, offset: $0.backingOffset)
-                    }
-                    setup = [.init(bytes: VMBusWorkerSetup(vpCount: UInt32(config.cpuCount), memory: ranges).encoded())]
+                    regions.append(.init(id: WorkerLink.synicRegion, fd: link.region.region.fd.rawValue,
+                                         size: UInt64(link.region.region.size)))
+                    setup = Self.vmbusSetup(config: config, link: link, routes: routes,
+                                            reference: partition.referenceClock, clock: clock)
                 }
                 workerLinks.append(try WorkerLink(
                     supervisor: sup, name: name, kind: kind, regions: regions, setup: setup,
@@ -369,7 +372,47 @@ public final class VirtualMachine: @unchecked Sendable {
                                   fds: Array(fds[first..<(first + n)])))
             first += n
         }
+        if let connections = vmbusConnections(link: link) { messages.append(connections) }
         return messages
+    }
+
+    /// The VMBus worker's setup messages: the partition's shape and clock with its doorbell and
+    /// the router's, then each VP's SINT2 eventfd in batches (index = VP).
+    static func vmbusSetup(config: MachineConfig, link: SynICRouterLink, routes: SINTRoutes, reference: ReferenceClock,
+                           clock: GuestTSCClock) -> [WorkerLink.SetupMessage] {
+        let ranges = config.layout.ramRegions.map {
+            SynICRouterSetup.MemoryRange(base: $0.guestAddress, size: $0.size, offset: $0.backingOffset)
+        }
+        let record = VMBusWorkerSetup(
+            vpCount: UInt32(config.cpuCount), flags: config.enlightenments.has(.synicPolling) ? .sintPolling : [],
+            ringRecordSize: UInt32(SynICRouterLink.ringLayout.recordSize),
+            ringCapacity: UInt32(SynICRouterLink.ringLayout.capacity), tscFrequencyHz: reference.tscFrequencyHz,
+            tscAtReferenceZero: reference.tscAtCreation, guestTSCOffset: clock.offset, memory: ranges)
+        var messages = [WorkerLink.SetupMessage(bytes: record.encoded(), fds: [link.vmbusDoorbell?.fd.rawValue ?? -1,
+                                                                           link.routerDoorbell.fd.rawValue])]
+        let sint2 = (0..<config.cpuCount).map { routes.eventFDs[$0 * 16 + MachineConfig.vmbusSINT] }
+        var first = 0
+        while first < sint2.count {
+            let n = min(Int(SINTEventFDs.maxPerMessage), sint2.count - first)
+            messages.append(.init(bytes: SINTEventFDs(first: UInt32(first), count: UInt32(n)).encoded(),
+                                  fds: Array(sint2[first..<(first + n)])))
+            first += n
+        }
+        return messages
+    }
+
+    /// The connections the router publishes for the VMBus worker: message connections 1 and 4,
+    /// and one event connection per channel it offers (relid | 2 << 12, `VMBusRelID.connectionID`).
+    static func vmbusConnections(link: SynICRouterLink) -> WorkerLink.SetupMessage? {
+        guard let bell = link.vmbusDoorbell else { return nil }
+        let owner = UInt32(WorkerKind.vmbus.rawValue)
+        var entries = MachineConfig.vmbusMessageConnections.map {
+            RouterConnections.Entry(connectionID: $0, kind: .message, owner: owner, buffers: MachineConfig.vmbusMessageBuffers)
+        }
+        for relID in MachineConfig.vmbusRelIDs {
+            entries.append(.init(connectionID: relID | UInt32(MachineConfig.vmbusSINT) << 12, kind: .event, owner: owner, buffers: 0))
+        }
+        return .init(bytes: RouterConnections(entries: entries).encoded(), fds: [bell.fd.rawValue])
     }
 
     /// Parses `<directory>/<name>.policy` and compiles it into the program the worker installs.

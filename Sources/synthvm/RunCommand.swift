@@ -64,11 +64,12 @@ struct RunCommand: ParsableCommand {
             + "test suites), from the SynIC router worker. Needs the synic enlightenment."))
     var hypervTestdev = false
 
-    @Flag(name: .long, help: ArgumentHelp(
-        "Start the VMBus server worker (synthvm-vmbus), jailed and filtered like the SynIC router. Opt-in for now: "
-            + "the DSDT has no VMBus device yet and the worker does not yet serve the VMBus control messages "
-            + "(docs/vmbus.md). Needs the synic enlightenment."))
-    var vmbus = false
+    @Flag(name: .long, inversion: .prefixedNo, help: ArgumentHelp(
+        "Serve VMBus (default): the VMBus ACPI device in the DSDT and the VMBus server worker (synthvm-vmbus, "
+            + "jailed and filtered like the SynIC router) with the heartbeat, shutdown and time-sync integration "
+            + "services. Only with the synic enlightenment: a --hyperv set without synic gets no VMBus device "
+            + "(asking for --vmbus then is an error). --no-vmbus leaves VMBus out."))
+    var vmbus: Bool?
 
     @Option(name: .long, help: ArgumentHelp("Write a JSON report here when the guest reports a crash (Hyper-V crash MSRs).",
                                             valueName: "path"))
@@ -132,12 +133,10 @@ struct RunCommand: ParsableCommand {
             }
             config.hypervTestDevice = true
         }
-        if vmbus {
-            guard config.runsSynICRouter else {
-                fail("--vmbus needs the synic enlightenment (--hyperv \(hyperv) has none)", status: StopReason.usageStatus)
-            }
-            config.vmbus = true
+        if vmbus == true, !config.runsSynICRouter {
+            fail("--vmbus needs the synic enlightenment (--hyperv \(hyperv) has none)", status: StopReason.usageStatus)
         }
+        config.vmbus = vmbus ?? true
         config.workers = workers
         if noJail {
             config.jail = nil
