@@ -177,7 +177,12 @@ def wire_seeds():
     write("wire", "sint-eventfds", record(5, u32(0) + u32(32)))
     write("wire", "posted-message", record(6, u32(1) + u32(7) + u32(3) + u32(1) + u32(0x1234) + u32(3) + b"abc"))
     write("wire", "testdev-write", record(7, u32(0) + u32(0x07040102) + u64(9)))
-    write("wire", "vmbus-worker-setup", record(8, u32(2) + u32(1) + u64(0) + u64(1 << 30) + u64(0)))
+    write("wire", "vmbus-worker-setup", record(8, u32(2) + u32(1) + u32(512) + u32(64) + u64(2_000_000_000) + u64(77)
+                                               + u64(1 << 63) + u32(1) + u32(0) + u64(0) + u64(1 << 30) + u64(0), version=2))
+    write("wire", "router-connections", record(9, u32(3) + u32(0) + u32(1) + u32(1) + u32(2) + u32(16)
+                                               + u32(4) + u32(1) + u32(2) + u32(16) + u32(0x2001) + u32(2) + u32(2) + u32(0)))
+    write("wire", "host-message", record(10, u32(0) + u32(2) + u32(1) + u32(4) + b"\x0e\x00\x00\x00"))
+    write("wire", "guest-shutdown-request", record(11, u32(0) + u32(0)))
 
 
 # --- ring: header (record size, capacity, offset selectors), ops -------------------------------
