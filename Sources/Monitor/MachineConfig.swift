@@ -40,6 +40,10 @@ public struct MachineConfig: Sendable {
     /// `--no-vmbus` turns it off.
     public var vmbus = true
 
+    /// SIGTERM asks the guest to shut down through the shutdown integration service and stops it
+    /// hard after this many seconds (`--shutdown-grace`); 0: SIGTERM stops at once, as SIGINT.
+    public var shutdownGraceSeconds = 30
+
     /// VMBus's SINT (`VMBUS_MESSAGE_SINT`): control messages and channel interrupts.
     public static let vmbusSINT = 2
     /// VMBus message connections 1 and 4 (`VMBusMessageConnection.accepted`).

@@ -437,10 +437,27 @@ public final class VirtualMachine: @unchecked Sendable {
         sup.stop()
     }
 
+    /// Asks the guest to shut down through the shutdown integration service: true when the
+    /// request went to the VMBus worker, which sends it because the guest has negotiated that
+    /// channel; false (stop hard instead) when there is no VMBus, no shutdown channel, or a grace
+    /// of 0. From the monitor thread or the control socket's thread.
+    public func requestGracefulShutdown() -> Bool {
+        guard config.shutdownGraceSeconds > 0, let link = routerLink,
+              link.region.vmbusStatus.flags & SynICRegion.VMBusStatus.shutdownNegotiated != 0,
+              let vmbus = workerLinks.first(where: { $0.kind == .vmbus }) else { return false }
+        return vmbus.send(GuestShutdownRequest().encoded())
+    }
+
+    static func say(_ line: String) {
+        let text = line + "\n"
+        _ = text.withCString { Glibc.write(2, $0, strlen($0)) }
+    }
+
     private func supervise(signalFD: Int32) {
         var fds = [pollfd(fd: control.wakeFD, events: Int16(POLLIN), revents: 0)]
         if signalFD >= 0 { fds.append(pollfd(fd: signalFD, events: Int16(POLLIN), revents: 0)) }
         let deadline = config.timeoutSeconds.map { monotonicSeconds() + Double($0) }
+        var shutdownDeadline: Double?
         while !control.isStopping {
             if let d = deadline, monotonicSeconds() >= d {
                 control.requestStop(.timedOut(seconds: config.timeoutSeconds ?? 0))
@@ -449,7 +466,21 @@ public final class VirtualMachine: @unchecked Sendable {
             _ = poll(&fds, nfds_t(fds.count), config.haltPollMilliseconds)
             if signalFD >= 0, fds[1].revents != 0 {
                 let sig = svm_read_signalfd(signalFD)
-                if sig > 0 { control.requestStop(.signal(Int32(sig))) }
+                // The first SIGTERM asks the guest to shut down when it can be asked; SIGINT,
+                // a second SIGTERM, or a guest with no shutdown channel stop at once.
+                if sig == SIGTERM, shutdownDeadline == nil, requestGracefulShutdown() {
+                    shutdownDeadline = monotonicSeconds() + Double(config.shutdownGraceSeconds)
+                    Self.say("synthvm: SIGTERM: asked the guest to shut down (shutdown IC); stopping it in "
+                             + "\(config.shutdownGraceSeconds) s if it has not (SIGINT or another SIGTERM: now)")
+                } else if sig > 0 {
+                    control.requestStop(.signal(Int32(sig)))
+                }
+            }
+            if let d = shutdownDeadline {
+                let refused = (routerLink?.region.vmbusStatus.flags ?? 0) & SynICRegion.VMBusStatus.shutdownRefused != 0
+                if refused || monotonicSeconds() >= d {
+                    control.requestStop(.shutdownFailed(seconds: config.shutdownGraceSeconds, refused: refused))
+                }
             }
             if control.isStopping { break }
             if control.everyoneParked() {
