@@ -55,7 +55,15 @@ public struct MachineConfig: Sendable {
     /// publishes before the guest runs (OpenVMM #1850: an event port must exist when the host
     /// answers OPEN). Workers/vmbus offers the integration services in this order: heartbeat,
     /// shutdown, time sync.
-    public static let vmbusRelIDs: ClosedRange<UInt32> = 1...3
+    public static let standardVMBusRelIDs: ClosedRange<UInt32> = 1...3
+    /// The relids whose event connections this VM publishes: the standard devices' and, when the
+    /// worker is asked for its test-only echo device (`--test-echo-device` in `workerArguments`:
+    /// tests and `synthvm-bench vmbus`), one more, offered after them.
+    public var vmbusRelIDs: ClosedRange<UInt32> {
+        let standard = Self.standardVMBusRelIDs
+        return workerArguments.contains(WorkerCommandLine.testEchoDeviceArgument)
+            ? standard.lowerBound...(standard.upperBound + 1) : standard
+    }
     /// Where the workers' seccomp policies (`<name>.policy`) are read from at spawn time. Default:
     /// the package's own `Policies/`, found from this source file's path, which is right for
     /// `swift run synthvm`, `swift test` and a binary run from its build tree.

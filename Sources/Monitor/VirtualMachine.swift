@@ -372,7 +372,7 @@ public final class VirtualMachine: @unchecked Sendable {
                                   fds: Array(fds[first..<(first + n)])))
             first += n
         }
-        if let connections = vmbusConnections(link: link) { messages.append(connections) }
+        if let connections = vmbusConnections(link: link, relIDs: config.vmbusRelIDs) { messages.append(connections) }
         return messages
     }
 
@@ -403,13 +403,13 @@ public final class VirtualMachine: @unchecked Sendable {
 
     /// The connections the router publishes for the VMBus worker: message connections 1 and 4,
     /// and one event connection per channel it offers (relid | 2 << 12, `VMBusRelID.connectionID`).
-    static func vmbusConnections(link: SynICRouterLink) -> WorkerLink.SetupMessage? {
+    static func vmbusConnections(link: SynICRouterLink, relIDs: ClosedRange<UInt32>) -> WorkerLink.SetupMessage? {
         guard let bell = link.vmbusDoorbell else { return nil }
         let owner = UInt32(WorkerKind.vmbus.rawValue)
         var entries = MachineConfig.vmbusMessageConnections.map {
             RouterConnections.Entry(connectionID: $0, kind: .message, owner: owner, buffers: MachineConfig.vmbusMessageBuffers)
         }
-        for relID in MachineConfig.vmbusRelIDs {
+        for relID in relIDs {
             entries.append(.init(connectionID: relID | UInt32(MachineConfig.vmbusSINT) << 12, kind: .event, owner: owner, buffers: 0))
         }
         return .init(bytes: RouterConnections(entries: entries).encoded(), fds: [bell.fd.rawValue])

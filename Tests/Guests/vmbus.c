@@ -78,6 +78,8 @@ struct ic {
 
 static struct ic heartbeat = {"heartbeat", {0x39, 0x4f, 0x16, 0x57, 0x15, 0x91, 0x78, 0x4e, 0xab, 0x55, 0x38, 0x2f, 0x3b, 0xd5, 0x42, 0x2d}};
 static struct ic shutdown_ic = {"shutdown", {0x31, 0x60, 0x0b, 0x0e, 0x13, 0x52, 0x34, 0x49, 0x81, 0x8b, 0x38, 0xd9, 0x0c, 0xed, 0x39, 0xdb}};
+/* The worker's test-only echo device (VMBusEchoDevice, `--test-echo-device`): 5e1f0c4a-9d2b-4c1e-8f3a-0123456789ec. */
+static struct ic echo = {"echo", {0x4a, 0x0c, 0x1f, 0x5e, 0x2b, 0x9d, 0x1e, 0x4c, 0x8f, 0x3a, 0x01, 0x23, 0x45, 0x67, 0x89, 0xec}};
 static const u8 timesync_guid[16] = {0x30, 0xe6, 0x27, 0x95, 0xae, 0xd0, 0x7b, 0x49, 0xad, 0xce, 0xe8, 0x0a, 0xb0, 0x17, 0x5c, 0xaf};
 
 static u8 hypercall_page[4096] __attribute__((aligned(4096)));
@@ -86,11 +88,12 @@ static u8 siefp[MAX_CPUS][4096] __attribute__((aligned(4096)));
 static u8 interrupt_page[4096] __attribute__((aligned(4096)));
 static u8 ring_hb[RING_PAGES * 4096] __attribute__((aligned(4096)));
 static u8 ring_sd[RING_PAGES * 4096] __attribute__((aligned(4096)));
+static u8 ring_echo[RING_PAGES * 4096] __attribute__((aligned(4096)));
 static struct hv_post_message_input pin __attribute__((aligned(256)));
 static u8 out[240];
 static u8 msg[240];
 static u32 msg_len;
-static u8 pkt[4096];
+static u8 pkt[4096] __attribute__((aligned(8)));
 static volatile u32 irqs[MAX_CPUS];
 static volatile u32 stray;
 static volatile u32 ap_eom, ap_done, ap_finished, ap_ready;
@@ -386,6 +389,8 @@ static u32 offers(bool print)
                  dedicated, subchannel);
         struct ic *ic = guid_is(msg + 8, heartbeat.guid) ? &heartbeat : guid_is(msg + 8, shutdown_ic.guid) ? &shutdown_ic : NULL;
         bool is_ic = ic || guid_is(msg + 8, timesync_guid);
+        if (guid_is(msg + 8, echo.guid))
+            ic = &echo;
         if (is_ic && (!(flags & 0x10) || pipe_mode != 4))
             fail("relid %u: an IC offered with flags 0x%x pipe mode %u, expected a message-mode pipe", relid, flags,
                  pipe_mode);
@@ -434,41 +439,77 @@ static void ring_init(u8 *ring)
     ctl(ring, true)[16] = 1;
 }
 
-static void ring_copy_in(u8 *d, u32 size, u32 off, const u8 *p, u32 n)
+/* The rings' data areas are multiples of 8 bytes and every packet starts 8-aligned, so the
+ * guest moves whole u64 words (this host emulates guest kernel code one instruction at a time:
+ * a byte loop costs a millisecond a packet). */
+static void put_words(u8 *d, u32 *off, const u64 *src, u32 words)
 {
-    for (u32 i = 0; i < n; i++)
-        d[(off + i) % size] = p[i];
+    u32 o = *off;
+    for (u32 i = 0; i < words; i++) {
+        *(volatile u64 *)(d + o) = src[i];
+        o += 8;
+        if (o == RING_DATA)
+            o = 0;
+    }
+    *off = o;
 }
 
-/* Writes one inband packet into the guest-to-host ring; true when the host must be signalled. */
-static bool ring_write(u8 *ring, u64 trans_id, const u8 *payload, u32 len)
+static void get_words(const u8 *d, u32 off, u64 *dst, u32 words)
+{
+    for (u32 i = 0; i < words; i++) {
+        dst[i] = *(volatile const u64 *)(d + off);
+        off += 8;
+        if (off == RING_DATA)
+            off = 0;
+    }
+}
+
+/* Writes one inband packet (payload: len bytes, 8-aligned, zero-padded to 8) into the
+ * guest-to-host ring at *cursor (not yet published). */
+static void ring_put(u8 *ring, u32 *cursor, u64 trans_id, const u8 *payload, u32 len)
 {
     volatile u32 *c = ctl(ring, false);
     u8 *d = data(ring, false);
     u32 padded = (len + 7) & ~7u;
-    u32 w = c[0], r = c[1];
+    u32 w = *cursor, r = c[1];
     u32 free = r > w ? r - w : RING_DATA - (w - r);
     if (free <= 16 + padded + 8)
         fail("guest-to-host ring full (w=%u r=%u)", w, r);
-    u8 desc[16];
-    put16(desc, 0, 6);
-    put16(desc, 2, 2);
-    put16(desc, 4, (u16)((16 + padded) / 8));
-    put16(desc, 6, 0);
-    put64(desc, 8, trans_id);
-    ring_copy_in(d, RING_DATA, w, desc, 16);
-    ring_copy_in(d, RING_DATA, w + 16, payload, len);
-    static const u8 zero[8];
-    ring_copy_in(d, RING_DATA, w + 16 + len, zero, padded - len);
-    u8 trailer[8];
-    put64(trailer, 0, (u64)w << 32);
-    ring_copy_in(d, RING_DATA, w + 16 + padded, trailer, 8);
+    u64 desc[2] = {6ull | 2ull << 16 | (u64)((16 + padded) / 8) << 32, trans_id};
+    u32 o = w;
+    put_words(d, &o, desc, 2);
+    put_words(d, &o, (const u64 *)payload, len / 8);
+    if (len % 8) {
+        u64 last = 0;
+        for (u32 i = 0; i < len % 8; i++)
+            last |= (u64)payload[len - len % 8 + i] << (8 * i);
+        put_words(d, &o, &last, 1);
+    }
+    u64 trailer = (u64)w << 32;
+    put_words(d, &o, &trailer, 1);
+    *cursor = o;
+}
+
+/* Publishes what was written up to cursor; true when the host must be signalled (it had read
+ * everything published before, and has not masked its interrupt). */
+static bool ring_commit(u8 *ring, u32 cursor)
+{
+    volatile u32 *c = ctl(ring, false);
+    u32 before = c[0];
     full_fence();
-    c[0] = (w + 16 + padded + 8) % RING_DATA;
+    c[0] = cursor;
     full_fence();
     if (c[2])   /* interrupt_mask */
         return false;
-    return c[1] == w;
+    return c[1] == before;
+}
+
+/* Writes and publishes one inband packet; true when the host must be signalled. */
+static bool ring_write(u8 *ring, u64 trans_id, const u8 *payload, u32 len)
+{
+    u32 cursor = ctl(ring, false)[0];
+    ring_put(ring, &cursor, trans_id, payload, len);
+    return ring_commit(ring, cursor);
 }
 
 /* Takes one packet from the host-to-guest ring into pkt (the payload); false if it is empty. */
@@ -481,21 +522,18 @@ static bool ring_read(u8 *ring, u32 *len, u64 *trans_id, u16 *type)
         return false;
     if (w >= RING_DATA || (w & 7))
         fail("host-to-guest ring: write_index %u", w);
-    u8 desc[16];
-    for (u32 i = 0; i < 16; i++)
-        desc[i] = d[(r + i) % RING_DATA];
-    u32 off8 = get16(desc, 2), len8 = get16(desc, 4);
+    u64 desc[2];
+    get_words(d, r, desc, 2);
+    u32 off8 = (u16)(desc[0] >> 16), len8 = (u16)(desc[0] >> 32);
     u32 avail = w >= r ? w - r : RING_DATA - (r - w);
     if (off8 < 2 || len8 < off8 || len8 * 8 + 8 > avail || (len8 - off8) * 8 > sizeof(pkt))
         fail("host-to-guest packet: offset8 %u len8 %u with %u bytes published", off8, len8, avail);
-    *type = get16(desc, 0);
-    *trans_id = *(u64 *)(desc + 8);
+    *type = (u16)desc[0];
+    *trans_id = desc[1];
     *len = (len8 - off8) * 8;
-    for (u32 i = 0; i < *len; i++)
-        pkt[i] = d[(r + off8 * 8 + i) % RING_DATA];
-    u64 trailer = 0;
-    for (u32 i = 0; i < 8; i++)
-        trailer |= (u64)d[(r + len8 * 8 + i) % RING_DATA] << (8 * i);
+    get_words(d, (r + off8 * 8) % RING_DATA, (u64 *)pkt, *len / 8);
+    u64 trailer;
+    get_words(d, (r + len8 * 8) % RING_DATA, &trailer, 1);
     if (trailer != (u64)r << 32)
         fail("host-to-guest packet at %u: trailer 0x%llx", r, trailer);
     full_fence();
@@ -594,23 +632,26 @@ static void ic_negotiate(struct ic *ic, const u16 (*mine)[2], u32 nmine)
               fw_pick >> 16, msg_pick & 0xffff, msg_pick >> 16, fw, nmsg);
 }
 
-static void open_ic(struct ic *ic, u8 *ring)
+static void open_mode(struct ic *ic, u8 *ring, u8 mode)
 {
     ic->ring = ring;
     ring_init(ring);
-    u64 pfns[RING_PAGES];
-    for (u32 i = 0; i < RING_PAGES; i++)
-        pfns[i] = ((u64)(uptr)ring >> 12) + i;
-    ic->gpadl = gpadl_header(ic->relid, pfns, RING_PAGES, RING_PAGES, next_gpadl++);
-    u32 st = expect_created(ic->relid, ic->gpadl, "ring GPADL");
-    if (st != 0)
-        fail("%s: ring GPADL status 0x%x", ic->name, st);
+    if (!ic->gpadl) {
+        u64 pfns[RING_PAGES];
+        for (u32 i = 0; i < RING_PAGES; i++)
+            pfns[i] = ((u64)(uptr)ring >> 12) + i;
+        ic->gpadl = gpadl_header(ic->relid, pfns, RING_PAGES, RING_PAGES, next_gpadl++);
+        u32 st = expect_created(ic->relid, ic->gpadl, "ring GPADL");
+        if (st != 0)
+            fail("%s: ring GPADL status 0x%x", ic->name, st);
+    }
     begin(OPENCHANNEL);
     put32(out, 8, ic->relid);
     put32(out, 12, ic->relid);
     put32(out, 16, ic->gpadl);
     put32(out, 20, 0);
     put32(out, 24, RING_OFFSET);
+    out[28] = mode;   /* user data (the echo device's mode) */
     send(1, 148, "OPENCHANNEL");
     expect(OPENCHANNEL_RESULT, 20, "OPENCHANNEL");
     if (get32(msg, 8) != ic->relid || get32(msg, 12) != ic->relid)
@@ -619,6 +660,8 @@ static void open_ic(struct ic *ic, u8 *ring)
         fail("%s: OPENCHANNEL_RESULT status 0x%x", ic->name, get32(msg, 16));
     st_printf(NAME ": %s (relid %u) open, ring gpadl 0x%x of %u pages\n", ic->name, ic->relid, ic->gpadl, RING_PAGES);
 }
+
+static void open_ic(struct ic *ic, u8 *ring) { open_mode(ic, ring, 0); }
 
 static void gpadls(void)
 {
@@ -685,12 +728,9 @@ static void bad_descriptor(void)
     volatile u32 *c = ctl(heartbeat.ring, false);
     u8 *d = data(heartbeat.ring, false);
     u32 w = c[0];
-    u8 desc[24] = {0};
-    put16(desc, 0, 6);
-    put16(desc, 2, 2);
-    put16(desc, 4, 0xfff0);
-    put64(desc, 16, (u64)w << 32);
-    ring_copy_in(d, RING_DATA, w, desc, 24);
+    u64 desc[3] = {6ull | 2ull << 16 | 0xfff0ull << 32, 0, (u64)w << 32};
+    u32 o = w;
+    put_words(d, &o, desc, 3);
     full_fence();
     c[0] = (w + 24) % RING_DATA;
     full_fence();
@@ -733,6 +773,105 @@ static void shutdown_request(void)
               len);
 }
 
+/* ---- bench=N: synthvm-bench vmbus, with the worker's echo device ---- */
+
+static void close_channel(struct ic *ic)
+{
+    begin(CLOSECHANNEL);
+    put32(out, 8, ic->relid);
+    send(1, 12, "CLOSECHANNEL");
+}
+
+static u64 hlt_wait = 1;
+
+/* Waits with interrupts on (the same wait for every measurement: `sti; hlt`, or spinning with
+ * `spin=1`) for irqs[0] > before. */
+static void spin_irq(u32 before, const char *what)
+{
+    u64 end = st_now() + 5 * SECOND;
+    u32 i = 0;
+    while (irqs[0] == before) {
+        if (hlt_wait)
+            __asm__ volatile("sti; hlt; cli" ::: "memory");
+        else
+            __asm__ volatile("sti; pause; pause; cli" ::: "memory");
+        if (++i % 1024 == 0 && st_now() > end)
+            fail("%s: no interrupt within 5 s", what);
+    }
+}
+
+static void bench(u32 n, u32 batch, u32 batches)
+{
+    if (!echo.relid)
+        fail("no echo device offered (run the worker with --test-echo-device)");
+    static u8 payload[64] __attribute__((aligned(8)));
+    /* (b) the floor: HvSignalEvent with an empty ring; the device only raises the interrupt. */
+    open_mode(&echo, ring_echo, 1);
+    u32 conn = echo.relid | 0x2000;
+    u64 t0 = st_now();
+    for (u32 i = 0; i < n; i++) {
+        u32 before = irqs[0];
+        hv_fast8(HVCALL_SIGNAL_EVENT, conn);
+        spin_irq(before, "floor");
+        sief_take(echo.relid);
+    }
+    u64 floor = st_now() - t0;
+    close_channel(&echo);
+    /* (a) the ring round trip: one packet, signal, the echoed packet and its interrupt. */
+    open_mode(&echo, ring_echo, 0);
+    t0 = st_now();
+    for (u32 i = 0; i < n; i++) {
+        u32 before = irqs[0];
+        put64(payload, 0, i);
+        if (ring_write(echo.ring, i, payload, sizeof(payload)))
+            hv_fast8(HVCALL_SIGNAL_EVENT, conn);
+        spin_irq(before, "round trip");
+        sief_take(echo.relid);
+        u32 len;
+        u64 id;
+        u16 type;
+        if (!ring_read(echo.ring, &len, &id, &type) || id != i || len != sizeof(payload) || get32(pkt, 0) != i)
+            fail("round trip %u: no echo or the wrong one (id %llu len %u)", i, id, len);
+    }
+    u64 roundtrip = st_now() - t0;
+    /* (c) batches: `batch` packets, one signal (the ring rules: only the first write of a batch
+     * finds the ring empty), then every echo taken as it comes. */
+    u32 signals = 0;
+    t0 = st_now();
+    for (u32 b = 0; b < batches; b++) {
+        u32 cursor = ctl(echo.ring, false)[0];
+        for (u32 k = 0; k < batch; k++) {
+            put64(payload, 0, (u64)b * batch + k);
+            ring_put(echo.ring, &cursor, (u64)b * batch + k, payload, sizeof(payload));
+        }
+        if (ring_commit(echo.ring, cursor)) {
+            hv_fast8(HVCALL_SIGNAL_EVENT, conn);
+            signals++;
+        }
+        u32 got = 0;
+        u64 end = st_now() + 5 * SECOND;
+        while (got < batch) {
+            u32 len;
+            u64 id;
+            u16 type;
+            if (ring_read(echo.ring, &len, &id, &type)) {
+                if (id != (u64)b * batch + got)
+                    fail("batch %u: echo %llu, expected %llu", b, id, (u64)b * batch + got);
+                got++;
+                continue;
+            }
+            __asm__ volatile("sti; pause; pause; cli" ::: "memory");
+            if (st_now() > end)
+                fail("batch %u: %u of %u echoes within 5 s", b, got, batch);
+        }
+        sief_take(echo.relid);
+    }
+    u64 batched = st_now() - t0;
+    close_channel(&echo);
+    printf("vmbus-bench: n=%u floor=%llu roundtrip=%llu batch=%u batches=%u batched=%llu signals=%u (100 ns units)\n", n,
+           floor, roundtrip, batch, batches, batched, signals);
+}
+
 static const u16 heartbeat_versions[][2] = {{3, 0}, {1, 0}};
 static const u16 shutdown_versions[][2] = {{3, 2}, {3, 1}, {3, 0}, {1, 0}};
 
@@ -753,6 +892,15 @@ void guest_main(const struct boot_info *bi)
     u64 nbeats = 1, want_shutdown = 0;
     cmdline_get_u64(cmdline, "heartbeats", &nbeats);
     cmdline_get_u64(cmdline, "shutdown", &want_shutdown);
+    u64 nbench = 0, batch = 32, batches = 100;
+    cmdline_get_u64(cmdline, "bench", &nbench);
+    cmdline_get_u64(cmdline, "batch", &batch);
+    cmdline_get_u64(cmdline, "batches", &batches);
+    u64 spin = 0;
+    cmdline_get_u64(cmdline, "spin", &spin);
+    hlt_wait = !spin;
+    if (batch == 0 || batch > 100)
+        guest_fail(NAME, "batch=%llu: 1 to 100", batch);
     st_install_gate(VEC);
     st_register_vp(MAX_CPUS);
     if (mp_start_aps(bi, ap_entry) != ncpus - 1)
@@ -764,14 +912,22 @@ void guest_main(const struct boot_info *bi)
         st_idle();
 
     /* 1. Versions. */
-    versions();
+    if (!nbench)
+        versions();
 
     /* 2. Connected at 5.3: offers. */
     u32 state, conn_id;
     if (!contact(4, 0x50003, 0, &state, &conn_id))
         fail("5.3 refused");
-    offers_seen = offers(true);
+    offers_seen = offers(!nbench);
     st_printf(NAME ": %u offers, then ALLOFFERS_DELIVERED\n", offers_seen);
+
+    if (nbench) {
+        bench((u32)nbench, (u32)batch, (u32)batches);
+        st_watchdog_stop();
+        printf(NAME ": ok\n");
+        guest_exit_success();
+    }
 
     /* 3. Truncated messages. */
     truncations();

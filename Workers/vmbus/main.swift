@@ -22,7 +22,8 @@
 // Before any of it, the worker enters its jail (`--jail`, Sandbox's Jail.enter: docs/security.md)
 // unless the operator said `--no-jail`. Test-only arguments (the supervisor sets argv, the guest
 // cannot), as the router's: `--test-forbidden-syscall`, `--test-crash-after-ms N`,
-// `--test-print HEX`, `--test-exhaust-memory`, `--test-jail-probes`.
+// `--test-print HEX`, `--test-exhaust-memory`, `--test-jail-probes`; and `--test-echo-device`
+// (VMBusEchoDevice offered after the standard devices: tests, synthvm-bench vmbus).
 import CSynthVM
 import Glibc
 import HyperV
@@ -99,8 +100,10 @@ func run() throws {
     let configuration = VMBusServer.Configuration(
         vpCount: Int(setup.vpCount), ram: setup.memory.map { $0.base..<($0.base + $0.size) })
     let devices = VMBusDevices.standard(setup: setup, synic: synic)
-    let service = VMBusService(state: state, configuration: configuration, offers: VMBusWorkerCore.offers(devices.all)) { say($0) }
-    let core = VMBusWorkerCore(service: service, devices: devices.all, map: VMBusGuestMemoryMap(regions: mapRegions),
+    // The test-only echo device (tests, synthvm-bench vmbus) comes after the standard ones.
+    let hosted = devices.all + (worker.options.testEchoDevice ? [VMBusEchoDevice { say($0) }] : [])
+    let service = VMBusService(state: state, configuration: configuration, offers: VMBusWorkerCore.offers(hosted)) { say($0) }
+    let core = VMBusWorkerCore(service: service, devices: hosted, map: VMBusGuestMemoryMap(regions: mapRegions),
                                signals: signals, now: monotonicNanoseconds()) { say($0) }
     let next = try FDPassing.receive(from: controlFD, maxPayload: SeccompProgram.maxEncodedSize, maxFDs: 0)
     let program = worker.seccompProgram(next)
