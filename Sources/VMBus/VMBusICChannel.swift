@@ -17,7 +17,7 @@
 ///
 /// Use from one thread at a time.
 public final class VMBusICChannel<Memory: VMBusRingMemory>: @unchecked Sendable {
-    public private(set) var service: VMBusIntegrationService
+    public internal(set) var service: VMBusIntegrationService
     let consumer: VMBusRingConsumer<Memory>
     let producer: VMBusRingProducer<Memory>
     private let buffer: UnsafeMutableRawBufferPointer
@@ -84,11 +84,11 @@ public final class VMBusICChannel<Memory: VMBusRingMemory>: @unchecked Sendable 
     }
 
     /// Asks the guest to shut down; the request is written when the answer is `.sent`.
-    public func requestShutdown(_ message: VMBusICShutdownMessage = VMBusICShutdownMessage(),
-                                _ clock: VMBusIntegrationService.Clock) -> (VMBusIntegrationService.ShutdownRequestResult, Result) {
+    public func requestShutdown(_ clock: VMBusIntegrationService.Clock, message: VMBusICShutdownMessage = VMBusICShutdownMessage())
+        -> (VMBusIntegrationService.ShutdownRequestResult, Result) {
         var result = Result()
         guard !isCutOff(&result) else { return (.notNegotiated, result) }
-        let answer = service.requestShutdown(message, clock)
+        let answer = service.requestShutdown(clock, message: message)
         if case .sent(let out) = answer { take(out, &result) }
         flush(&result)
         return (answer, result)

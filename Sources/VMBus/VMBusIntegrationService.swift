@@ -287,7 +287,7 @@ public struct VMBusIntegrationService: Equatable, Sendable {
     }
 
     /// Asks the guest to shut down (or reboot/hibernate, per `message.flags`).
-    public mutating func requestShutdown(_ message: VMBusICShutdownMessage = VMBusICShutdownMessage(), _ clock: Clock)
+    public mutating func requestShutdown(_ clock: Clock, message: VMBusICShutdownMessage = VMBusICShutdownMessage())
         -> ShutdownRequestResult {
         guard kind == .shutdown else { return .notShutdownChannel }
         guard phase == .ready, let fw = frameworkVersion, let msg = messageVersion else { return .notNegotiated }
