@@ -83,7 +83,8 @@ public final class VMBusICChannel<Memory: VMBusRingMemory>: @unchecked Sendable 
         return result
     }
 
-    /// Asks the guest to shut down; the request is written when the answer is `.sent`.
+    /// Asks the guest to shut down; the request is written when the answer is `.sent`. A cut-off
+    /// channel answers `.notNegotiated`: the caller stops the VM another way.
     public func requestShutdown(_ clock: VMBusIntegrationService.Clock, message: VMBusICShutdownMessage = VMBusICShutdownMessage())
         -> (VMBusIntegrationService.ShutdownRequestResult, Result) {
         var result = Result()
@@ -174,16 +175,19 @@ public final class VMBusICChannel<Memory: VMBusRingMemory>: @unchecked Sendable 
 
     private func flush(_ result: inout Result) {
         guard corruption == nil else { return }
-        var sent = 0
+        var sent = 0, retried = false
         writing: while sent < queued.count {
             let p = queued[sent]
             switch producer.tryWrite(type: .dataInBand, transactionID: p.transactionID, payload: p.payload) {
             case .written:
                 sent += 1
+                retried = false
             case .full:
                 let need = VMBusRingProducer<Memory>.footprint(headerExtension: 0, payload: p.payload.count)
-                if producer.armForSpace(need) {
+                // Room appeared between the write and arming: write again, once per packet.
+                if producer.armForSpace(need), !retried {
                     if producer.corruption != nil { break writing }
+                    retried = true
                     continue writing
                 }
                 result.waitingForSpace = true
