@@ -417,6 +417,35 @@ def vmbus_ring_seeds():
           + vr_read_commit() + vr_enable(disable=1) + vr_write(6, b"z" * 40) + vr_commit())
 
 
+# --- vmbus-ic: u8 kind (% 3), u8 ring size (8 * (32 + 2n)), ops (Fuzz/Sources/fuzz-vmbus-ic) ---------
+
+def ic_packet(ptype, tid, payload): return u8(0) + (u8(0) if ptype == 6 else u8(0x80) + u8(ptype)) + u8(tid) + u16(len(payload)) + payload
+def ic_answer(damage=0, at=0, value=0): return u8(1) + u8(damage) + u16(at) + u8(value)
+def ic_pump(): return u8(2)
+def ic_time(ms): return u8(3) + u16(ms // 16)
+def ic_shutdown(flags=0): return u8(4) + u8(flags)
+def ic_drain(): return u8(5)
+def ic_control(ring, which, value): return u8(6) + u8(ring) + u8(which) + u32(value)
+def ic_data(ring, at, data): return u8(7) + u8(ring) + u16(at) + u8(len(data)) + data
+def ic_restore(): return u8(8)
+def ic_saved(blob=b"", flips=()): return u8(9) + u8(len(blob)) + (blob if blob else u8(len(flips)) + b"".join(u8(a) + u8(x) for a, x in flips))
+
+
+def vmbus_ic_seeds():
+    big = 255    # 4336 data bytes per ring
+    talk = ic_answer() + ic_pump() + ic_answer() + ic_pump()
+    for kind, name in ((0, "heartbeat"), (1, "shutdown"), (2, "timesync")):
+        periodic = b"".join(ic_time(1000) + ic_answer() + ic_pump() for _ in range(3))
+        write("vmbus-ic", name, u8(kind) + u8(big) + talk + periodic + ic_shutdown() + ic_answer() + ic_pump()
+              + ic_restore() + ic_time(1000) + ic_answer() + ic_pump() + ic_saved())
+    write("vmbus-ic", "bad-version-counts", u8(0) + u8(big) + ic_answer(damage=1, at=28, value=0) + ic_pump() + ic_time(3000))
+    write("vmbus-ic", "shutdown-small-ring", u8(1) + u8(0) + talk + ic_shutdown(2) + ic_shutdown() + ic_drain() + ic_pump()
+          + ic_answer() + ic_pump())
+    write("vmbus-ic", "garbage", u8(2) + u8(big) + ic_packet(6, 1, b"\x01\x00\x00\x00" + b"\x00" * 40) + ic_packet(11, 1, b"x" * 8)
+          + ic_pump() + ic_answer(damage=0x80) + ic_pump() + ic_control(0, 0, 0x80000003) + ic_pump())
+    write("vmbus-ic", "saved-damage", u8(0) + u8(big) + talk + ic_saved(flips=((16, 2), (40, 1))) + ic_restore() + ic_pump())
+
+
 if __name__ == "__main__":
     shutil.rmtree(CORPUS, ignore_errors=True)
     hypercall_seeds()
@@ -429,3 +458,4 @@ if __name__ == "__main__":
     policy_seeds()
     vmbus_server_seeds()
     vmbus_ring_seeds()
+    vmbus_ic_seeds()
