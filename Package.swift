@@ -93,7 +93,7 @@ let package = Package(
                                                                       "Partition", "HyperV", "WorkerRuntime"],
                           path: "Workers/synic-router", linkerSettings: staticSwiftRuntime),
         .executableTarget(name: "synthvm-vmbus", dependencies: ["IPC", "CSynthVM", "Sandbox", "VMBus", "VMBusWorker",
-                                                               "WorkerRuntime", "HyperV", "SynICRouting"],
+                                                               "WorkerRuntime", "HyperV", "SynICRouting", "Partition"],
                           path: "Workers/vmbus", linkerSettings: staticSwiftRuntime),
         // One VM life of `synthvm run`: the launcher execs it afresh for every life (its own
         // address-space layout). Its own small executable: no argument parser, no Foundation.
