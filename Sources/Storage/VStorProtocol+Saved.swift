@@ -56,7 +56,7 @@ public enum VStorSavedStateError: Error, Equatable, Sendable, CustomStringConver
 /// body (16 bytes)
 ///    0 u32 state: 0 begin initialization, 1 query version, 2 query properties, 3 end initialization, 4 ready
 ///    4 u16 version (an accepted one in states 2-4, else 0)
-///    6 u16 sub-channel count (states 3 with flag bit 0, and 4; else 0)
+///    6 u16 sub-channel count (states 3 with flag bit 0, and 4; else 0; 0 below version 0x0501)
 ///    8 u32 flags: bit 0 the sub-channel count is set (state 3 only)
 ///   12 u32 reserved
 /// ```
@@ -129,6 +129,8 @@ extension VStorProtocol.Saved {
             guard flags == 0 || (kind == 3 && flags == 1) else { throw invalid("flags", UInt64(flags)) }
             let counted = kind == 4 || (kind == 3 && flags == 1)
             guard counted || count == 0 else { throw invalid("sub-channel count", UInt64(count)) }
+            // Sub-channels exist only from Win8 on.
+            guard count == 0 || v.supportsMultiChannel else { throw invalid("sub-channel count", UInt64(count)) }
             let state: VStorProtocol.InitState = switch kind {
             case 0: .beginInitialization
             case 1: .queryVersion

@@ -263,6 +263,9 @@ struct VStorProtocolTests {
             try VStorProtocol.restore(.init(state: .ready(.win10, subChannels: 3)), configuration: .init(maxSubChannels: 2))
         }
         #expect(throws: VStorSavedStateError.self) {
+            try VStorProtocol.Saved(decoding: VStorProtocol.Saved(state: .ready(.win7, subChannels: 1)).encoded())
+        }
+        #expect(throws: VStorSavedStateError.self) {
             try VStorProtocol.restore(.init(state: .ready(.win10, subChannels: 0)), configuration: .init(highestVersion: .win8))
         }
         // A restored machine goes on where it was.
