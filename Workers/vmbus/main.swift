@@ -28,6 +28,7 @@ import CSynthVM
 import Glibc
 import HyperV
 import IPC
+import Partition
 import Sandbox
 import SynICRouting
 import VMBus
@@ -99,7 +100,16 @@ func run() throws {
     }
     let configuration = VMBusServer.Configuration(
         vpCount: Int(setup.vpCount), ram: setup.memory.map { $0.base..<($0.base + $0.size) })
-    let devices = VMBusDevices.standard(setup: setup, synic: synic)
+    // The integration services read the host's wall clock (time sync) and the guest's reference
+    // time (the partition's clock: guest TSC = host TSC + offset, scaled as the monitor does).
+    let reference = ReferenceClock(tscFrequencyHz: setup.tscFrequencyHz, tscAtCreation: setup.tscAtReferenceZero)
+    let devices = VMBusDevices.standard(clock: { now in
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        let referenceTime = setup.tscFrequencyHz > 0 ? reference.referenceTime(atTSC: svm_rdtsc() &+ setup.guestTSCOffset) : 0
+        return VMBusIntegrationService.Clock(monotonic: now, unixNanoseconds: Int64(ts.tv_sec) &* 1_000_000_000 &+ Int64(ts.tv_nsec),
+                                             referenceTime: referenceTime)
+    }, log: { say($0) })
     // The test-only echo device (tests, synthvm-bench vmbus) comes after the standard ones.
     let hosted = devices.all + (worker.options.testEchoDevice ? [VMBusEchoDevice { say($0) }] : [])
     let service = VMBusService(state: state, configuration: configuration, offers: VMBusWorkerCore.offers(hosted)) { say($0) }
