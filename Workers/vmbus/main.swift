@@ -109,7 +109,7 @@ func run() throws {
         return VMBusIntegrationService.Clock(monotonic: now, unixNanoseconds: Int64(ts.tv_sec) &* 1_000_000_000 &+ Int64(ts.tv_nsec),
                                              referenceTime: referenceTime)
     }, log: { say($0) })
-    let service = VMBusService(state: state, configuration: configuration, offers: VMBusWorkerCore.offers(devices.all)) { say($0) }
+    let service = VMBusService(state: state, configuration: configuration, offers: VMBusWorkerCore.offers(devices.all, remote: [])) { say($0) }
     let core = VMBusWorkerCore(service: service, devices: devices.all, map: VMBusGuestMemoryMap(regions: mapRegions),
                                signals: signals, now: monotonicNanoseconds()) { say($0) }
     let next = try FDPassing.receive(from: controlFD, maxPayload: SeccompProgram.maxEncodedSize, maxFDs: 0)
