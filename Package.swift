@@ -122,7 +122,7 @@ let package = Package(
         .testTarget(name: "IPCTests", dependencies: ["IPC", "CSynthVM", "FuzzSeeds"]),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "IPC", "FuzzSeeds"]),
         .testTarget(name: "SynICRoutingTests", dependencies: ["SynICRouting", "IPC", "HyperV", "Partition"]),
-        .testTarget(name: "VMBusTests", dependencies: ["VMBus", "VMBusWorker", "HyperV", "IPC", "FuzzSeeds", .product(name: "Atomics", package: "swift-atomics")]),
+        .testTarget(name: "VMBusTests", dependencies: ["VMBus", "VMBusWorker", "HyperV", "IPC", "SynICRouting", "FuzzSeeds", .product(name: "Atomics", package: "swift-atomics")]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "VMBus", "IPC", "FuzzSeeds"]),
         .testTarget(name: "GuestTests", dependencies: ["Monitor", "Machine", "Sandbox", "TestFixtures", "VMBus", "IPC"]),
     ],

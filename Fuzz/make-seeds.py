@@ -183,6 +183,9 @@ def wire_seeds():
                                                + u32(4) + u32(1) + u32(2) + u32(16) + u32(0x2001) + u32(2) + u32(2) + u32(0)))
     write("wire", "host-message", record(10, u32(0) + u32(2) + u32(1) + u32(4) + b"\x0e\x00\x00\x00"))
     write("wire", "guest-shutdown-request", record(11, u32(0) + u32(0)))
+    write("wire", "channel-control", record(12, u32(1) + u32(4) + u32(0x2004) + u32(0) + u32(2) + u32(0) + u32(4) + u32(0)
+                                            + b"".join(u64(0x100 + i) for i in range(4))))
+    write("wire", "channel-answer", record(13, u32(1) + u32(4) + u32(0) + u32(0)))
 
 
 # --- ring: header (record size, capacity, offset selectors), ops -------------------------------

@@ -66,6 +66,10 @@ public enum WireRecordType: UInt16, Sendable, CaseIterable {
     case hostMessage = 10
     /// Supervisor -> VMBus worker, on its control socket: ask the guest to shut down.
     case guestShutdownRequest = 11
+    /// VMBus worker -> device worker: open, close or retarget a channel.
+    case channelControl = 12
+    /// Device worker -> VMBus worker: a channel opened (with its status) or closed.
+    case channelAnswer = 13
 }
 
 public enum WireError: Error, Equatable, Sendable, CustomStringConvertible {
@@ -221,6 +225,8 @@ public enum WireMessage: Equatable, Sendable {
     case routerConnections(RouterConnections)
     case hostMessage(HostMessageRecord)
     case guestShutdownRequest(GuestShutdownRequest)
+    case channelControl(ChannelControlRecord)
+    case channelAnswer(ChannelAnswerRecord)
 
     /// Decodes exactly one record filling `bytes`.
     public static func decode(_ bytes: UnsafeRawBufferPointer) throws(WireError) -> WireMessage {
@@ -238,6 +244,8 @@ public enum WireMessage: Equatable, Sendable {
         case .routerConnections: return .routerConnections(try .decodeChecked(header: header, body: body))
         case .hostMessage: return .hostMessage(try .decodeChecked(header: header, body: body))
         case .guestShutdownRequest: return .guestShutdownRequest(try .decodeChecked(header: header, body: body))
+        case .channelControl: return .channelControl(try .decodeChecked(header: header, body: body))
+        case .channelAnswer: return .channelAnswer(try .decodeChecked(header: header, body: body))
         }
     }
 
@@ -258,6 +266,8 @@ public enum WireMessage: Equatable, Sendable {
         case .routerConnections(let r): return r.encoded()
         case .hostMessage(let r): return r.encoded()
         case .guestShutdownRequest(let r): return r.encoded()
+        case .channelControl(let r): return r.encoded()
+        case .channelAnswer(let r): return r.encoded()
         }
     }
 

@@ -25,17 +25,28 @@ public final class VMBusWorkerCore {
     public private(set) var outbound: [VMBusOutboundMessage] = []
     public private(set) var messagesPushed = 0
 
-    /// The offers of `devices`, in relid order: what the worker gives `VMBusService`.
-    public static func offers(_ devices: [any VMBusChannelDevice]) -> [VMBusOffer] { devices.map(\.offer) }
+    /// The offers of `devices`, in relid order (no remote devices).
+    public static func offers(_ devices: [any VMBusChannelDevice]) -> [VMBusOffer] { offers(devices, remote: []) }
 
-    /// `service` must have been built with `offers(devices)`. What a restored service left to do
-    /// (replies to post again, channels to hand back) is done at once.
-    public init(service: VMBusService, devices: [any VMBusChannelDevice], map: VMBusGuestMemoryMap,
-                signals: VMBusChannelSignals, now: UInt64, log: @escaping (String) -> Void) {
+    /// Devices served by other worker processes, by relid (after the local ones).
+    public let remote: [UInt32: VMBusRemoteDevice]
+
+    /// The offers of `devices` then `remote`, in relid order: what the worker gives `VMBusService`.
+    public static func offers(_ devices: [any VMBusChannelDevice], remote: [VMBusRemoteDevice]) -> [VMBusOffer] {
+        devices.map(\.offer) + remote.map(\.offer)
+    }
+
+    /// `service` must have been built with `offers(devices, remote:)`. What a restored service
+    /// left to do (replies to post again, channels to hand back) is done at once.
+    public init(service: VMBusService, devices: [any VMBusChannelDevice], remote: [VMBusRemoteDevice] = [],
+                map: VMBusGuestMemoryMap, signals: VMBusChannelSignals, now: UInt64, log: @escaping (String) -> Void) {
         self.service = service
         var byRelID: [UInt32: any VMBusChannelDevice] = [:]
         for (i, d) in devices.enumerated() { byRelID[UInt32(i) + VMBusRelID.first] = d }
         self.devices = byRelID
+        var remoteByRelID: [UInt32: VMBusRemoteDevice] = [:]
+        for (i, d) in remote.enumerated() { remoteByRelID[UInt32(devices.count + i) + VMBusRelID.first] = d }
+        self.remote = remoteByRelID
         self.map = map
         self.signals = signals
         self.log = log
@@ -53,13 +64,25 @@ public final class VMBusWorkerCore {
             case .post(let m):
                 outbound.append(m)
             case .openChannel(let o):
+                if let device = remote[o.relID] {
+                    // The device worker answers later (`deviceAnswered`), unless the hand-over is refused here.
+                    if let refused = device.requestOpen(o), !o.restored {
+                        carryOut(service.apply(.openComplete(relID: o.relID, status: refused), log: log), now: now)
+                    }
+                    continue
+                }
                 let status = openChannel(o, now: now)
                 // A re-announced channel (after a restart) was answered by the predecessor.
                 if !o.restored { carryOut(service.apply(.openComplete(relID: o.relID, status: status), log: log), now: now) }
             case .closeChannel(let relID):
+                if let device = remote[relID] {
+                    device.requestClose(relID: relID)
+                    continue
+                }
                 if let device = devices[relID], channels.removeValue(forKey: relID) != nil { device.close() }
                 carryOut(service.apply(.closeComplete(relID: relID), log: log), now: now)
             case .modifyChannel(let relID, let vp):
+                remote[relID]?.requestModify(relID: relID, targetVP: vp)
                 channels[relID]?.targetVP = vp
             case .log(let line):
                 log(line)
@@ -101,6 +124,22 @@ public final class VMBusWorkerCore {
         messagesPushed += pushed
         _ = service.apply(.posted(throughSequence: last), log: log)
         return pushed
+    }
+
+    /// A device worker's answer (decoded from its ring: hostile bytes, checked here too): an
+    /// answer for a relid that worker does not serve is reported and dropped; the server itself
+    /// ignores an answer it is not waiting for.
+    public func deviceAnswered(_ answer: ChannelAnswerRecord, from owner: WorkerKind, now: UInt64) {
+        guard remote[answer.relID]?.owner == owner else {
+            log("\(owner) answered for relid \(answer.relID), which it does not serve")
+            return
+        }
+        switch answer.operation {
+        case .opened:
+            carryOut(service.apply(.openComplete(relID: answer.relID, status: VMBusStatus(rawValue: answer.status)), log: log), now: now)
+        case .closed:
+            carryOut(service.apply(.closeComplete(relID: answer.relID), log: log), now: now)
+        }
     }
 
     /// Serves every open channel whose guest signalled it or whose device's deadline passed.

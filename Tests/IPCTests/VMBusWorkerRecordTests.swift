@@ -73,4 +73,28 @@ struct VMBusWorkerRecordTests {
         #expect(throws: WireError.self) { try GuestShutdownRequest.decode(patch(r.encoded(), at: 0, 1)) }
         #expect(throws: WireError.self) { try GuestShutdownRequest.decode(patch(r.encoded(), at: 4, 1)) }
     }
+
+    @Test("channel hand-over records round-trip; operations, relids, flags, PFN counts, offsets and PFNs are checked")
+    func channelRecords() throws {
+        let open = ChannelControlRecord(operation: .open, relID: 4, connectionID: 0x2004, targetVP: 1, downstreamPageOffset: 32,
+                                        restored: true, pfns: (0..<64).map { 0x100 + UInt64($0) })
+        #expect(try WireMessage.decode(open.encoded()) == .channelControl(open))
+        #expect(open.encoded().count == WireHeader.size + 32 + 64 * 8)
+        let close = ChannelControlRecord(operation: .close, relID: 4)
+        #expect(try ChannelControlRecord.decode(close.encoded()) == close)
+        let b = open.encoded()
+        for (at, v) in [(0, 0), (0, 4), (4, 0), (4, 2048), (16, 1), (16, 63), (20, 2), (24, 3), (24, 241), (28, 1)] as [(Int, UInt32)] {
+            #expect(throws: WireError.self, "offset \(at) = \(v)") { try ChannelControlRecord.decode(patch(b, at: at, v)) }
+        }
+        #expect(throws: WireError.self) { try ChannelControlRecord.decode(patch(b, at: 36, 0x0010_0000)) }  // PFN >= 2^52
+        #expect(throws: WireError.self) { try ChannelControlRecord.decode(patch(close.encoded(), at: 24, 4)) }
+        for n in 0..<b.count { #expect(throws: WireError.self) { try ChannelControlRecord.decode(Array(b.prefix(n))) } }
+        let answer = ChannelAnswerRecord(operation: .opened, relID: 4, status: 0xC000_0001)
+        #expect(try WireMessage.decode(answer.encoded()) == .channelAnswer(answer))
+        let a = answer.encoded()
+        for (at, v) in [(0, 0), (0, 3), (4, 0), (12, 1)] as [(Int, UInt32)] {
+            #expect(throws: WireError.self) { try ChannelAnswerRecord.decode(patch(a, at: at, v)) }
+        }
+        #expect(throws: WireError.self) { try ChannelAnswerRecord.decode(patch(a, at: 0, 2)) }  // a close carries no status
+    }
 }

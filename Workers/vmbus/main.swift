@@ -112,7 +112,7 @@ func run() throws {
     }, log: { say($0) })
     // The test-only echo device (tests, synthvm-bench vmbus) comes after the standard ones.
     let hosted = devices.all + (worker.options.testEchoDevice ? [VMBusEchoDevice { say($0) }] : [])
-    let service = VMBusService(state: state, configuration: configuration, offers: VMBusWorkerCore.offers(hosted)) { say($0) }
+    let service = VMBusService(state: state, configuration: configuration, offers: VMBusWorkerCore.offers(hosted, remote: [])) { say($0) }
     let core = VMBusWorkerCore(service: service, devices: hosted, map: VMBusGuestMemoryMap(regions: mapRegions),
                                signals: signals, now: monotonicNanoseconds()) { say($0) }
     let next = try FDPassing.receive(from: controlFD, maxPayload: SeccompProgram.maxEncodedSize, maxFDs: 0)
