@@ -798,19 +798,25 @@ static void close_channel(struct ic *ic)
 
 static u64 hlt_wait = 1;
 
-/* Waits with interrupts on (the same wait for every measurement: `sti; hlt`, or spinning with
- * `spin=1`) for irqs[0] > before. */
-static void spin_irq(u32 before, const char *what)
+/* One wait step with interrupts on: `sti; hlt` (woken by any interrupt, so a SINT2 for a control
+ * message too), or spinning with `spin=1`. The same for every measurement. */
+static void bench_wait(void)
+{
+    if (hlt_wait)
+        __asm__ volatile("sti; hlt; cli" ::: "memory");
+    else
+        __asm__ volatile("sti; pause; pause; cli" ::: "memory");
+}
+
+/* Waits until the echo channel's SIEF bit is set (and takes it). */
+static void wait_flag(const char *what)
 {
     u64 end = st_now() + 5 * SECOND;
     u32 i = 0;
-    while (irqs[0] == before) {
-        if (hlt_wait)
-            __asm__ volatile("sti; hlt; cli" ::: "memory");
-        else
-            __asm__ volatile("sti; pause; pause; cli" ::: "memory");
+    while (!sief_take(echo.relid)) {
+        bench_wait();
         if (++i % 1024 == 0 && st_now() > end)
-            fail("%s: no interrupt within 5 s", what);
+            fail("%s: no channel interrupt within 5 s", what);
     }
 }
 
@@ -824,10 +830,8 @@ static void bench(u32 n, u32 batch, u32 batches)
     u32 conn = echo.relid | 0x2000;
     u64 t0 = st_now();
     for (u32 i = 0; i < n; i++) {
-        u32 before = irqs[0];
         hv_fast8(HVCALL_SIGNAL_EVENT, conn);
-        spin_irq(before, "floor");
-        sief_take(echo.relid);
+        wait_flag("floor");
     }
     u64 floor = st_now() - t0;
     close_channel(&echo);
@@ -835,14 +839,12 @@ static void bench(u32 n, u32 batch, u32 batches)
     open_mode(&echo, ring_echo, 0);
     t0 = st_now();
     for (u32 i = 0; i < n; i++) {
-        u32 before = irqs[0];
         put64(payload, 0, i);
         if (ring_write(echo.ring, i, payload, sizeof(payload)))
             hv_fast8(HVCALL_SIGNAL_EVENT, conn);
-        spin_irq(before, "round trip");
-        sief_take(echo.relid);
-        u32 len;
-        u64 id;
+        wait_flag("round trip");
+        u32 len = 0;
+        u64 id = 0;
         u16 type;
         if (!ring_read(echo.ring, &len, &id, &type) || id != i || len != sizeof(payload) || get32(pkt, 0) != i)
             fail("round trip %u: no echo or the wrong one (id %llu len %u)", i, id, len);
@@ -874,7 +876,7 @@ static void bench(u32 n, u32 batch, u32 batches)
                 got++;
                 continue;
             }
-            __asm__ volatile("sti; pause; pause; cli" ::: "memory");
+            bench_wait();
             if (st_now() > end)
                 fail("batch %u: %u of %u echoes within 5 s", b, got, batch);
         }
