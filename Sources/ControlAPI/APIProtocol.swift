@@ -193,21 +193,18 @@ public struct APIStatus: Sendable, Equatable {
     public var vcpus: Int
     /// The VM process's pid.
     public var pid: Int32
-    /// VM lives so far (1 + restarts after guest resets), from the launcher; 1 for a library VM.
-    public var life: Int
     public var faultInjection: Bool
     public var workers: [APIWorkerStatus]
     /// The guest's heartbeat (the heartbeat integration service's sequence and age): nil until
     /// that IC exists.
     public var guestHeartbeat: JSONValue?
 
-    public init(state: String, uptimeSeconds: Double, vcpus: Int, pid: Int32, life: Int = 1, faultInjection: Bool,
+    public init(state: String, uptimeSeconds: Double, vcpus: Int, pid: Int32, faultInjection: Bool,
                 workers: [APIWorkerStatus], guestHeartbeat: JSONValue? = nil) {
         self.state = state
         self.uptimeSeconds = uptimeSeconds
         self.vcpus = vcpus
         self.pid = pid
-        self.life = life
         self.faultInjection = faultInjection
         self.workers = workers
         self.guestHeartbeat = guestHeartbeat
@@ -215,7 +212,7 @@ public struct APIStatus: Sendable, Equatable {
 
     public var json: JSONValue {
         .object([("state", .string(state)), ("uptime_seconds", .double((uptimeSeconds * 1000).rounded() / 1000)),
-                 ("vcpus", .int(Int64(vcpus))), ("pid", .int(Int64(pid))), ("life", .int(Int64(life))),
+                 ("vcpus", .int(Int64(vcpus))), ("pid", .int(Int64(pid))),
                  ("fault_injection", .bool(faultInjection)), ("workers", .array(workers.map(\.json))),
                  ("guest_heartbeat", guestHeartbeat ?? .null)])
     }

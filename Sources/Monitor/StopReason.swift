@@ -12,7 +12,7 @@
 /// | 64 | bad command line or input, before any VM is created |
 /// | 70 | the VM could not be created (KVM missing, setup ioctl failed) |
 /// | 124 | the --timeout elapsed |
-/// | 130 | stopped by SIGINT or SIGTERM, or from the console with Ctrl-A x |
+/// | 130 | stopped by SIGINT or SIGTERM, from the console with Ctrl-A x, or by `stop` (or a `shutdown` with no graceful path) on the control socket |
 public enum StopReason: Sendable, Equatable {
     case halted
     case exitDevice(value: UInt32)
@@ -28,6 +28,9 @@ public enum StopReason: Sendable, Equatable {
     case platformReset
     /// Ctrl-A x on a raw-mode console terminal.
     case consoleQuit
+    /// `stop` on the control socket (docs/api.md), or a `shutdown` the guest had no way to take:
+    /// the same hard stop as SIGTERM, and the same status.
+    case controlSocketStop
 
     /// A reset of either kind (the CLI restarts the VM for these with `--on-reset restart`).
     public var isReset: Bool {
@@ -44,7 +47,7 @@ public enum StopReason: Sendable, Equatable {
         case .tripleFault: return 2
         case .guestCrash: return 4
         case .hostFailure: return 6
-        case .signal, .consoleQuit: return 130
+        case .signal, .consoleQuit, .controlSocketStop: return 130
         case .timedOut: return 124
         case .guestReportedCrash: return 8
         case .resetRequested, .platformReset: return 10
@@ -66,6 +69,7 @@ public enum StopReason: Sendable, Equatable {
         case .poweredOff: return "guest powered off (ACPI S5)"
         case .platformReset: return "guest reset the platform (port 0xcf9 or the keyboard controller)"
         case .consoleQuit: return "stopped from the console (Ctrl-A x)"
+        case .controlSocketStop: return "stopped through the control socket"
         }
     }
 

@@ -41,8 +41,10 @@ public final class VMControl: Sendable {
 
     public var stopReason: StopReason? { reason.withLock { $0 } }
 
-    /// Records the first reason; later requests are ignored. Wakes the supervisor.
-    public func requestStop(_ r: StopReason) {
+    /// Records the first reason; later requests are ignored. Wakes the supervisor. True if
+    /// this request was the first.
+    @discardableResult
+    public func requestStop(_ r: StopReason) -> Bool {
         let first = reason.withLock { cur -> Bool in
             if cur != nil { return false }
             cur = r
@@ -53,7 +55,25 @@ public final class VMControl: Sendable {
             var one: UInt64 = 1
             _ = Glibc.write(wakeFD, &one, 8)
         }
+        return first
     }
+
+    /// The graceful path of the control socket's `shutdown` (docs/api.md): asks the guest to shut
+    /// itself down. Returns false when there is no way to ask, and the caller stops the VM hard.
+    /// Today nothing is installed, so it always returns false; the VMBus shutdown integration
+    /// service plugs in here (`setGracefulShutdownHandler`) and returns true once it has sent
+    /// the guest its shutdown request.
+    public func requestGracefulShutdown() -> Bool {
+        gracefulShutdown.withLock { $0 }?() ?? false
+    }
+
+    /// Installs (or, with nil, removes) what `requestGracefulShutdown` calls. The handler runs on
+    /// the control socket's thread (synthvm-api, under monitor.policy) and must not block.
+    public func setGracefulShutdownHandler(_ handler: (@Sendable () -> Bool)?) {
+        gracefulShutdown.withLock { $0 = handler }
+    }
+
+    private let gracefulShutdown = Mutex<(@Sendable () -> Bool)?>(nil)
 
     func register(vcpu index: Int, thread: UInt) {
         reports.withLock { $0[index].thread = thread }

@@ -215,6 +215,13 @@ public final class VirtualMachine: @unchecked Sendable {
     /// Asks the VM to stop (from any thread).
     public func requestStop(_ reason: StopReason) { control.requestStop(reason) }
 
+    /// What the control socket's `shutdown` calls first (`VMControl.requestGracefulShutdown`):
+    /// the VMBus shutdown integration service installs a handler that asks the guest and returns
+    /// true; without one (today) `shutdown` stops the VM as `stop` does.
+    public func setGracefulShutdownHandler(_ handler: (@Sendable () -> Bool)?) {
+        control.setGracefulShutdownHandler(handler)
+    }
+
     /// Whether this KVM fills kvm_run with registers at each exit (KVM_CAP_SYNC_REGS).
     var syncRegs: Bool {
         let want = KVMCap.syncX86Regs | KVMCap.syncX86Sregs
@@ -311,6 +318,21 @@ public final class VirtualMachine: @unchecked Sendable {
             joiner = nil
             control.requestStop(.hostFailure(error.description))
         }
+        // The control socket's thread (synthvm-api, under monitor.policy), started while this
+        // thread can still clone; it serves until the VM has stopped.
+        var api: ControlSocketServer?
+        if let fd = config.apiSocket, !control.isStopping {
+            do {
+                let backend = VMAPIBackend(control: control, supervisor: supervisor, counters: runners.map(\.published),
+                                           config: config)
+                let server = try ControlSocketServer(listenFD: fd, backend: backend)
+                try server.start(filter: filters.monitor)
+                api = server
+            } catch {
+                control.requestStop(.hostFailure("control socket: \(error)"))
+            }
+        }
+        defer { api?.stop() }
         // Opened before the filter, which refuses open; written after it, so the name says filtered.
         let nameFile = HostThread.NameFile(tid: svm_gettid())
         let r = filters.monitor.installOnCurrentThread()
