@@ -22,7 +22,7 @@ struct RunCommand: ParsableCommand {
             Exit status: 0 when every vCPU halted with interrupts off; (v << 1) | 1 when the guest wrote \
             v to the exit device at port 0xf4; 2 triple fault; 4 guest crash (a report goes to stderr); \
             6 host failure while running; 64 bad input; 70 the VM could not be created; 124 --timeout elapsed; \
-            130 SIGINT/SIGTERM; 8 the guest reported a crash through the Hyper-V crash MSRs; 10 the guest \
+            130 SIGINT/SIGTERM, or stop on the control socket; 8 the guest reported a crash through the Hyper-V crash MSRs; 10 the guest \
             requested a reset and --on-reset is exit.
             """)
 
