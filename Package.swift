@@ -120,7 +120,7 @@ let package = Package(
         // The fuzz targets' checked-in seeds (Fuzz/Corpus), for the suites' FuzzSeedTests.
         .target(name: "FuzzSeeds", path: "Tests/FuzzSeeds"),
         .testTarget(name: "MachineTests", dependencies: ["Machine", "TestFixtures", "FuzzSeeds"]),
-        .testTarget(name: "ControlAPITests", dependencies: ["ControlAPI"]),
+        .testTarget(name: "ControlAPITests", dependencies: ["ControlAPI", "FuzzSeeds"]),
         .testTarget(name: "PartitionTests", dependencies: ["Partition", "HyperV"]),
         .testTarget(name: "IPCTests", dependencies: ["IPC", "CSynthVM", "FuzzSeeds"]),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "IPC", "FuzzSeeds"]),
