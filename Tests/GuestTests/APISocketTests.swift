@@ -252,6 +252,43 @@ struct APISocketTests {
         #expect(stderr.contains("synthvm: worker synic-router (pid \(routerPID)) killed by signal 9 (SIGKILL)"), "\(stderr)")
     }
 
+    @Test("the socket outlives a VM life: after a guest reset the next VM process answers on the same path")
+    func acrossAReset() throws {
+        try GuestHarness.requireKVM()
+        // mov ecx, 0x40000; 1: dec ecx; jnz 1b; mov al, 0xfe; out 0x64, al (keyboard controller reset); jmp $
+        let guest = try GuestHarness.temporaryFile(
+            GuestHarness.rawELF64(code: [0xB9, 0x00, 0x00, 0x04, 0x00, 0xFF, 0xC9, 0x75, 0xFC, 0xB0, 0xFE, 0xE6, 0x64, 0xEB, 0xFE]),
+            name: "api-reset.elf")
+        let path = Self.socketPath("api-reset.sock")
+        unlink(path)
+        let run = try VMProcessTests.launch(["run", "--kernel", guest, "--serial", "none", "--timeout", "120",
+                                             "--api-socket", path])
+        var finished = false
+        defer { if !finished { run.process.terminate(); _ = run.finish() } }
+        var pids: Set<Int64> = []
+        let deadline = Date().addingTimeInterval(60)
+        while pids.count < 2 && Date() < deadline {
+            // Not ctlJSON: between lives (and before the first) there may be no answer, which is no failure.
+            if let r = try? Self.ctl(["--json", path, "status"]), r.status == 0,
+               let line = r.stdout.split(separator: "\n").first,
+               let pid = (try? JSONParser.parse(String(line)))?["return"]?["pid"]?.intValue {
+                pids.insert(pid)
+            }
+            usleep(100_000)
+        }
+        #expect(pids.count >= 2, "one VM process answered: \(pids)")
+        // A life may end by its reset between accepting the request and reading it (the client
+        // then sees the connection closed): ask again, as an operator would.
+        var stop = try Self.ctl([path, "stop"])
+        for _ in 0..<10 where stop.status != 0 && stop.stderr.contains("without a reply") { stop = try Self.ctl([path, "stop"]) }
+        #expect(stop.status == 0, "\(stop)")
+        let (_, code, stderr) = run.finish()
+        finished = true
+        #expect(code == 130, "\(stderr)")
+        #expect(stderr.contains("guest requested a reset; restarting the VM") || stderr.contains("restarting"), "\(stderr)")
+        #expect(access(path, F_OK) != 0)
+    }
+
     @Test("--api-socket refuses a path that is not a socket (64), replaces a stale one; ctl fails in one line without a socket")
     func socketPaths() throws {
         try GuestHarness.requireKVM()
