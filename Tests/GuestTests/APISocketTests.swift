@@ -3,6 +3,8 @@ import ControlAPI
 import Foundation
 import Testing
 
+@testable import Monitor
+
 /// The control socket (docs/api.md) of a real `synthvm run --api-socket`, with a guest that keeps
 /// running and exiting (a port write to 0x80 after every 4096 iterations of a loop), talked to
 /// by `synthvm ctl` and by raw connections.
@@ -250,6 +252,20 @@ struct APISocketTests {
                 "\(stderr)")
         #expect(stderr.contains("uid \(geteuid())"), "\(stderr)")
         #expect(stderr.contains("synthvm: worker synic-router (pid \(routerPID)) killed by signal 9 (SIGKILL)"), "\(stderr)")
+    }
+
+    @Test("the vCPU's published counters read back in ExitCounters.named order, every field")
+    func publishedCountersKeepTheirNames() {
+        var c = ExitCounters()
+        c.exits = 1; c.portIO = 2; c.mmio = 3; c.msr = 4; c.kicks = 5; c.unknownPortReads = 6; c.unknownPortWrites = 7
+        c.unknownMMIOReads = 8; c.unknownMMIOWrites = 9; c.unknownMSRReads = 10; c.unknownMSRWrites = 11
+        c.syntheticMSRReads = 12; c.syntheticMSRWrites = 13; c.hypercalls = 14; c.autoEOIInjections = 15; c.emulationFixups = 16
+        let back = PublishedCounters.roundTrip(c)
+        #expect(back.map(\.0) == c.named.map(\.0))
+        #expect(back.map(\.1) == c.named.map(\.1))
+        #expect(Set(c.named.map(\.1)) == Set(1...16))
+        // Every stored property of ExitCounters is named (a new counter must be added there).
+        #expect(Mirror(reflecting: c).children.count == c.named.count)
     }
 
     @Test("the socket outlives a VM life: after a guest reset the next VM process answers on the same path")
