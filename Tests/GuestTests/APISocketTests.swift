@@ -254,6 +254,44 @@ struct APISocketTests {
         #expect(stderr.contains("synthvm: worker synic-router (pid \(routerPID)) killed by signal 9 (SIGKILL)"), "\(stderr)")
     }
 
+    /// A backend with no VM behind it, for the server alone.
+    final class StubBackend: APIBackend, @unchecked Sendable {
+        let faultInjectionAllowed = false
+        func status() -> APIStatus { APIStatus(state: "running", uptimeSeconds: 0, vcpus: 1, pid: getpid(), faultInjection: false, workers: []) }
+        func metricsText() -> String { "" }
+        func killWorker(_ name: String) -> Result<Int32, APIError> { .failure(APIError(.workerNotFound, name)) }
+        func shutdown() -> APIShutdownResult { .hardStop }
+        func stop() -> Bool { true }
+        func log(_ line: String) {}
+    }
+
+    @Test("the server alone, under monitor.policy in this process: an idle client is told IdleTimeout and closed; others go on")
+    func idleTimeout() throws {
+        let filters = try MonitorFilters.compile(directory: MachineConfig.defaultPolicyDirectory, mode: .enforce)
+        let path = Self.socketPath("api-idle.sock")
+        unlink(path)
+        let listener = svm_api_listen(path, 4)
+        try #require(listener >= 0)
+        defer {
+            close(listener)
+            unlink(path)
+        }
+        let server = try ControlSocketServer(listenFD: listener, backend: StubBackend(), idleTimeoutMs: 300)
+        try server.start(filter: filters.monitor)
+        defer { server.stop() }
+        let idle = try Client(path)
+        let started = Date()
+        let line = try #require(idle.readLine(timeout: 5), "no IdleTimeout")
+        #expect(line.contains("IdleTimeout"), "\(line)")
+        #expect(Date().timeIntervalSince(started) < 3)
+        #expect(idle.readLine(timeout: 2) == nil)  // closed
+        // A client that gave up before reading its reply does not disturb the server.
+        let gone = try Client(path)
+        _ = gone.send(#"{"execute":"metrics"}"#)
+        let busy = try Client(path)
+        #expect(try busy.request(#"{"execute":"status"}"#)["return"]?["pid"] == .int(Int64(getpid())))
+    }
+
     @Test("the vCPU's published counters read back in ExitCounters.named order, every field")
     func publishedCountersKeepTheirNames() {
         var c = ExitCounters()
