@@ -30,7 +30,7 @@ let package = Package(
         .executable(name: "synthvm-policy-probe", targets: ["synthvm-policy-probe"]),
         // The pure libraries the fuzz harnesses (Fuzz/, a separate package built by
         // scripts/fuzz.sh with sanitizer coverage) drive: a path dependency sees only products.
-        .library(name: "SynthVMFuzzable", targets: ["HyperV", "Partition", "IPC", "SynICRouting", "Machine", "Sandbox", "VMBus",
+        .library(name: "SynthVMFuzzable", targets: ["HyperV", "Partition", "IPC", "SynICRouting", "Machine", "Sandbox", "VMBus", "Storage",
                                                    "ControlAPI"]),
     ],
     dependencies: [
@@ -68,9 +68,13 @@ let package = Package(
         // state) and the VMBus ring buffer over a small memory protocol. Pure: no I/O. IPC only for
         // the WireWriter/WireReader rules of the saved state, Atomics for the ring's fences.
         .target(name: "VMBus", dependencies: ["HyperV", "IPC", .product(name: "Atomics", package: "swift-atomics")]),
+        // Synthetic SCSI storage, the pure layer: the vstor protocol (storvsp) state machine, the
+        // SCSI disk (CDB in, decision out), the disk-backend protocol with an in-memory backend,
+        // and the GPA-direct buffer check. No I/O, no Foundation, no clocks (docs/storage.md).
+        .target(name: "Storage", dependencies: ["VMBus", "IPC"]),
         // The VMBus worker's service: VMBusServer plus its state in the supervisor's
         // WorkerStateRegion, fed ring records as bytes. No fds, no syscalls; tested in-process.
-        .target(name: "VMBusWorker", dependencies: ["VMBus", "IPC", "HyperV"]),
+        .target(name: "VMBusWorker", dependencies: ["VMBus", "IPC", "HyperV", "Partition", "SynICRouting"]),
         // The control socket's protocol (docs/api.md): bounded JSON parser and encoder, request
         // handling against a backend protocol, Prometheus text. Pure, no Foundation: the VM
         // process serves it, `synthvm ctl` speaks it.
@@ -99,7 +103,7 @@ let package = Package(
                                                                       "Partition", "HyperV", "WorkerRuntime"],
                           path: "Workers/synic-router", linkerSettings: staticSwiftRuntime),
         .executableTarget(name: "synthvm-vmbus", dependencies: ["IPC", "CSynthVM", "Sandbox", "VMBus", "VMBusWorker",
-                                                               "WorkerRuntime"],
+                                                               "WorkerRuntime", "HyperV", "SynICRouting", "Partition"],
                           path: "Workers/vmbus", linkerSettings: staticSwiftRuntime),
         // One VM life of `synthvm run`: the launcher execs it afresh for every life (its own
         // address-space layout). Its own small executable: no argument parser, no Foundation.
@@ -126,6 +130,7 @@ let package = Package(
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "IPC", "FuzzSeeds"]),
         .testTarget(name: "SynICRoutingTests", dependencies: ["SynICRouting", "IPC", "HyperV", "Partition"]),
         .testTarget(name: "VMBusTests", dependencies: ["VMBus", "VMBusWorker", "HyperV", "IPC", "FuzzSeeds", .product(name: "Atomics", package: "swift-atomics")]),
+        .testTarget(name: "StorageTests", dependencies: ["Storage", "VMBus", "IPC", "FuzzSeeds"]),
         .testTarget(name: "GuestTests", dependencies: ["Monitor", "Machine", "Sandbox", "TestFixtures", "VMBus", "IPC",
                                                       "ControlAPI"]),
     ],

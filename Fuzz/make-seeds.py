@@ -177,7 +177,12 @@ def wire_seeds():
     write("wire", "sint-eventfds", record(5, u32(0) + u32(32)))
     write("wire", "posted-message", record(6, u32(1) + u32(7) + u32(3) + u32(1) + u32(0x1234) + u32(3) + b"abc"))
     write("wire", "testdev-write", record(7, u32(0) + u32(0x07040102) + u64(9)))
-    write("wire", "vmbus-worker-setup", record(8, u32(2) + u32(1) + u64(0) + u64(1 << 30) + u64(0)))
+    write("wire", "vmbus-worker-setup", record(8, u32(2) + u32(1) + u32(512) + u32(64) + u64(2_000_000_000) + u64(77)
+                                               + u64(1 << 63) + u32(1) + u32(0) + u64(0) + u64(1 << 30) + u64(0), version=2))
+    write("wire", "router-connections", record(9, u32(3) + u32(0) + u32(1) + u32(1) + u32(2) + u32(16)
+                                               + u32(4) + u32(1) + u32(2) + u32(16) + u32(0x2001) + u32(2) + u32(2) + u32(0)))
+    write("wire", "host-message", record(10, u32(0) + u32(2) + u32(1) + u32(4) + b"\x0e\x00\x00\x00"))
+    write("wire", "guest-shutdown-request", record(11, u32(0) + u32(0)))
 
 
 # --- ring: header (record size, capacity, offset selectors), ops -------------------------------
@@ -412,6 +417,72 @@ def vmbus_ring_seeds():
           + vr_read_commit() + vr_enable(disable=1) + vr_write(6, b"z" * 40) + vr_commit())
 
 
+# --- vmbus-ic: u8 kind (% 3), u8 ring size (8 * (32 + 2n)), ops (Fuzz/Sources/fuzz-vmbus-ic) ---------
+
+def ic_packet(ptype, tid, payload): return u8(0) + (u8(0) if ptype == 6 else u8(0x80) + u8(ptype)) + u8(tid) + u16(len(payload)) + payload
+def ic_answer(damage=0, at=0, value=0): return u8(1) + u8(damage) + u16(at) + u8(value)
+def ic_pump(): return u8(2)
+def ic_time(ms): return u8(3) + u16(ms // 16)
+def ic_shutdown(flags=0): return u8(4) + u8(flags)
+def ic_drain(): return u8(5)
+def ic_control(ring, which, value): return u8(6) + u8(ring) + u8(which) + u32(value)
+def ic_data(ring, at, data): return u8(7) + u8(ring) + u16(at) + u8(len(data)) + data
+def ic_restore(): return u8(8)
+def ic_saved(blob=b"", flips=()): return u8(9) + u8(len(blob)) + (blob if blob else u8(len(flips)) + b"".join(u8(a) + u8(x) for a, x in flips))
+
+
+def vmbus_ic_seeds():
+    big = 255    # 4336 data bytes per ring
+    talk = ic_answer() + ic_pump() + ic_answer() + ic_pump()
+    for kind, name in ((0, "heartbeat"), (1, "shutdown"), (2, "timesync")):
+        periodic = b"".join(ic_time(1000) + ic_answer() + ic_pump() for _ in range(3))
+        write("vmbus-ic", name, u8(kind) + u8(big) + talk + periodic + ic_shutdown() + ic_answer() + ic_pump()
+              + ic_restore() + ic_time(1000) + ic_answer() + ic_pump() + ic_saved())
+    write("vmbus-ic", "bad-version-counts", u8(0) + u8(big) + ic_answer(damage=1, at=28, value=0) + ic_pump() + ic_time(3000))
+    write("vmbus-ic", "shutdown-small-ring", u8(1) + u8(0) + talk + ic_shutdown(2) + ic_shutdown() + ic_drain() + ic_pump()
+          + ic_answer() + ic_pump())
+    write("vmbus-ic", "garbage", u8(2) + u8(big) + ic_packet(6, 1, b"\x01\x00\x00\x00" + b"\x00" * 40) + ic_packet(11, 1, b"x" * 8)
+          + ic_pump() + ic_answer(damage=0x80) + ic_pump() + ic_control(0, 0, 0x80000003) + ic_pump())
+    write("vmbus-ic", "saved-damage", u8(0) + u8(big) + talk + ic_saved(flips=((16, 2), (40, 1))) + ic_restore() + ic_pump())
+# --- storage: header (version index, sub-channel limit, disk flags), ops (Fuzz/Sources/fuzz-storage)
+
+def st_step(step, value=0): return u8(1) + u8(step) + (u16(value) if step in (1, 3) else b"")
+def st_linux(version=0x0602): return st_step(0) + st_step(1, version) + st_step(2) + st_step(4)
+def st_srb(cdb, data_in, length, lun=0, addr=0, shape=0, failures=0, offset=0, fill=b""):
+    return (u8(2) + u8(lun) + u8(addr) + u8(len(cdb)) + (cdb + bytes(16))[:16] + u8(data_in) + u32(length)
+            + u8(shape) + u8(failures) + u8(offset) + fill)
+
+
+def storage_seeds():
+    hdr = u8(0) + u8(0) + u8(2)          # 0x0602, no sub-channels, two writable LUNs, writeback
+    inquiry = bytes([0x12, 0, 0, 0, 36, 0])
+    write("storage", "linux-handshake", hdr + st_linux())
+    write("storage", "boot-scan", hdr + st_linux() + st_srb(inquiry, 1, 36) + st_srb(inquiry, 1, 36, addr=8)
+          + st_srb(bytes([0xA0, 0, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0]), 1, 4096)
+          + st_srb(bytes([0x12, 1, 0xB0, 0, 64, 0]), 1, 64)
+          + st_srb(bytes([0x9E, 0x10] + [0] * 11 + [32, 0, 0]), 1, 32)
+          + st_srb(bytes([0x1A, 0, 0x3F, 0, 4, 0]), 1, 4)
+          + st_srb(bytes([0x28, 0, 0, 0, 0, 0, 0, 0, 8, 0]), 1, 4096))
+    write("storage", "write-flush-unmap", hdr + st_linux()
+          + st_srb(bytes([0x2A, 8, 0, 0, 0, 4, 0, 0, 2, 0]), 0, 1024, fill=b"\xab" * 64)
+          + st_srb(bytes([0x35] + [0] * 9), 2, 0)
+          + st_srb(bytes([0x42, 0, 0, 0, 0, 0, 0, 0, 24, 0]), 0, 24,
+                   fill=bytes([0, 22, 0, 16, 0, 0, 0, 0]) + bytes(7) + bytes([4]) + bytes([0, 0, 0, 2]) + bytes(4))
+          + st_srb(bytes([0x93, 8] + [0] * 7 + [16, 0, 0, 0, 4, 0, 0]), 0, 512))
+    write("storage", "errors", u8(0) + u8(0) + u8(1) + st_linux()
+          + st_srb(bytes([0x2A, 0, 0, 0, 0, 0, 0, 0, 1, 0]), 0, 512)
+          + st_srb(bytes([0x28, 0, 0, 0, 0, 0xFF, 0, 0, 8, 0]), 1, 4096)
+          + st_srb(bytes([0x28, 0, 0, 0, 0, 0, 0, 0, 8, 0]), 1, 4096, failures=1)
+          + st_srb(bytes([0x28, 0, 0, 0, 0, 0, 0, 0, 8, 0]), 1, 4096, shape=4)
+          + st_srb(bytes([0x28, 0, 0, 0, 0, 0, 0, 0, 8, 0]), 1, 4096, shape=8)
+          + st_srb(bytes([0x00] * 6), 2, 0, lun=3))
+    write("storage", "old-version-subchannels", u8(1) + u8(4) + u8(4) + st_step(0) + st_step(1, 0x0602)
+          + st_step(1, 0x0600) + st_step(2) + st_step(3, 2) + st_step(4) + u8(3) + st_step(3, 4)
+          + u8(0) + u8(64) + bytes(64) + u8(2) + u8(5))
+    write("storage", "saved-state", hdr + st_linux() + u8(3) + u8(4) + u8(32)
+          + bytes.fromhex("56535452010000001000000000000000040000000206000000000000000000000000"))
+
+
 # --- api-json: a read size byte, then request lines as a client sends them ---------------------
 def api_json_seeds():
     lines = [b'{"execute":"status"}', b'{"execute":"metrics","id":1}', b'{"execute":"stop"}', b'{"execute":"shutdown"}',
@@ -435,4 +506,6 @@ if __name__ == "__main__":
     policy_seeds()
     vmbus_server_seeds()
     vmbus_ring_seeds()
+    vmbus_ic_seeds()
+    storage_seeds()
     api_json_seeds()

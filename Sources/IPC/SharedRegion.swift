@@ -112,6 +112,13 @@ public final class SharedRegion: @unchecked Sendable {
         offset >= 0 && count >= 0 && offset <= size && count <= size - offset
     }
 
+    /// The mapped bytes [offset, offset + count), for code that works in place on shared memory
+    /// (a VMBus ring over guest RAM); nil when they are not all inside the region. The pointer is
+    /// valid as long as this region is.
+    public func pointer(at offset: Int, count: Int) -> UnsafeMutableRawPointer? {
+        contains(offset: offset, count: count) ? base + offset : nil
+    }
+
     @inline(__always)
     func checkRange(_ offset: Int, _ count: Int) throws(IPCError) {
         guard contains(offset: offset, count: count) else {

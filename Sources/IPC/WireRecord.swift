@@ -59,6 +59,13 @@ public enum WireRecordType: UInt16, Sendable, CaseIterable {
     case testDeviceWrite = 7
     /// Supervisor -> VMBus worker, after the region layout: the partition's shape.
     case vmbusWorkerSetup = 8
+    /// Supervisor -> SynIC router, after the SINT eventfds: connections it publishes on behalf
+    /// of other workers (VMBus message connections, channel event connections).
+    case routerConnections = 9
+    /// VMBus worker -> router ring: a host-to-guest message for SINT2 of a VP.
+    case hostMessage = 10
+    /// Supervisor -> VMBus worker, on its control socket: ask the guest to shut down.
+    case guestShutdownRequest = 11
 }
 
 public enum WireError: Error, Equatable, Sendable, CustomStringConvertible {
@@ -211,6 +218,9 @@ public enum WireMessage: Equatable, Sendable {
     case postedMessage(PostedMessageRecord)
     case testDeviceWrite(TestDeviceWriteRecord)
     case vmbusWorkerSetup(VMBusWorkerSetup)
+    case routerConnections(RouterConnections)
+    case hostMessage(HostMessageRecord)
+    case guestShutdownRequest(GuestShutdownRequest)
 
     /// Decodes exactly one record filling `bytes`.
     public static func decode(_ bytes: UnsafeRawBufferPointer) throws(WireError) -> WireMessage {
@@ -225,6 +235,9 @@ public enum WireMessage: Equatable, Sendable {
         case .postedMessage: return .postedMessage(try .decodeChecked(header: header, body: body))
         case .testDeviceWrite: return .testDeviceWrite(try .decodeChecked(header: header, body: body))
         case .vmbusWorkerSetup: return .vmbusWorkerSetup(try .decodeChecked(header: header, body: body))
+        case .routerConnections: return .routerConnections(try .decodeChecked(header: header, body: body))
+        case .hostMessage: return .hostMessage(try .decodeChecked(header: header, body: body))
+        case .guestShutdownRequest: return .guestShutdownRequest(try .decodeChecked(header: header, body: body))
         }
     }
 
@@ -242,6 +255,9 @@ public enum WireMessage: Equatable, Sendable {
         case .postedMessage(let r): return r.encoded()
         case .testDeviceWrite(let r): return r.encoded()
         case .vmbusWorkerSetup(let r): return r.encoded()
+        case .routerConnections(let r): return r.encoded()
+        case .hostMessage(let r): return r.encoded()
+        case .guestShutdownRequest(let r): return r.encoded()
         }
     }
 

@@ -44,7 +44,8 @@ final class PartitionRAM: PartitionMemory {
 /// one host `rdtsc`, not an ioctl.
 final class GuestTSCClock: PartitionClock {
     let tscFrequencyHz: UInt64
-    private let offset: UInt64
+    /// Guest TSC - host TSC (wrapping); the VMBus worker stamps time-sync samples with it.
+    let offset: UInt64
     private let threadOfVP: @Sendable (UInt32) -> UInt?
 
     init(bootVCPU: KVMVCPU, threadOfVP: @escaping @Sendable (UInt32) -> UInt?) throws(KVMError) {

@@ -35,10 +35,27 @@ public struct MachineConfig: Sendable {
     public var workers: [String] = []
     /// Serve QEMU's hyperv-testdev at port 0x3000 from the router (`--hyperv-testdev`).
     public var hypervTestDevice = false
-    /// Run the VMBus server worker (`synthvm-vmbus`) next to the router (`--vmbus`). Opt-in for
-    /// now: the DSDT has no VMBus device yet and the worker does not serve the control messages
-    /// yet (docs/vmbus.md). Only with a SynIC (`runsVMBus`).
-    public var vmbus = false
+    /// Run the VMBus server worker (`synthvm-vmbus`) next to the router, and give the guest the
+    /// VMBus ACPI device (docs/vmbus.md). On by default; only with a SynIC (`runsVMBus`);
+    /// `--no-vmbus` turns it off.
+    public var vmbus = true
+
+    /// SIGTERM asks the guest to shut down through the shutdown integration service and stops it
+    /// hard after this many seconds (`--shutdown-grace`); 0: SIGTERM stops at once, as SIGINT.
+    public var shutdownGraceSeconds = 30
+
+    /// VMBus's SINT (`VMBUS_MESSAGE_SINT`): control messages and channel interrupts.
+    public static let vmbusSINT = 2
+    /// VMBus message connections 1 and 4 (`VMBusMessageConnection.accepted`).
+    public static let vmbusMessageConnections: [UInt32] = [1, 4]
+    /// Message buffers each of them has: messages the guest may have in flight to the worker
+    /// before HvPostMessage answers HV_STATUS_INSUFFICIENT_BUFFERS (Linux retries those).
+    public static let vmbusMessageBuffers: UInt32 = 16
+    /// The relids of the channels the VMBus worker offers, whose event connections the router
+    /// publishes before the guest runs (OpenVMM #1850: an event port must exist when the host
+    /// answers OPEN). Workers/vmbus offers the integration services in this order: heartbeat,
+    /// shutdown, time sync.
+    public static let vmbusRelIDs: ClosedRange<UInt32> = 1...3
     /// Where the workers' seccomp policies (`<name>.policy`) are read from at spawn time. Default:
     /// the package's own `Policies/`, found from this source file's path, which is right for
     /// `swift run synthvm`, `swift test` and a binary run from its build tree.

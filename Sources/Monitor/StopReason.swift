@@ -12,7 +12,8 @@
 /// | 64 | bad command line or input, before any VM is created |
 /// | 70 | the VM could not be created (KVM missing, setup ioctl failed) |
 /// | 124 | the --timeout elapsed |
-/// | 130 | stopped by SIGINT or SIGTERM, from the console with Ctrl-A x, or by `stop` (or a `shutdown` with no graceful path) on the control socket |
+/// | 130 | stopped by SIGINT, by SIGTERM when the guest has no shutdown channel (or `--shutdown-grace 0`), from the console with Ctrl-A x, or by `stop` (or a `shutdown` the guest cannot be asked for) on the control socket |
+/// | 131 | SIGTERM or the control socket's `shutdown` asked the guest to shut down through the shutdown IC and it did not within `--shutdown-grace` seconds, or refused: stopped hard |
 public enum StopReason: Sendable, Equatable {
     case halted
     case exitDevice(value: UInt32)
@@ -31,6 +32,9 @@ public enum StopReason: Sendable, Equatable {
     /// `stop` on the control socket (docs/api.md), or a `shutdown` the guest had no way to take:
     /// the same hard stop as SIGTERM, and the same status.
     case controlSocketStop
+    /// SIGTERM asked the guest to shut down (shutdown IC); it had not after `seconds`, or it
+    /// refused (`refused`), so the VM was stopped hard.
+    case shutdownFailed(seconds: Int, refused: Bool)
 
     /// A reset of either kind (the CLI restarts the VM for these with `--on-reset restart`).
     public var isReset: Bool {
@@ -48,6 +52,7 @@ public enum StopReason: Sendable, Equatable {
         case .guestCrash: return 4
         case .hostFailure: return 6
         case .signal, .consoleQuit, .controlSocketStop: return 130
+        case .shutdownFailed: return 131
         case .timedOut: return 124
         case .guestReportedCrash: return 8
         case .resetRequested, .platformReset: return 10
@@ -70,6 +75,9 @@ public enum StopReason: Sendable, Equatable {
         case .platformReset: return "guest reset the platform (port 0xcf9 or the keyboard controller)"
         case .consoleQuit: return "stopped from the console (Ctrl-A x)"
         case .controlSocketStop: return "stopped through the control socket"
+        case let .shutdownFailed(s, refused):
+            return refused ? "the guest refused to shut down (shutdown IC); stopped"
+                : "the guest did not shut down within \(s) s of being asked; stopped"
         }
     }
 

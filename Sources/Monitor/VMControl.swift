@@ -58,22 +58,29 @@ public final class VMControl: Sendable {
         return first
     }
 
-    /// The graceful path of the control socket's `shutdown` (docs/api.md): asks the guest to shut
-    /// itself down. Returns false when there is no way to ask, and the caller stops the VM hard.
-    /// Today nothing is installed, so it always returns false; the VMBus shutdown integration
-    /// service plugs in here (`setGracefulShutdownHandler`) and returns true once it has sent
-    /// the guest its shutdown request.
-    public func requestGracefulShutdown() -> Bool {
-        gracefulShutdown.withLock { $0 }?() ?? false
+    /// The control socket's `shutdown` asked the guest (`VirtualMachine.requestGracefulShutdown`):
+    /// the supervising loop then gives it `--shutdown-grace` seconds, as after a SIGTERM. True the
+    /// first time; later calls return false (the caller then stops the VM hard, as a second
+    /// SIGTERM does). Wakes the supervising loop.
+    func noteGuestAskedToShutDown() -> Bool {
+        guard !guestAskedToShutDown.exchange(true, ordering: .acquiringAndReleasing) else { return false }
+        shutdownAskedByAPI.store(true, ordering: .releasing)
+        var one: UInt64 = 1
+        _ = Glibc.write(wakeFD, &one, 8)
+        return true
     }
 
-    /// Installs (or, with nil, removes) what `requestGracefulShutdown` calls. The handler runs on
-    /// the control socket's thread (synthvm-api, under monitor.policy) and must not block.
-    public func setGracefulShutdownHandler(_ handler: (@Sendable () -> Bool)?) {
-        gracefulShutdown.withLock { $0 = handler }
-    }
+    /// Whether the guest has been asked to shut down (by SIGTERM or the control socket).
+    var hasAskedGuestToShutDown: Bool { guestAskedToShutDown.load(ordering: .acquiring) }
 
-    private let gracefulShutdown = Mutex<(@Sendable () -> Bool)?>(nil)
+    /// Marks the guest asked by the supervising loop itself (SIGTERM).
+    func markGuestAskedToShutDown() { guestAskedToShutDown.store(true, ordering: .releasing) }
+
+    /// For the supervising loop: whether the control socket asked the guest since the last call.
+    func takeShutdownAskedByAPI() -> Bool { shutdownAskedByAPI.exchange(false, ordering: .acquiringAndReleasing) }
+
+    private let guestAskedToShutDown = Atomic<Bool>(false)
+    private let shutdownAskedByAPI = Atomic<Bool>(false)
 
     func register(vcpu index: Int, thread: UInt) {
         reports.withLock { $0[index].thread = thread }

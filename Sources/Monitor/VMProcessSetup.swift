@@ -58,7 +58,7 @@ public struct VMProcessSetup: Sendable {
     public static let carriedProperties = [
         "kernel", "kernelName", "modules", "commandLine", "cpuCount", "layout", "console", "consoleInput",
         "consoleEscapes", "haltPollMilliseconds", "handleSignals", "timeoutSeconds", "enlightenments",
-        "onGuestCrash", "workers", "hypervTestDevice", "vmbus", "policyDirectory", "seccomp", "jail", "workerArguments",
+        "onGuestCrash", "workers", "hypervTestDevice", "vmbus", "shutdownGraceSeconds", "policyDirectory", "seccomp", "jail", "workerArguments",
         "workerStandardError", "apiSocket", "allowFaultInjection",
     ]
 
@@ -95,6 +95,7 @@ public struct VMProcessSetup: Sendable {
         Self.strings(c.workers, into: &w)
         Self.flag(c.hypervTestDevice, into: &w)
         Self.flag(c.vmbus, into: &w)
+        w.u32(UInt32(clamping: max(0, c.shutdownGraceSeconds)))
         Self.string(c.policyDirectory, into: &w)
         Self.string(c.seccomp.rawValue, into: &w)
         // The command line gives a jail as JailConfig() or none (--no-jail); its fields are not
@@ -207,6 +208,9 @@ public struct VMProcessSetup: Sendable {
         config.workers = try strings(&r, "worker name")
         config.hypervTestDevice = try flag(&r, "hyperv-testdev")
         config.vmbus = try flag(&r, "vmbus")
+        let grace = try r.u32()
+        guard grace <= UInt32(Int32.max) else { throw invalid("shutdown grace", UInt64(grace)) }
+        config.shutdownGraceSeconds = Int(grace)
         config.policyDirectory = try string(&r, "policy directory")
         let seccomp = try string(&r, "seccomp mode")
         guard let mode = SeccompMode(rawValue: seccomp) else { throw invalid("seccomp mode", 0) }

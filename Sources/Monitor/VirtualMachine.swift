@@ -101,7 +101,9 @@ public final class VirtualMachine: @unchecked Sendable {
         } catch { throw .boot(error) }
         // ACPI tables in the BIOS area (reserved in the e820 map), where guests scan for the RSDP.
         do {
-            try memory.write(ACPITables.build(vcpuCount: config.cpuCount).blob, at: ACPITables.defaultBase)
+            try memory.write(ACPITables.build(vcpuCount: config.cpuCount,
+                                              extraDevices: config.runsVMBus ? [DSDT.vmbus()] : []).blob,
+                             at: ACPITables.defaultBase)
         } catch { throw .memory(error) }
 
         var vcpus: [KVMVCPU] = []
@@ -112,7 +114,7 @@ public final class VirtualMachine: @unchecked Sendable {
         // The SynIC's interrupt routes, and the message router's shared state when the guest has a SynIC.
         let sintRoutes = config.enlightenments.isOff ? nil : try SINTRoutes(vm: vm, vpCount: config.cpuCount, control: control)
         self.sintRoutes = sintRoutes
-        let routerLink = config.runsSynICRouter ? try SynICRouterLink(vpCount: config.cpuCount) : nil
+        let routerLink = config.runsSynICRouter ? try SynICRouterLink(vpCount: config.cpuCount, vmbus: config.runsVMBus) : nil
         self.routerLink = routerLink
         partitionEvents = PartitionEventSink(control: control, action: config.onGuestCrash)
         do {
@@ -172,7 +174,8 @@ public final class VirtualMachine: @unchecked Sendable {
                                          size: UInt64(link.region.region.size)))
                     setup = Self.routerSetup(config: config, link: link, routes: routes)
                 }
-                if kind == .vmbus {
+                if kind == .vmbus, let link = routerLink, let routes = sintRoutes, let partition,
+                   let clock = partition.clock as? GuestTSCClock {
                     let state: WorkerStateRegion
                     do {
                         state = try WorkerStateRegion.create(name: "synthvm-vmbus-state", kind: WorkerKind.vmbus.rawValue,
@@ -181,10 +184,10 @@ public final class VirtualMachine: @unchecked Sendable {
                     vmbusState = state
                     regions.append(.init(id: WorkerLink.workerStateRegion, fd: state.region.fd.rawValue,
                                          size: UInt64(state.region.size)))
-                    let ranges = config.layout.ramRegions.map {
-                        SynICRouterSetup.MemoryRange(base: $0.guestAddress, size: $0.size, offset: $0.backingOffset)
-                    }
-                    setup = [.init(bytes: VMBusWorkerSetup(vpCount: UInt32(config.cpuCount), memory: ranges).encoded())]
+                    regions.append(.init(id: WorkerLink.synicRegion, fd: link.region.region.fd.rawValue,
+                                         size: UInt64(link.region.region.size)))
+                    setup = Self.vmbusSetup(config: config, link: link, routes: routes,
+                                            reference: partition.referenceClock, clock: clock)
                 }
                 workerLinks.append(try WorkerLink(
                     supervisor: sup, name: name, kind: kind, regions: regions, setup: setup,
@@ -214,13 +217,6 @@ public final class VirtualMachine: @unchecked Sendable {
 
     /// Asks the VM to stop (from any thread).
     public func requestStop(_ reason: StopReason) { control.requestStop(reason) }
-
-    /// What the control socket's `shutdown` calls first (`VMControl.requestGracefulShutdown`):
-    /// the VMBus shutdown integration service installs a handler that asks the guest and returns
-    /// true; without one (today) `shutdown` stops the VM as `stop` does.
-    public func setGracefulShutdownHandler(_ handler: (@Sendable () -> Bool)?) {
-        control.setGracefulShutdownHandler(handler)
-    }
 
     /// Whether this KVM fills kvm_run with registers at each exit (KVM_CAP_SYNC_REGS).
     var syncRegs: Bool {
@@ -324,7 +320,7 @@ public final class VirtualMachine: @unchecked Sendable {
         if let fd = config.apiSocket, !control.isStopping {
             do {
                 let backend = VMAPIBackend(control: control, supervisor: supervisor, counters: runners.map(\.published),
-                                           config: config)
+                                           config: config, askGuestToShutDown: { [unowned self] in requestGracefulShutdown() })
                 let server = try ControlSocketServer(listenFD: fd, backend: backend)
                 try server.start(filter: filters.monitor)
                 api = server
@@ -391,7 +387,47 @@ public final class VirtualMachine: @unchecked Sendable {
                                   fds: Array(fds[first..<(first + n)])))
             first += n
         }
+        if let connections = vmbusConnections(link: link) { messages.append(connections) }
         return messages
+    }
+
+    /// The VMBus worker's setup messages: the partition's shape and clock with its doorbell and
+    /// the router's, then each VP's SINT2 eventfd in batches (index = VP).
+    static func vmbusSetup(config: MachineConfig, link: SynICRouterLink, routes: SINTRoutes, reference: ReferenceClock,
+                           clock: GuestTSCClock) -> [WorkerLink.SetupMessage] {
+        let ranges = config.layout.ramRegions.map {
+            SynICRouterSetup.MemoryRange(base: $0.guestAddress, size: $0.size, offset: $0.backingOffset)
+        }
+        let record = VMBusWorkerSetup(
+            vpCount: UInt32(config.cpuCount), flags: config.enlightenments.has(.synicPolling) ? .sintPolling : [],
+            ringRecordSize: UInt32(SynICRouterLink.ringLayout.recordSize),
+            ringCapacity: UInt32(SynICRouterLink.ringLayout.capacity), tscFrequencyHz: reference.tscFrequencyHz,
+            tscAtReferenceZero: reference.tscAtCreation, guestTSCOffset: clock.offset, memory: ranges)
+        var messages = [WorkerLink.SetupMessage(bytes: record.encoded(), fds: [link.vmbusDoorbell?.fd.rawValue ?? -1,
+                                                                           link.routerDoorbell.fd.rawValue])]
+        let sint2 = (0..<config.cpuCount).map { routes.eventFDs[$0 * 16 + MachineConfig.vmbusSINT] }
+        var first = 0
+        while first < sint2.count {
+            let n = min(Int(SINTEventFDs.maxPerMessage), sint2.count - first)
+            messages.append(.init(bytes: SINTEventFDs(first: UInt32(first), count: UInt32(n)).encoded(),
+                                  fds: Array(sint2[first..<(first + n)])))
+            first += n
+        }
+        return messages
+    }
+
+    /// The connections the router publishes for the VMBus worker: message connections 1 and 4,
+    /// and one event connection per channel it offers (relid | 2 << 12, `VMBusRelID.connectionID`).
+    static func vmbusConnections(link: SynICRouterLink) -> WorkerLink.SetupMessage? {
+        guard let bell = link.vmbusDoorbell else { return nil }
+        let owner = UInt32(WorkerKind.vmbus.rawValue)
+        var entries = MachineConfig.vmbusMessageConnections.map {
+            RouterConnections.Entry(connectionID: $0, kind: .message, owner: owner, buffers: MachineConfig.vmbusMessageBuffers)
+        }
+        for relID in MachineConfig.vmbusRelIDs {
+            entries.append(.init(connectionID: relID | UInt32(MachineConfig.vmbusSINT) << 12, kind: .event, owner: owner, buffers: 0))
+        }
+        return .init(bytes: RouterConnections(entries: entries).encoded(), fds: [bell.fd.rawValue])
     }
 
     /// Parses `<directory>/<name>.policy` and compiles it into the program the worker installs.
@@ -416,10 +452,27 @@ public final class VirtualMachine: @unchecked Sendable {
         sup.stop()
     }
 
+    /// Asks the guest to shut down through the shutdown integration service: true when the
+    /// request went to the VMBus worker, which sends it because the guest has negotiated that
+    /// channel; false (stop hard instead) when there is no VMBus, no shutdown channel, or a grace
+    /// of 0. From the monitor thread or the control socket's thread.
+    public func requestGracefulShutdown() -> Bool {
+        guard config.shutdownGraceSeconds > 0, let link = routerLink,
+              link.region.vmbusStatus.flags & SynICRegion.VMBusStatus.shutdownNegotiated != 0,
+              let vmbus = workerLinks.first(where: { $0.kind == .vmbus }) else { return false }
+        return vmbus.send(GuestShutdownRequest().encoded())
+    }
+
+    static func say(_ line: String) {
+        let text = line + "\n"
+        _ = text.withCString { Glibc.write(2, $0, strlen($0)) }
+    }
+
     private func supervise(signalFD: Int32) {
         var fds = [pollfd(fd: control.wakeFD, events: Int16(POLLIN), revents: 0)]
         if signalFD >= 0 { fds.append(pollfd(fd: signalFD, events: Int16(POLLIN), revents: 0)) }
         let deadline = config.timeoutSeconds.map { monotonicSeconds() + Double($0) }
+        var shutdownDeadline: Double?
         while !control.isStopping {
             if let d = deadline, monotonicSeconds() >= d {
                 control.requestStop(.timedOut(seconds: config.timeoutSeconds ?? 0))
@@ -428,7 +481,28 @@ public final class VirtualMachine: @unchecked Sendable {
             _ = poll(&fds, nfds_t(fds.count), config.haltPollMilliseconds)
             if signalFD >= 0, fds[1].revents != 0 {
                 let sig = svm_read_signalfd(signalFD)
-                if sig > 0 { control.requestStop(.signal(Int32(sig))) }
+                // The first SIGTERM asks the guest to shut down when it can be asked; SIGINT,
+                // a second SIGTERM, or a guest with no shutdown channel stop at once.
+                if sig == SIGTERM, shutdownDeadline == nil, !control.hasAskedGuestToShutDown, requestGracefulShutdown() {
+                    control.markGuestAskedToShutDown()
+                    shutdownDeadline = monotonicSeconds() + Double(config.shutdownGraceSeconds)
+                    Self.say("synthvm: SIGTERM: asked the guest to shut down (shutdown IC); stopping it in "
+                             + "\(config.shutdownGraceSeconds) s if it has not (SIGINT or another SIGTERM: now)")
+                } else if sig > 0 {
+                    control.requestStop(.signal(Int32(sig)))
+                }
+            }
+            // The control socket's `shutdown` asked the guest (on its own thread): the same grace.
+            if control.takeShutdownAskedByAPI(), shutdownDeadline == nil {
+                shutdownDeadline = monotonicSeconds() + Double(config.shutdownGraceSeconds)
+                Self.say("synthvm: shutdown (control socket): asked the guest to shut down (shutdown IC); stopping it in "
+                         + "\(config.shutdownGraceSeconds) s if it has not")
+            }
+            if let d = shutdownDeadline {
+                let refused = (routerLink?.region.vmbusStatus.flags ?? 0) & SynICRegion.VMBusStatus.shutdownRefused != 0
+                if refused || monotonicSeconds() >= d {
+                    control.requestStop(.shutdownFailed(seconds: config.shutdownGraceSeconds, refused: refused))
+                }
             }
             if control.isStopping { break }
             if control.everyoneParked() {

@@ -139,4 +139,11 @@ public final class WorkerLink: @unchecked Sendable {
 
     /// Closes the control socket: the worker sees end-of-file and exits.
     public func close() { control = nil }
+
+    /// Sends one record on the control socket (a SEQPACKET write is one message; `write` is in
+    /// every monitor thread's policy, `sendmsg` is not). False if the socket is closed or full.
+    func send(_ bytes: [UInt8]) -> Bool {
+        guard let fd = control?.rawValue else { return false }
+        return bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) } == bytes.count
+    }
 }

@@ -27,7 +27,14 @@ public final class MessageRouter {
         var kind: ConnectionTable.Kind
         var vp: UInt32
         var sint: Int
+        /// 0: the router serves it (the test device); else the worker kind it is published for.
+        var owner: UInt32 = 0
     }
+
+    /// The VMBus worker's kind: the owner whose message connections are forwarded.
+    public static let vmbusOwner = UInt32(WorkerKind.vmbus.rawValue)
+    /// The SINT VMBus uses; the only one the VMBus worker may post to.
+    public static let vmbusSINT = 2
 
     public let region: SynICRegion
     public let memory: any PartitionMemory
@@ -47,6 +54,16 @@ public final class MessageRouter {
     public private(set) var delivered = 0
     public private(set) var dropped = 0
     public private(set) var eventsSignalled = 0
+    public private(set) var forwarded = 0
+
+    /// Hands a guest message for a connection the VMBus worker owns to that worker (a push into
+    /// its ring, then its doorbell); false when the ring is full (the message waits in `held`).
+    public var forwardToVMBus: ((PostedMessageRecord) -> Bool)?
+    /// Messages for the VMBus worker that its ring refused, oldest first. Each still holds its
+    /// connection buffer, so a guest that keeps posting meets HV_STATUS_INSUFFICIENT_BUFFERS
+    /// instead of losing a message (Linux waits for VMBus replies with no timeout).
+    private(set) var held: [PostedMessageRecord] = []
+    public var heldCount: Int { held.count }
 
     public init(region: SynICRegion, memory: any PartitionMemory, pollingAvailable: Bool, testDevice: Bool,
                 raiseSINT: @escaping (UInt32, Int) -> Void) {
@@ -82,9 +99,62 @@ public final class MessageRouter {
             dropped += 1
             return nil
         }
+        if c.owner != 0 {
+            held.append(record)
+            forwardHeld()
+            return nil
+        }
         let message = HvMessage(type: HvMessageType(rawValue: record.messageType), payload: record.payload)
         enqueue(Queued(message: message, bufferOf: c.index), vp: c.vp, sint: c.sint)
         return nil
+    }
+
+    /// A host message the VMBus worker pushed into its ring. Returns a problem description when
+    /// the record is not what that worker may send (another SINT, an unknown VP, a message type
+    /// the guest could not tell from a bare slot); such records are dropped.
+    @discardableResult
+    public func handleFromVMBus(_ record: HostMessageRecord) -> String? {
+        guard Int(record.sint) == Self.vmbusSINT else {
+            dropped += 1
+            return "VMBus worker message for SINT\(record.sint)"
+        }
+        guard post(HvMessage(type: HvMessageType(rawValue: record.messageType), payload: record.payload),
+                   vp: record.vp, sint: Self.vmbusSINT) else {
+            dropped += 1
+            return "VMBus worker message for VP \(record.vp) of type 0x\(String(record.messageType, radix: 16))"
+        }
+        return nil
+    }
+
+    /// Connections published for other workers (`RouterConnections`), once, before serving.
+    /// Returns the ids that could not be published (a duplicate, or a full table).
+    @discardableResult
+    public func publish(_ entries: [RouterConnections.Entry]) -> [UInt32] {
+        var failed: [UInt32] = []
+        for e in entries {
+            let kind: ConnectionTable.Kind = e.kind == .message ? .message : .event
+            guard connections[e.connectionID] == nil,
+                  let index = region.connections.insert(id: e.connectionID, kind: kind, capacity: e.buffers, owner: e.owner)
+            else {
+                failed.append(e.connectionID)
+                continue
+            }
+            connections[e.connectionID] = Connection(index: index, kind: kind, vp: 0, sint: Self.vmbusSINT, owner: e.owner)
+        }
+        return failed
+    }
+
+    /// Pushes held messages to the VMBus worker, in order, until its ring refuses one.
+    func forwardHeld() {
+        while let first = held.first {
+            guard let forward = forwardToVMBus, forward(first) else {
+                needsRetry = true
+                return
+            }
+            held.removeFirst()
+            forwarded += 1
+            region.connections.releaseBuffer(index: Int(first.entry))
+        }
     }
 
     /// A host-to-guest message from a worker: queued for VP `vp`'s SINTx and delivered when the
@@ -122,6 +192,7 @@ public final class MessageRouter {
     /// The doorbell rang or a retry is due: EOMs, signalled events, contended slots.
     public func service() {
         needsRetry = false
+        forwardHeld()
         for vp in 0..<vpCount {
             let eom = region.eomCount(vp: UInt32(vp))
             if eom != lastEOM[vp] {
@@ -129,7 +200,8 @@ public final class MessageRouter {
                 rescan(vp: UInt32(vp))
             }
         }
-        for (id, c) in connections where c.kind == .event && region.connections.takeEventPending(index: c.index) {
+        // Events of connections published for other workers are theirs to take.
+        for (id, c) in connections where c.kind == .event && c.owner == 0 && region.connections.takeEventPending(index: c.index) {
             // hyperv-testdev: the flag is the connection id (QEMU's event_conn_handler).
             let regs = region.registers(vp: c.vp) ?? SynICRegisters()
             let (_, interrupt) = SynICDelivery.setEventFlag(sint: c.sint, flag: Int(id), registers: regs,
@@ -142,6 +214,7 @@ public final class MessageRouter {
     /// Tries every queue of every VP (after a contended lock, or when the worker starts).
     public func retry() {
         needsRetry = false
+        forwardHeld()
         for vp in 0..<vpCount { rescan(vp: UInt32(vp)) }
     }
 
@@ -154,7 +227,8 @@ public final class MessageRouter {
     }
 
     func removeConnection(_ id: UInt32, kind: ConnectionTable.Kind) {
-        guard let c = connections[id], c.kind == kind else { return }
+        // The test device may remove only its own connections.
+        guard let c = connections[id], c.kind == kind, c.owner == 0 else { return }
         region.connections.remove(index: c.index)
         connections[id] = nil
         // Messages it still had queued go with it (QEMU drops the staged message too).

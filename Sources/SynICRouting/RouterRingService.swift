@@ -15,12 +15,16 @@ public struct RouterRingService {
     public let consumers: [RecordRing.Consumer]
     /// Index of the test-device ring among `consumers` (after the VPs').
     public let testDeviceRing: Int
+    /// The VMBus worker's outbound ring (`HostMessageRecord`s), when it runs. It is a peer the
+    /// router does not trust either: the same rules as the monitor's rings.
+    public let vmbusOutbound: RecordRing.Consumer?
     /// Rings already reported as cut off.
     private var reported = Set<Int>()
 
-    public init(consumers: [RecordRing.Consumer], testDeviceRing: Int) {
+    public init(consumers: [RecordRing.Consumer], testDeviceRing: Int, vmbusOutbound: RecordRing.Consumer? = nil) {
         self.consumers = consumers
         self.testDeviceRing = testDeviceRing
+        self.vmbusOutbound = vmbusOutbound
     }
 
     /// One turn. `testDeviceApplied(sequence)` runs after each test-device write is applied (the
@@ -47,6 +51,21 @@ public struct RouterRingService {
                 }
                 guard case .record = result else {
                     if case .corrupted(let why) = result, reported.insert(i).inserted { report("ring \(i) cut off: \(why)") }
+                    break
+                }
+            }
+        }
+        if let ring = vmbusOutbound {
+            while true {
+                let result = ring.tryPop { record in
+                    do {
+                        if let problem = router.handleFromVMBus(try HostMessageRecord.decode(record)) { report("vmbus ring: \(problem)") }
+                    } catch {
+                        report("vmbus ring: bad record: \(error)")
+                    }
+                }
+                guard case .record = result else {
+                    if case .corrupted(let why) = result, reported.insert(-1).inserted { report("vmbus ring cut off: \(why)") }
                     break
                 }
             }

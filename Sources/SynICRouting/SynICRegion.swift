@@ -11,6 +11,7 @@ import Partition
 /// ```
 ///    0  header: u32 magic "SVSY"  u16 version  u16 reserved  u32 vp count  u32 connection slots
 ///       64: u64 test-device acknowledgement (router writes the last applied write's sequence)
+///      128: the VMBus status block (the VMBus worker writes, the monitor reads: `VMBusStatus`)
 /// 4096  one 256-byte block per VP:
 ///         0 u64 SCONTROL  8 u64 SIMP  16 u64 SIEFP  24 u64 SINT0..15 (128 bytes)
 ///       152 u32 register sequence (seqlock: odd while the monitor writes)
@@ -19,7 +20,9 @@ import Partition
 ///       168 u32 slot lock x (16 of them; 0 free, 1 the monitor, 2 the router)
 ///    C  connection table (4096-aligned): `ConnectionTable.slots` entries of 64 bytes
 ///    R  rings (4096-aligned): one per VP (HvPostMessage records from that VP's thread), then
-///       one for the test device; each `RecordRing.Layout.byteCount` rounded up to 4096
+///       one for the test device, then the VMBus worker's two: router -> vmbus (the guest's
+///       control messages, `PostedMessageRecord`) and vmbus -> router (`HostMessageRecord`);
+///       each `RecordRing.Layout.byteCount` rounded up to 4096
 /// ```
 ///
 /// Trust: the router is sandboxed and parses guest bytes, so the monitor treats everything the
@@ -29,8 +32,10 @@ import Partition
 /// (a compromised monitor is game over anyway, but a torn read must not crash it).
 public final class SynICRegion: @unchecked Sendable {
     public static let magic: UInt32 = 0x5953_5653 // "SVSY"
-    public static let version: UInt16 = 1
+    public static let version: UInt16 = 2
     static let headerSize = 4096
+    /// Rings after the VPs' own: the test device's, then the VMBus worker's two.
+    static let extraRings = 3
     static let vpBlockSize = 256
     static let testDeviceAckOffset = 64
 
@@ -50,7 +55,7 @@ public final class SynICRegion: @unchecked Sendable {
     /// Bytes a region for `vpCount` VPs and rings of `ringLayout` needs.
     public static func size(vpCount: Int, ringLayout: RecordRing.Layout) -> Int {
         let (_, rings, stride) = offsets(vpCount: vpCount, ringLayout: ringLayout)
-        return rings + stride * (vpCount + 1)
+        return rings + stride * (vpCount + Self.extraRings)
     }
 
     static func offsets(vpCount: Int, ringLayout: RecordRing.Layout) -> (connections: Int, rings: Int, stride: Int) {
@@ -73,7 +78,7 @@ public final class SynICRegion: @unchecked Sendable {
         try r.store(UInt32(ConnectionTable.slots), at: 12)
         let region = try SynICRegion(region: r, vpCount: vpCount, ringLayout: ringLayout)
         for vp in 0..<vpCount { region.publish(vp: UInt32(vp), registers: SynICRegisters()) }
-        for i in 0...vpCount { try RecordRing.format(r, at: region.ringOffset(i), layout: ringLayout) }
+        for i in 0..<(vpCount + Self.extraRings) { try RecordRing.format(r, at: region.ringOffset(i), layout: ringLayout) }
         return region
     }
 
@@ -92,9 +97,14 @@ public final class SynICRegion: @unchecked Sendable {
         (connectionsOffset, ringsOffset, ringStride) = Self.offsets(vpCount: vpCount, ringLayout: ringLayout)
     }
 
-    /// Ring `i`: 0..<vpCount are the VPs' HvPostMessage rings, `vpCount` the test device's.
+    /// Ring `i`: 0..<vpCount are the VPs' HvPostMessage rings, `vpCount` the test device's,
+    /// then `vmbusInboundRing` and `vmbusOutboundRing`.
     public func ringOffset(_ i: Int) -> Int { ringsOffset + i * ringStride }
     public var testDeviceRing: Int { vpCount }
+    /// Router -> VMBus worker: the guest's HvPostMessage records for the worker's connections.
+    public var vmbusInboundRing: Int { vpCount + 1 }
+    /// VMBus worker -> router: `HostMessageRecord`s to deliver.
+    public var vmbusOutboundRing: Int { vpCount + 2 }
 
     // MARK: Per-VP block
 
@@ -171,6 +181,48 @@ public final class SynICRegion: @unchecked Sendable {
     public var testDeviceAck: UInt64 {
         get { u64(Self.testDeviceAckOffset).load(ordering: .acquiring) }
         set { u64(Self.testDeviceAckOffset).store(newValue, ordering: .releasing) }
+    }
+
+    // MARK: VMBus status
+
+    /// What the VMBus worker publishes for the monitor (the control socket's status, graceful
+    /// shutdown). Plain words the worker stores and the monitor loads; a hostile worker can only
+    /// make them lie, which costs a graceful shutdown its grace, nothing more.
+    ///
+    /// ```
+    /// 128 u32 flags (bit 0: the guest negotiated the shutdown IC; bit 1: a shutdown request was
+    ///     sent; bit 2: the guest answered it S_OK; bit 3: the guest refused it)
+    /// 136 u64 heartbeats the guest answered   144 u64 its last sequence number
+    /// 152 u64 CLOCK_MONOTONIC ns of the last answer (the worker's clock is the host's)
+    /// ```
+    public struct VMBusStatus: Equatable, Sendable {
+        public var flags: UInt32 = 0
+        public var heartbeats: UInt64 = 0
+        public var heartbeatSequence: UInt64 = 0
+        public var heartbeatMonotonicNs: UInt64 = 0
+        public init() {}
+        public static let shutdownNegotiated: UInt32 = 1 << 0
+        public static let shutdownSent: UInt32 = 1 << 1
+        public static let shutdownAccepted: UInt32 = 1 << 2
+        public static let shutdownRefused: UInt32 = 1 << 3
+    }
+    static let vmbusStatusOffset = 128
+
+    public var vmbusStatus: VMBusStatus {
+        get {
+            var s = VMBusStatus()
+            s.flags = u32(Self.vmbusStatusOffset).load(ordering: .acquiring)
+            s.heartbeats = u64(Self.vmbusStatusOffset + 8).load(ordering: .relaxed)
+            s.heartbeatSequence = u64(Self.vmbusStatusOffset + 16).load(ordering: .relaxed)
+            s.heartbeatMonotonicNs = u64(Self.vmbusStatusOffset + 24).load(ordering: .relaxed)
+            return s
+        }
+        set {
+            u64(Self.vmbusStatusOffset + 8).store(newValue.heartbeats, ordering: .relaxed)
+            u64(Self.vmbusStatusOffset + 16).store(newValue.heartbeatSequence, ordering: .relaxed)
+            u64(Self.vmbusStatusOffset + 24).store(newValue.heartbeatMonotonicNs, ordering: .relaxed)
+            u32(Self.vmbusStatusOffset).store(newValue.flags, ordering: .releasing)
+        }
     }
 
     // MARK: Connection table

@@ -7,9 +7,8 @@ import VMBus
 /// `Saved` state in the supervisor's `WorkerStateRegion`, so a successor continues the same
 /// conversation with the guest. No fds, no syscalls: the worker's shell moves the bytes.
 ///
-/// Today the shell uses it only to restore and save at start (no control message reaches the
-/// worker yet: docs/vmbus.md, "The worker"); `handle(record:)` and `posted(through:)` are the
-/// control path's entry points, tested here without KVM.
+/// `VMBusWorkerCore` drives it: `handle(record:)` for each control message the router
+/// forwards, `apply(_:)` for the devices' answers, `posted(through:)` once replies are pushed.
 public final class VMBusService {
     public private(set) var server: VMBusServer
     public let state: WorkerStateRegion
@@ -21,10 +20,11 @@ public final class VMBusService {
     /// Restores a predecessor's state from `state` if there is one (decoded as hostile bytes: one
     /// that does not decode or restore is reported in `log` and the server starts afresh), then
     /// saves. `log` receives one line per event worth reporting.
-    public init(state: WorkerStateRegion, configuration: VMBusServer.Configuration, log: (String) -> Void) {
+    public init(state: WorkerStateRegion, configuration: VMBusServer.Configuration, offers: [VMBusOffer] = [],
+                log: (String) -> Void) {
         self.state = state
         self.configuration = configuration
-        server = VMBusServer(configuration: configuration, offers: [])
+        server = VMBusServer(configuration: configuration, offers: offers)
         do {
             if let (generation, bytes) = try state.load() {
                 do {
@@ -42,10 +42,11 @@ public final class VMBusService {
     }
 
     /// One guest HvPostMessage for connection 1 or 4, as the router forwards it: a
-    /// `PostedMessageRecord` decoded in place from the ring's buffer. Returns the messages to
-    /// post to the guest, in order (each for SINT2 of its VP); the state is saved before it
-    /// returns. A record that does not decode is reported and changes nothing.
-    public func handle(record: UnsafeRawBufferPointer, log: (String) -> Void) -> [VMBusOutboundMessage] {
+    /// `PostedMessageRecord` decoded in place from the ring's buffer. Returns the server's
+    /// actions (messages to post, each for SINT2 of its VP; channels for devices; log lines are
+    /// given to `log`); the state is saved before it returns. A record that does not decode is
+    /// reported and changes nothing.
+    public func handle(record: UnsafeRawBufferPointer, log: (String) -> Void) -> [VMBusServerAction] {
         let posted: PostedMessageRecord
         do { posted = try PostedMessageRecord.decode(record) } catch {
             log("bad record: \(error)")
@@ -53,19 +54,24 @@ public final class VMBusService {
         }
         let input = VMBusPostedMessage(connectionID: posted.connectionID, vp: posted.vp,
                                        messageType: HvMessageType(rawValue: posted.messageType), bytes: posted.payload)
-        var out: [VMBusOutboundMessage] = []
-        for action in server.handle(.message(input)) {
-            switch action {
-            case .post(let m): out.append(m)
-            case .log(let line): log(line)
-            // No device offers a channel yet, so none can be opened, closed or moved.
-            case .openChannel(let o): log("open of relid \(o.relID) with no device behind it")
-            case .closeChannel(let relID): log("close of relid \(relID) with no device behind it")
-            case .modifyChannel: break
-            }
+        return apply(.message(input), log: log)
+    }
+
+    /// Any input (a device's answer, the shell's receipt): the server's actions, log lines given
+    /// to `log` and left out; the state is saved before it returns.
+    public func apply(_ input: VMBusServerInput, log: (String) -> Void) -> [VMBusServerAction] {
+        var out: [VMBusServerAction] = []
+        for action in server.handle(input) {
+            if case .log(let line) = action { log(line) } else { out.append(action) }
         }
         save(log: log)
         return out
+    }
+
+    /// Takes what restoring left to do (once).
+    public func takePendingAfterRestore() -> [VMBusServerAction] {
+        defer { pendingAfterRestore = [] }
+        return pendingAfterRestore
     }
 
     /// The shell has handed every outbound message through `sequence` to the router: they leave

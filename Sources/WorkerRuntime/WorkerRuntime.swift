@@ -107,10 +107,10 @@ public struct WorkerRuntime: Sendable {
     }
 
     /// The monitor closing the control socket is the order to leave (false); anything else it
-    /// sends is ignored.
-    public func controlMessage() -> Bool {
+    /// sends goes to `handle` (the VMBus worker's shutdown request; ignored by default).
+    public func controlMessage(_ handle: (FDPassing.Message) -> Void = { _ in }) -> Bool {
         do {
-            _ = try FDPassing.receive(from: Self.controlFD, maxPayload: 4096, maxFDs: 0)
+            handle(try FDPassing.receive(from: Self.controlFD, maxPayload: 4096, maxFDs: 0))
             return true
         } catch .peerClosed {
             return false

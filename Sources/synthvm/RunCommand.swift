@@ -22,8 +22,10 @@ struct RunCommand: ParsableCommand {
             Exit status: 0 when every vCPU halted with interrupts off; (v << 1) | 1 when the guest wrote \
             v to the exit device at port 0xf4; 2 triple fault; 4 guest crash (a report goes to stderr); \
             6 host failure while running; 64 bad input; 70 the VM could not be created; 124 --timeout elapsed; \
-            130 SIGINT/SIGTERM, or stop on the control socket; 8 the guest reported a crash through the Hyper-V crash MSRs; 10 the guest \
-            requested a reset and --on-reset is exit.
+            130 SIGINT, SIGTERM when the guest cannot be asked to shut down, or stop on the control socket; 131 SIGTERM asked the guest to \
+            shut down and it did not within --shutdown-grace (or refused); 8 the guest reported a crash through \
+            the Hyper-V crash MSRs; 10 the guest requested a reset and --on-reset is exit. A guest that shuts \
+            down when asked powers off through ACPI: 0.
             """)
 
     @Option(name: .long, help: ArgumentHelp("Guest kernel: a Linux bzImage or vmlinux, an ELF64, or a multiboot v1 kernel. Default: the built-in guest.",
@@ -64,11 +66,12 @@ struct RunCommand: ParsableCommand {
             + "test suites), from the SynIC router worker. Needs the synic enlightenment."))
     var hypervTestdev = false
 
-    @Flag(name: .long, help: ArgumentHelp(
-        "Start the VMBus server worker (synthvm-vmbus), jailed and filtered like the SynIC router. Opt-in for now: "
-            + "the DSDT has no VMBus device yet and the worker does not yet serve the VMBus control messages "
-            + "(docs/vmbus.md). Needs the synic enlightenment."))
-    var vmbus = false
+    @Flag(name: .long, inversion: .prefixedNo, help: ArgumentHelp(
+        "Serve VMBus (default): the VMBus ACPI device in the DSDT and the VMBus server worker (synthvm-vmbus, "
+            + "jailed and filtered like the SynIC router) with the heartbeat, shutdown and time-sync integration "
+            + "services. Only with the synic enlightenment: a --hyperv set without synic gets no VMBus device "
+            + "(asking for --vmbus then is an error). --no-vmbus leaves VMBus out."))
+    var vmbus: Bool?
 
     @Option(name: .long, help: ArgumentHelp("Write a JSON report here when the guest reports a crash (Hyper-V crash MSRs).",
                                             valueName: "path"))
@@ -100,6 +103,12 @@ struct RunCommand: ParsableCommand {
         "Directory of the seccomp policies (vcpu.policy, vmm.policy, one per worker). Default: the source tree's "
             + "Policies/, which a relocated install must replace.", valueName: "dir"))
     var policyDir: String?
+
+    @Option(name: .long, help: ArgumentHelp(
+        "SIGTERM asks the guest to shut down through the VMBus shutdown integration service and stops it hard "
+            + "after this many seconds (status 131); a guest without that channel, SIGINT, a second SIGTERM and "
+            + "Ctrl-A x stop at once (status 130). 0: SIGTERM stops at once.", valueName: "seconds"))
+    var shutdownGrace: Int = 30
 
     @Flag(name: .long, help: "Print exit statistics to stderr when the VM stops.")
     var stats = false
@@ -143,12 +152,14 @@ struct RunCommand: ParsableCommand {
             }
             config.hypervTestDevice = true
         }
-        if vmbus {
-            guard config.runsSynICRouter else {
-                fail("--vmbus needs the synic enlightenment (--hyperv \(hyperv) has none)", status: StopReason.usageStatus)
-            }
-            config.vmbus = true
+        if vmbus == true, !config.runsSynICRouter {
+            fail("--vmbus needs the synic enlightenment (--hyperv \(hyperv) has none)", status: StopReason.usageStatus)
         }
+        config.vmbus = vmbus ?? true
+        guard (0...86_400).contains(shutdownGrace) else {
+            fail("--shutdown-grace \(shutdownGrace) is out of range (0...86400 seconds)", status: StopReason.usageStatus)
+        }
+        config.shutdownGraceSeconds = shutdownGrace
         config.workers = workers
         if allowFaultInjection {
             guard apiSocket != nil else {

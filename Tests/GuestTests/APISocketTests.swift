@@ -227,7 +227,7 @@ struct APISocketTests {
             let r2 = try Self.ctl([r.socket, "fault", "synic-router", kind])
             #expect(r2.status == 1 && r2.stderr.contains("NotSupported") && r2.stderr.contains("not supported yet"), "\(r2)")
         }
-        #expect(try Self.ctlJSON(r.socket, ["fault", "vmbus", "kill"])["error"]?["class"] == .string("WorkerNotFound"))
+        #expect(try Self.ctlJSON(r.socket, ["fault", "no-such-worker", "kill"])["error"]?["class"] == .string("WorkerNotFound"))
 
         var after: JSONValue?
         for _ in 0..<50 {
@@ -290,6 +290,27 @@ struct APISocketTests {
         _ = gone.send(#"{"execute":"metrics"}"#)
         let busy = try Client(path)
         #expect(try busy.request(#"{"execute":"status"}"#)["return"]?["pid"] == .int(Int64(getpid())))
+    }
+
+    @Test("shutdown through the control socket asks Linux through the shutdown IC: graceful, power off, status 0")
+    func gracefulShutdownOfTheTestKernel() throws {
+        try GuestHarness.requireKVM()
+        let kernel = try TestKernelTests.kernel.get()
+        let path = Self.socketPath("api-linux.sock")
+        unlink(path)
+        nonisolated(unsafe) var reply: Ctl?
+        let boot = try TestKernelTests.boot(kernel, cpus: 1, timeout: 300, awaiting: TestKernelTests.icLines,
+                                            extra: ["--api-socket", path]) { _ in
+            reply = try? Self.ctl([path, "shutdown"])
+        }
+        let tail = "last serial lines:\n" + boot.lines.suffix(15).joined(separator: "\n")
+        #expect(boot.reachedRootWait, "\(tail)")
+        #expect(reply?.status == 0 && reply?.stdout == "the guest was asked to shut down\n", "\(String(describing: reply))")
+        #expect(boot.stderr.contains("synthvm: shutdown (control socket): asked the guest to shut down (shutdown IC)"),
+                "\(boot.stderr)")
+        #expect(boot.status == 0, "\(boot.stderr)\n\(tail)")
+        #expect(boot.log.contains("reboot: Power down"), "\(tail)")
+        #expect(access(path, F_OK) != 0)
     }
 
     @Test("the vCPU's published counters read back in ExitCounters.named order, every field")

@@ -23,9 +23,12 @@ struct HostileGuestTests {
         ])
         let lines = r.stdout.split(separator: "\n").map(String.init)
         for line in lines where line.contains(" ops/s=") { print("seed \(seed), \(cpus) vCPU(s): \(line)") }
-        // Nothing on stderr: no worker death, seccomp violation, ring cut off, bad record,
-        // internal error or crash report from any process (they all write there, prefixed).
-        #expect(r.stderr.isEmpty, "seed \(seed), \(cpus) vCPUs: stderr:\n\(r.stderr)")
+        // Nothing on stderr but the VMBus server's rate-limited drop lines (the guest posts
+        // garbage to VMBus's connections 1 and 4 too): no worker death, seccomp violation, ring
+        // cut off, bad record, internal error or crash report from any process (they all write
+        // there, prefixed).
+        let unexpected = r.stderr.split(separator: "\n").filter { !$0.contains(": synthvm-vmbus: vmbus: dropped: ") }
+        #expect(unexpected.isEmpty, "seed \(seed), \(cpus) vCPUs: stderr:\n\(r.stderr)")
         #expect(r.status == 0, "seed \(seed), \(cpus) vCPUs: status \(r.status)\n\(r.stdout)")
         for vp in 0..<cpus {
             #expect(lines.contains("hostile: vcpu \(vp) ok"), "seed \(seed): vcpu \(vp) did not finish:\n\(r.stdout)")

@@ -52,17 +52,29 @@ struct TestKernelTests {
         var lines: [String]
         var status: Int32
         var reachedRootWait: Bool
+        /// Seconds from start to the root wait (or to giving up).
         var seconds: Double
+        /// Seconds from SIGTERM to synthvm's exit.
+        var stopSeconds: Double
+        var stderr: String
     }
 
+    /// The integration services' lines hv_utils prints once it negotiated each (drivers/hv/hv_util.c).
+    static let icLines = ["hv_utils: Heartbeat IC version 3.0", "hv_utils: Shutdown IC version 3.2",
+                          "hv_utils: TimeSync IC version 4.0"]
+
     /// Runs `synthvm run` on the kernel with the serial console on stdout, reads the log until the
-    /// root wait (or `timeout`), then stops it with SIGTERM.
-    static func boot(_ kernel: String, cpus: Int, timeout: Int) throws -> Boot {
+    /// root wait and every line of `awaiting` (or `timeout`), then sends SIGTERM and waits (up to
+    /// `stopTimeout`) for synthvm to end.
+    /// `extra`: more `synthvm run` options; `stop`: how to ask it to stop (default SIGTERM).
+    static func boot(_ kernel: String, cpus: Int, timeout: Int, awaiting: [String] = [],
+                     stopTimeout: Double = 90, extra: [String] = [],
+                     stop: (Process) -> Void = { kill($0.processIdentifier, SIGTERM) }) throws -> Boot {
         let p = Process()
         p.executableURL = CommandLineTests.binary
         p.arguments = ["run", "--profile", "linux-pvm", "--kernel", kernel, "--cpus", "\(cpus)", "--memory", "256M",
                        "--cmdline", "console=ttyS0 root=/dev/sda rootwait", "--serial", "stdio",
-                       "--timeout", "\(timeout)"]
+                       "--timeout", "\(timeout)"] + extra
         let out = Pipe(), err = Pipe()
         p.standardOutput = out
         p.standardError = err
@@ -75,17 +87,23 @@ struct TestKernelTests {
         try p.run()
         var reached = false
         while p.isRunning {
-            if buffer.string.contains(rootWait) { reached = true; break }
+            let log = buffer.string
+            if log.contains(rootWait) {
+                reached = true
+                if awaiting.allSatisfy({ log.contains($0) }) { break }
+            }
             usleep(100_000)
         }
         let seconds = Date().timeIntervalSince(start)
+        let stopStart = Date()
         if p.isRunning {
-            kill(p.processIdentifier, SIGTERM)
-            let deadline = Date().addingTimeInterval(30)
+            stop(p)
+            let deadline = Date().addingTimeInterval(stopTimeout)
             while p.isRunning && Date() < deadline { usleep(50_000) }
             if p.isRunning { kill(p.processIdentifier, SIGKILL) }
         }
         p.waitUntilExit()
+        let stopSeconds = Date().timeIntervalSince(stopStart)
         out.fileHandleForReading.readabilityHandler = nil
         err.fileHandleForReading.readabilityHandler = nil
         buffer.append(out.fileHandleForReading.readDataToEndOfFile())
@@ -93,21 +111,35 @@ struct TestKernelTests {
         let log = buffer.string
         if !errBuffer.string.isEmpty { print("test-kernel: synthvm stderr:\n\(errBuffer.string)") }
         return Boot(log: log, lines: ReferenceLinuxTests.serialLines(log), status: p.terminationStatus,
-                    reachedRootWait: reached || log.contains(rootWait), seconds: seconds)
+                    reachedRootWait: reached || log.contains(rootWait), seconds: seconds, stopSeconds: stopSeconds,
+                    stderr: errBuffer.string)
     }
 
     @Test("the test kernel boots on SynthVM's Hyper-V interface to its root wait", arguments: [1, 2])
     func bootsToRootWait(cpus: Int) throws {
         try GuestHarness.requireKVM()
         let kernel = try Self.kernel.get()
-        let boot = try Self.boot(kernel, cpus: cpus, timeout: 300)
-        print("test-kernel: \(cpus) vCPU(s): root wait \(boot.reachedRootWait ? "reached" : "NOT reached") after "
-              + "\(String(format: "%.1f", boot.seconds)) s, synthvm status \(boot.status) after SIGTERM, "
-              + "\(boot.lines.count) serial lines")
+        let boot = try Self.boot(kernel, cpus: cpus, timeout: 300, awaiting: Self.icLines)
+        print("test-kernel: \(cpus) vCPU(s): root wait \(boot.reachedRootWait ? "reached" : "NOT reached") and the "
+              + "ICs negotiated after \(String(format: "%.1f", boot.seconds)) s; SIGTERM -> synthvm status \(boot.status) "
+              + "after \(String(format: "%.1f", boot.stopSeconds)) s; \(boot.lines.count) serial lines")
         let tail = "last serial lines:\n" + boot.lines.suffix(25).joined(separator: "\n")
         #expect(boot.reachedRootWait, "\(tail)")
-        // SIGTERM stops synthvm with 130 (RunCommand's exit statuses).
-        #expect(boot.status == 130, "\(tail)")
+
+        // VMBus: connected at 5.3, the three integration services negotiated, nothing wrong said.
+        #expect(boot.lines.contains { $0.hasSuffix("hv_vmbus: Vmbus version:5.3") }, "\(tail)")
+        for line in Self.icLines { #expect(boot.lines.contains { $0.hasSuffix(line) }, "no \"\(line)\"\n\(tail)") }
+        let vmbusTrouble = boot.lines.filter { line in
+            (line.contains("hv_vmbus") || line.contains("hv_utils") || line.contains("vmbus"))
+                && ["rror", "fail", "Fail", "WARN", "nable to", "timed out", "Unknown"].contains { line.contains($0) }
+        }
+        #expect(vmbusTrouble.isEmpty, "\(vmbusTrouble.joined(separator: "\n"))")
+
+        // SIGTERM asks the guest to shut down through the shutdown IC; Linux's orderly poweroff finds
+        // no /sbin/poweroff (no root file system) and powers off in the kernel: ACPI S5, status 0.
+        #expect(boot.stderr.contains("synthvm: SIGTERM: asked the guest to shut down (shutdown IC)"), "\(boot.stderr)")
+        #expect(boot.status == 0, "\(tail)")
+        #expect(boot.log.contains("reboot: Power down"), "\(tail)")
 
         #expect(boot.log.contains("Hypervisor detected: Microsoft Hyper-V"), "\(tail)")
         // hyperv_timer.c registers the TSC-page clocksource, and the kernel switches to it.

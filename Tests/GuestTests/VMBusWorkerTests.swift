@@ -6,8 +6,8 @@ import Sandbox
 import VMBus
 import Testing
 
-/// The VMBus server worker (`synthvm-vmbus`, Workers/vmbus): started with `--vmbus` when the guest
-/// has a SynIC, jailed and filtered like the router (docs/processes.md).
+/// The VMBus server worker (`synthvm-vmbus`, Workers/vmbus): started by default when the guest
+/// has a SynIC (`--no-vmbus` leaves it out), jailed and filtered like the router (docs/processes.md).
 @Suite("VMBus worker: spawn, jail, filter, exit")
 struct VMBusWorkerTests {
     static func config(_ guest: String = "hello") throws -> MachineConfig {
@@ -16,38 +16,51 @@ struct VMBusWorkerTests {
         return c
     }
 
-    @Test("it runs only when asked for and the guest has a SynIC, after the router")
+    @Test("it runs by default when the guest has a SynIC, after the router, and not with --no-vmbus")
     func startsOnlyWithSynIC() throws {
         let path = try GuestHarness.guestPath("hello")
         var on = try MachineConfig.load(kernelPath: path, memory: "64M", serial: "none", hyperv: "default")
-        #expect(on.workerNames == ["synic-router"])
+        #expect(on.workerNames == ["synic-router", "vmbus"] && on.runsVMBus)
+        on.vmbus = false
+        #expect(on.workerNames == ["synic-router"] && !on.runsVMBus)
         on.vmbus = true
-        #expect(on.workerNames == ["synic-router", "vmbus"])
         var off = try MachineConfig.load(kernelPath: path, memory: "64M", serial: "none", hyperv: "default,-stimer,-stimer-direct,-synic")
         off.vmbus = true
         #expect(!off.runsVMBus && off.workerNames.isEmpty)
     }
 
-    @Test("jailed (own PID and other namespaces, no capabilities), filtered on every thread, holding stdio, its control socket, guest RAM and its state region mapped; saves its state; exits with the VM")
-    func jailedFilteredAndClean() throws {
-        let vm = try VirtualMachine(config: try Self.config())
+    @Test("jailed (own PID and other namespaces, no capabilities), filtered on every thread, holding stdio, its control socket, guest RAM, the SynIC region and its state region mapped, its doorbell, the router's and each VP's SINT2 eventfd; saves its state; exits with the VM",
+          arguments: [1, 2])
+    func jailedFilteredAndClean(cpus: Int) throws {
+        var c = try Self.config()
+        c.cpuCount = cpus
+        let vm = try VirtualMachine(config: c)
         let link = try #require(vm.workerLinks.first { $0.kind == .vmbus })
         let pid = link.process.pid
-        let fds = try WorkerTests.openFDs(pid)
-        #expect(fds.count == 6 && Array(fds.prefix(4)) == [0, 1, 2, 3], "fds \(fds)")
-        let held = try fds.dropFirst(4).map {
-            String(try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\($0)").split(separator: " ")[0])
+        func held(_ pid: pid_t) throws -> [String] {
+            let fds = try WorkerTests.openFDs(pid)
+            #expect(Array(fds.prefix(4)) == [0, 1, 2, 3], "fds \(fds)")
+            return try fds.dropFirst(4).map {
+                String(try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\($0)").split(separator: " ")[0])
+            }.sorted()
         }
-        #expect(held.sorted() == ["/memfd:synthvm-guest-ram", "/memfd:synthvm-vmbus-state"], "\(held)")
+        let eventfds = [String](repeating: "anon_inode:[eventfd]", count: 2 + cpus)
+        #expect(try held(pid) == ["/memfd:synthvm-guest-ram", "/memfd:synthvm-synic", "/memfd:synthvm-vmbus-state"] + eventfds)
+        // The router beside it holds the VMBus worker's doorbell too (it forwards control messages).
+        let router = try #require(vm.workerLinks.first { $0.kind == .synicRouter }).process.pid
+        #expect(try held(router) == ["/memfd:synthvm-guest-ram", "/memfd:synthvm-synic"]
+                + [String](repeating: "anon_inode:[eventfd]", count: 3 + 16 * cpus))
         let maps = try String(contentsOfFile: "/proc/\(pid)/maps", encoding: .utf8)
         #expect(maps.contains("synthvm-guest-ram"), "guest RAM not mapped by the worker")
+        #expect(maps.contains("synthvm-synic"), "the SynIC region not mapped by the worker")
         #expect(maps.contains("synthvm-vmbus-state"), "the state region not mapped by the worker")
         // It saved a fresh server's state (disconnected, no channels) before it attached.
         let state = try #require(vm.vmbusState)
         let saved = try #require(try state.load())
         #expect(saved.generation == 1)
         let decoded = try VMBusServer.Saved(decoding: saved.bytes)
-        #expect(decoded.channels.isEmpty && decoded.outbound.isEmpty)
+        // Three offers (the integration services: heartbeat, shutdown, time sync), none open.
+        #expect(decoded.channels.count == 3 && decoded.outbound.isEmpty)
         try WorkerTests.expectFiltered(pid)
         for t in try JailTests.threads(pid) {
             let s = try JailTests.status("/proc/\(pid)/task/\(t)/status")

@@ -39,6 +39,8 @@
 #define CTL_SINT_DESTROY 2
 #define CTL_SINT_SET 3
 #define CTL_MSG_CREATE 4
+/* Connection ids above VMBus's message connections 1 and 4, which the VMBus worker owns. */
+#define CONN_BASE 0x40
 #define CTL_MSG_DESTROY 5
 #define CTL_EVT_CREATE 6
 #define CTL_EVT_DESTROY 7
@@ -168,7 +170,7 @@ static void suite(void)
     meet(vp, 2);
 
     /* 3. Messages to self (SINT2) and to the other vCPU (its SINT 4 + vp). */
-    u32 self_conn = 1 + vp * 16, other_conn = 2 + vp * 16;
+    u32 self_conn = CONN_BASE + 1 + vp * 16, other_conn = CONN_BASE + 2 + vp * 16;
     testdev(CTL_MSG_CREATE, self_conn, vp, 2);
     testdev(CTL_MSG_CREATE, other_conn, other, 4 + vp);
     u32 st = post(vp, self_conn, 0x100 + vp, 240, 0x1000 * (vp + 1));
@@ -187,7 +189,7 @@ static void suite(void)
     st_printf(NAME ": vcpu %u: messages to self and to vcpu %u delivered\n", vp, other);
 
     /* 4. Busy slot: MessagePending, INSUFFICIENT_BUFFERS, EOM. */
-    u32 busy_conn = 3 + vp * 16;
+    u32 busy_conn = CONN_BASE + 3 + vp * 16;
     testdev(CTL_MSG_CREATE, busy_conn, vp, 6);
     if ((st = post(vp, busy_conn, 0x300, 8, 0xa1)) != HV_STATUS_SUCCESS)
         st_fail(vp, "first message: status 0x%x", st);
@@ -214,7 +216,7 @@ static void suite(void)
     meet(vp, 4);
 
     /* 5. Events to self (SINT8) and to the other vCPU (SINT 10 + vp; 11 is AutoEOI). */
-    u32 self_evt = 4 + vp * 16, other_evt = 5 + vp * 16;
+    u32 self_evt = CONN_BASE + 4 + vp * 16, other_evt = CONN_BASE + 5 + vp * 16;
     testdev(CTL_EVT_CREATE, self_evt, vp, 8);
     testdev(CTL_EVT_CREATE, other_evt, other, 10 + vp);
     if ((st = HV_STATUS(hv_fast8(HVCALL_SIGNAL_EVENT, self_evt))) != HV_STATUS_SUCCESS)
@@ -231,7 +233,7 @@ static void suite(void)
     if ((st = HV_STATUS(hv_fast8(HVCALL_SIGNAL_EVENT, other_evt))) != HV_STATUS_SUCCESS)
         st_fail(vp, "HvSignalEvent to the other vCPU: status 0x%x", st);
     meet(vp, 5);
-    u32 evt_from = 5 + other * 16;
+    u32 evt_from = CONN_BASE + 5 + other * 16;
     expect_irqs(vp, 10 + other, 1, "event from the other vCPU");
     if (!flag_set(vp, 10 + other, evt_from))
         st_fail(vp, "event from the other vCPU: flag %u of SINT%u not set", evt_from, 10 + other);
@@ -239,7 +241,7 @@ static void suite(void)
 
     /* 6. One slot, two writers: a connection's messages (the router) and a message-mode timer (the
      *    monitor) share SINT12; both arrive, one at a time, with MessagePending and EOM between. */
-    u32 shared_conn = 6 + vp * 16;
+    u32 shared_conn = CONN_BASE + 6 + vp * 16;
     testdev(CTL_MSG_CREATE, shared_conn, vp, 12);
     if ((st = post(vp, shared_conn, 0x600, 8, 0x61)) != HV_STATUS_SUCCESS)
         st_fail(vp, "shared slot, first message: status 0x%x", st);

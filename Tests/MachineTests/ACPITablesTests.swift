@@ -212,11 +212,12 @@ private func ascii(_ b: some Collection<UInt8>) -> String { String(decoding: b, 
     }
 
     @Test func vmbusSlotEncoding() {
-        // Device(VMBS) { Name(_HID, "VMBus"); Name(_UID, Zero); Name(_CRS, ResourceTemplate() {}) }
+        // Device(VMBS) { Name(_HID, "VMBus"); Name(_UID, Zero); Name(_STA, 0x0F); Name(_CRS, ResourceTemplate() {}) }
         let slot = DSDT.vmbus()
         let body: [UInt8] = Array("VMBS".utf8)
             + [0x08] + Array("_HID".utf8) + [0x0D] + Array("VMBus".utf8) + [0]
             + [0x08] + Array("_UID".utf8) + [0x00]
+            + [0x08] + Array("_STA".utf8) + [0x0A, 0x0F]
             + [0x08] + Array("_CRS".utf8) + [0x11, 0x05, 0x0A, 0x02, 0x79, 0x00]
         #expect(slot == [0x5B, 0x82, UInt8(body.count + 1)] + body)
         // Resources go into the _CRS template, before the end tag.
@@ -292,6 +293,7 @@ private func ascii(_ b: some Collection<UInt8>) -> String { String(decoding: b, 
                 #expect(compact.contains("Device (VMBS)"), "\(listing)")
                 #expect(compact.contains("Name (_HID, \"VMBus\")  // _HID: Hardware ID"), "\(listing)")
                 #expect(compact.contains("Name (_UID, Zero)  // _UID: Unique ID"), "\(listing)")
+                #expect(compact.contains("Name (_STA, 0x0F)  // _STA: Status"), "\(listing)")
                 #expect(compact.contains("Name (_CRS, ResourceTemplate ()  // _CRS: Current Resource Settings"), "\(listing)")
             }
         }

@@ -12,6 +12,7 @@ struct VMBusFuzzSeedTests {
     @Test func everySeedIsThere() {
         #expect(fuzzSeeds("vmbus-server").count == 10)
         #expect(fuzzSeeds("vmbus-ring").count == 6)
+        #expect(fuzzSeeds("vmbus-ic").count == 7)
     }
 
     /// Header (3 bytes), op 16, u16 length, the saved state: a connected 5.0 server with relid 1

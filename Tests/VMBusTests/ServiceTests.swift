@@ -23,8 +23,12 @@ struct ServiceTests {
     }
 
     static func send(_ s: VMBusService, _ bytes: [UInt8], log: Log) -> [VMBusHostMessage] {
-        bytes.withUnsafeBytes { b in s.handle(record: b) { log.lines.append($0) } }
+        posts(bytes.withUnsafeBytes { b in s.handle(record: b) { log.lines.append($0) } })
             .compactMap { try? VMBusHostMessage.decode($0.bytes) }
+    }
+
+    static func posts(_ actions: [VMBusServerAction]) -> [VMBusOutboundMessage] {
+        actions.compactMap { if case .post(let m) = $0 { m } else { nil } }
     }
 
     @Test("5.3 on connection 4 is accepted, REQUESTOFFERS gets ALLOFFERS_DELIVERED, and each step is saved")
@@ -44,9 +48,9 @@ struct ServiceTests {
         let state = try WorkerStateRegion.create(name: "test-vmbus", kind: WorkerKind.vmbus.rawValue, slotSize: 64 << 10)
         let log = Log()
         let first = VMBusService(state: state, configuration: Self.configuration) { log.lines.append($0) }
-        let reply = Self.record(Self.contact(.win10_v5_3), conn: 4).withUnsafeBytes { b in
+        let reply = Self.posts(Self.record(Self.contact(.win10_v5_3), conn: 4).withUnsafeBytes { b in
             first.handle(record: b) { log.lines.append($0) }
-        }
+        })
         #expect(reply.count == 1)
         // The predecessor dies before handing its reply to the router.
         let second = VMBusService(state: state, configuration: Self.configuration) { log.lines.append($0) }

@@ -91,8 +91,19 @@ func run() throws {
     // Setup messages (only when the guest has a SynIC), then the filter.
     var next = try FDPassing.receive(from: controlFD, maxPayload: SeccompProgram.maxEncodedSize, maxFDs: 2)
     var routing: Routing?
-    if (try? WireHeader.decode(next.payload.withUnsafeBytes { $0 }))?.type == WireRecordType.synicRouterSetup.rawValue {
+    func nextType() -> UInt16? { (try? WireHeader.decode(next.payload.withUnsafeBytes { $0 }))?.type }
+    if nextType() == WireRecordType.synicRouterSetup.rawValue {
         routing = try receiveRouting(first: next)
+        next = try FDPassing.receive(from: controlFD, maxPayload: SeccompProgram.maxEncodedSize, maxFDs: 1)
+    }
+    // Connections for other workers (the VMBus worker's), with its doorbell.
+    var published: RouterConnections?
+    var vmbusDoorbell: Doorbell?
+    if routing != nil, nextType() == WireRecordType.routerConnections.rawValue {
+        do { published = try RouterConnections.decode(next.payload) } catch { fail("bad router connections: \(error)") }
+        let wanted = published?.forwardsToVMBus == true ? 1 : 0
+        guard next.fds.count == wanted else { fail("router connections came with \(next.fds.count) fds, expected \(wanted)") }
+        vmbusDoorbell = next.fds.first.map { Doorbell(adopting: $0) }
         next = try FDPassing.receive(from: controlFD, maxPayload: SeccompProgram.maxEncodedSize, maxFDs: 0)
     }
     let program = worker.seccompProgram(next)
@@ -100,6 +111,7 @@ func run() throws {
     // Everything the serving loop needs is built before the filter goes on.
     var router: MessageRouter?
     var consumers: [RecordRing.Consumer] = []
+    var vmbusOutbound: RecordRing.Consumer?
     var synic: SynICRegion?
     if let r = routing {
         guard let ram = regions[0], let shared = regions[1] else { fail("router setup without regions 0 and 1") }
@@ -120,6 +132,24 @@ func run() throws {
             var one: UInt64 = 1
             _ = write(sintFDs[Int(vp) * HvSynIC.sintCount + sint], &one, 8)
         }
+        if let published, let router {
+            for id in router.publish(published.entries) { say("cannot publish connection 0x\(String(id, radix: 16))") }
+            if let bell = vmbusDoorbell {
+                let inbound = try RecordRing.Producer(region: shared, offset: region.ringOffset(region.vmbusInboundRing),
+                                                      layout: ringLayout)
+                vmbusOutbound = try RecordRing.Consumer(region: shared, offset: region.ringOffset(region.vmbusOutboundRing),
+                                                        layout: ringLayout)
+                router.forwardToVMBus = { record in
+                    switch inbound.tryPush(record.encoded()) {
+                    case .pushed(let wasEmpty):
+                        if wasEmpty { try? bell.ring() }
+                        return true
+                    case .full, .corrupted, .cutOff:
+                        return false
+                    }
+                }
+            }
+        }
     }
 
     try worker.attach(program, hello: hello)
@@ -127,7 +157,8 @@ func run() throws {
     // Serve.
     var fds = [pollfd(fd: controlFD, events: Int16(POLLIN), revents: 0)]
     if let r = routing { fds.append(pollfd(fd: r.doorbell.fd.rawValue, events: Int16(POLLIN), revents: 0)) }
-    var rings = RouterRingService(consumers: consumers, testDeviceRing: synic?.testDeviceRing ?? consumers.count)
+    var rings = RouterRingService(consumers: consumers, testDeviceRing: synic?.testDeviceRing ?? consumers.count,
+                                  vmbusOutbound: vmbusOutbound)
     var benchSeq: UInt64 = 0
     router?.retry()
     // The loop ends when the monitor closes the socket, and run() returns: a serve loop whose only

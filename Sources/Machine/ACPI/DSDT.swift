@@ -6,8 +6,8 @@
 ///   FADT's PM1a control block is where the guest writes it.
 /// - `\_SB.COM1`: the 16550 UART at 0x3F8-0x3FF on ISA IRQ 4 (PNP0501), so Linux's ACPI PNP
 ///   layer binds the serial driver to the port with the right IRQ.
-/// - whatever devices the caller adds to `\_SB`: the VMBus device (``vmbus(resources:)``), once
-///   the VMBus work exists.
+/// - whatever devices the caller adds to `\_SB`: the VMBus device (``vmbus(resources:)``) when
+///   the guest has the SynIC and VMBus is served.
 public enum DSDT {
     /// Revision 2: integers are 64 bits wide.
     public static let revision: UInt8 = 2
@@ -31,20 +31,21 @@ public enum DSDT {
     /// The ACPI name of the VMBus device, `\_SB.VMBS` (Hyper-V's own DSDTs use the same).
     public static let vmbusName = "VMBS"
 
-    /// The slot for the VMBus device: `Device(VMBS)` with `_HID "VMBus"` (one of the two IDs
-    /// Linux's hv_vmbus ACPI driver matches, the other being "VMBUS"), `_UID 0`, and `_CRS` with
+    /// The VMBus device: `Device(VMBS)` with `_HID "VMBus"` (one of the two IDs Linux's hv_vmbus
+    /// ACPI driver matches, the other being "VMBUS"), `_UID 0`, `_STA 0x0F` (present, enabled,
+    /// shown, functioning: what Linux's `acpi_bus_get_status` wants), and `_CRS` with
     /// `resources` (encoded descriptors; empty: only the end tag). hv_vmbus requires a `_CRS` and
     /// walks it for its interrupt and MMIO ranges; on x86 it signals through the Hyper-V callback
-    /// vector, so an empty template is valid. The VMBus work fills in the resources and passes
-    /// the device to ``table(extraDevices:)``.
+    /// vector, so an empty template is valid.
     ///
-    /// Not in the default tables: a guest that sees a VMBus device binds hv_vmbus to it and
-    /// waits for a host side that does not exist yet.
+    /// Only for guests with the SynIC and a VMBus server behind connections 1 and 4: a guest that
+    /// sees the device binds hv_vmbus and waits for VERSION_RESPONSE with no timeout.
     public static func vmbus(resources: [UInt8] = []) -> [UInt8] {
         AML.device(
             vmbusName,
             AML.name("_HID", AML.string("VMBus")),
             AML.name("_UID", AML.integer(0)),
+            AML.name("_STA", AML.integer(0x0F)),
             AML.name("_CRS", AML.resourceTemplate(resources)))
     }
 

@@ -17,8 +17,13 @@ final class VMAPIBackend: APIBackend, @unchecked Sendable {
     /// CLOCK_MONOTONIC when the VM started running.
     let started: Double
     let workerKinds: [String: String]
+    /// `VirtualMachine.requestGracefulShutdown`: sends the guest the shutdown IC's request when
+    /// it has negotiated that channel; false when it cannot be asked.
+    let askGuestToShutDown: @Sendable () -> Bool
 
-    init(control: VMControl, supervisor: Supervisor?, counters: [PublishedCounters], config: MachineConfig) {
+    init(control: VMControl, supervisor: Supervisor?, counters: [PublishedCounters], config: MachineConfig,
+         askGuestToShutDown: @escaping @Sendable () -> Bool = { false }) {
+        self.askGuestToShutDown = askGuestToShutDown
         self.control = control
         self.supervisor = supervisor
         self.counters = counters
@@ -115,8 +120,13 @@ final class VMAPIBackend: APIBackend, @unchecked Sendable {
         return .success(pid)
     }
 
+    /// Asks the guest once (the supervising loop then allows it `--shutdown-grace` seconds, as
+    /// after SIGTERM: status 0 when it powers off, 131 when it does not in time or refuses); a
+    /// second `shutdown`, or a guest that cannot be asked, stops the VM hard (130).
     func shutdown() -> APIShutdownResult {
-        if control.requestGracefulShutdown() { return .guestAsked }
+        if !control.hasAskedGuestToShutDown, !control.isStopping, askGuestToShutDown(), control.noteGuestAskedToShutDown() {
+            return .guestAsked
+        }
         control.requestStop(.controlSocketStop)
         return .hardStop
     }

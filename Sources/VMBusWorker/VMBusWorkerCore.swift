@@ -1,0 +1,119 @@
+import HyperV
+import IPC
+import VMBus
+
+/// The VMBus worker's logic between its rings (the shell in Workers/vmbus moves bytes and waits;
+/// everything else is here, so tests run it in-process over plain memory):
+///
+/// - control messages the router forwards go to `VMBusService` (the server and its saved state);
+/// - the server's actions are carried out: `.post` queues a message for the router, `.openChannel`
+///   builds the channel substrate (`VMBusChannel`) and opens the device, whose answer goes back
+///   to the server as `.openComplete` (so OPENCHANNEL_RESULT carries it), `.closeChannel` closes
+///   the device and answers `.closeComplete`, `.modifyChannel` moves the channel's interrupt;
+/// - queued messages are pushed to the router's ring in order; the server forgets them only once
+///   pushed (`posted(through:)`), so a full ring delays a reply and never loses it;
+/// - open channels are served when the guest signalled them or their device's deadline passed.
+public final class VMBusWorkerCore {
+    public let service: VMBusService
+    /// The devices, by relid (offer order: relid 1 is `devices[0]`).
+    public let devices: [UInt32: any VMBusChannelDevice]
+    let map: VMBusGuestMemoryMap
+    let signals: VMBusChannelSignals
+    let log: (String) -> Void
+    public private(set) var channels: [UInt32: VMBusChannel] = [:]
+    /// Replies not yet pushed to the router, oldest first.
+    public private(set) var outbound: [VMBusOutboundMessage] = []
+    public private(set) var messagesPushed = 0
+
+    /// The offers of `devices`, in relid order: what the worker gives `VMBusService`.
+    public static func offers(_ devices: [any VMBusChannelDevice]) -> [VMBusOffer] { devices.map(\.offer) }
+
+    /// `service` must have been built with `offers(devices)`. What a restored service left to do
+    /// (replies to post again, channels to hand back) is done at once.
+    public init(service: VMBusService, devices: [any VMBusChannelDevice], map: VMBusGuestMemoryMap,
+                signals: VMBusChannelSignals, now: UInt64, log: @escaping (String) -> Void) {
+        self.service = service
+        var byRelID: [UInt32: any VMBusChannelDevice] = [:]
+        for (i, d) in devices.enumerated() { byRelID[UInt32(i) + VMBusRelID.first] = d }
+        self.devices = byRelID
+        self.map = map
+        self.signals = signals
+        self.log = log
+        carryOut(service.takePendingAfterRestore(), now: now)
+    }
+
+    /// One forwarded control message (a `PostedMessageRecord`, decoded in place).
+    public func handle(record: UnsafeRawBufferPointer, now: UInt64) {
+        carryOut(service.handle(record: record, log: log), now: now)
+    }
+
+    func carryOut(_ actions: [VMBusServerAction], now: UInt64) {
+        for action in actions {
+            switch action {
+            case .post(let m):
+                outbound.append(m)
+            case .openChannel(let o):
+                let status = openChannel(o, now: now)
+                // A re-announced channel (after a restart) was answered by the predecessor.
+                if !o.restored { carryOut(service.apply(.openComplete(relID: o.relID, status: status), log: log), now: now) }
+            case .closeChannel(let relID):
+                if let device = devices[relID], channels.removeValue(forKey: relID) != nil { device.close() }
+                carryOut(service.apply(.closeComplete(relID: relID), log: log), now: now)
+            case .modifyChannel(let relID, let vp):
+                channels[relID]?.targetVP = vp
+            case .log(let line):
+                log(line)
+            }
+        }
+    }
+
+    func openChannel(_ o: VMBusChannelOpen, now: UInt64) -> VMBusStatus {
+        guard let device = devices[o.relID] else {
+            log("open of relid \(o.relID), which no device serves")
+            return .unsuccessful
+        }
+        if channels.removeValue(forKey: o.relID) != nil { device.close() }
+        let channel: VMBusChannel
+        do { channel = try VMBusChannel(open: o, map: map, signals: signals) } catch {
+            log("cannot open relid \(o.relID): \(error)")
+            return .unsuccessful
+        }
+        let status = device.open(channel, now: now)
+        if status.isSuccess { channels[o.relID] = channel }
+        return status
+    }
+
+    /// Pushes queued replies with `push` (false: the ring is full, try again later), in order.
+    /// Returns how many were pushed.
+    @discardableResult
+    public func pushOutbound(_ push: (HostMessageRecord) -> Bool) -> Int {
+        var pushed = 0
+        var last: UInt64?
+        for m in outbound {
+            let record = HostMessageRecord(vp: m.vp, sint: UInt32(VMBusMessageConnection.sint),
+                                           messageType: HvMessageType.vmbus.rawValue, payload: m.bytes)
+            guard push(record) else { break }
+            pushed += 1
+            last = m.sequence
+        }
+        guard let last else { return 0 }
+        outbound.removeFirst(pushed)
+        messagesPushed += pushed
+        _ = service.apply(.posted(throughSequence: last), log: log)
+        return pushed
+    }
+
+    /// Serves every open channel whose guest signalled it or whose device's deadline passed.
+    public func serveChannels(now: UInt64) {
+        for relID in channels.keys.sorted() {
+            guard let channel = channels[relID], let device = devices[relID] else { continue }
+            let signalled = channel.takeSignal()
+            if signalled || (device.deadline.map { $0 <= now } ?? false) { device.serve(now: now) }
+        }
+    }
+
+    /// The earliest deadline of an open channel's device.
+    public var nextDeadline: UInt64? {
+        channels.keys.compactMap { devices[$0]?.deadline }.min()
+    }
+}
