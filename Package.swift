@@ -30,7 +30,8 @@ let package = Package(
         .executable(name: "synthvm-policy-probe", targets: ["synthvm-policy-probe"]),
         // The pure libraries the fuzz harnesses (Fuzz/, a separate package built by
         // scripts/fuzz.sh with sanitizer coverage) drive: a path dependency sees only products.
-        .library(name: "SynthVMFuzzable", targets: ["HyperV", "Partition", "IPC", "SynICRouting", "Machine", "Sandbox", "VMBus", "Storage"]),
+        .library(name: "SynthVMFuzzable", targets: ["HyperV", "Partition", "IPC", "SynICRouting", "Machine", "Sandbox", "VMBus", "Storage",
+                                                   "ControlAPI"]),
     ],
     dependencies: [
         // Pinned to the versions mirrored on our build machines.
@@ -74,9 +75,14 @@ let package = Package(
         // The VMBus worker's service: VMBusServer plus its state in the supervisor's
         // WorkerStateRegion, fed ring records as bytes. No fds, no syscalls; tested in-process.
         .target(name: "VMBusWorker", dependencies: ["VMBus", "IPC", "HyperV", "Partition", "SynICRouting"]),
+        // The control socket's protocol (docs/api.md): bounded JSON parser and encoder, request
+        // handling against a backend protocol, Prometheus text. Pure, no Foundation: the VM
+        // process serves it, `synthvm ctl` speaks it.
+        .target(name: "ControlAPI"),
         // vCPU threads, the exit loop, shutdown and crash reports.
         .target(name: "Monitor", dependencies: ["Machine", "KVM", "CSynthVM", "Partition", "HyperV", "IPC", "Sandbox",
-                                                "SynICRouting"]),
+                                                "SynICRouting", "ControlAPI",
+                                                .product(name: "Atomics", package: "swift-atomics")]),
         // libseccomp (libseccomp-dev), for compiling policies into BPF. Only Sandbox uses it.
         .systemLibrary(name: "CSeccomp", path: "Sources/CSeccomp"),
         // libcap (libcap-dev), for dropping a jailed worker's capabilities. Only Sandbox uses it.
@@ -106,7 +112,7 @@ let package = Package(
             name: "synthvm",
             // The VM process and the workers are separate executables; depending on them makes
             // `swift run synthvm` and `swift build --product synthvm` build them next to the launcher.
-            dependencies: ["Monitor", "synthvm-vm", "synthvm-synic-router", "synthvm-vmbus",
+            dependencies: ["Monitor", "ControlAPI", "synthvm-vm", "synthvm-synic-router", "synthvm-vmbus",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(
             name: "synthvm-bench",
@@ -118,13 +124,15 @@ let package = Package(
         // The fuzz targets' checked-in seeds (Fuzz/Corpus), for the suites' FuzzSeedTests.
         .target(name: "FuzzSeeds", path: "Tests/FuzzSeeds"),
         .testTarget(name: "MachineTests", dependencies: ["Machine", "TestFixtures", "FuzzSeeds"]),
+        .testTarget(name: "ControlAPITests", dependencies: ["ControlAPI", "FuzzSeeds"]),
         .testTarget(name: "PartitionTests", dependencies: ["Partition", "HyperV"]),
         .testTarget(name: "IPCTests", dependencies: ["IPC", "CSynthVM", "FuzzSeeds"]),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "IPC", "FuzzSeeds"]),
         .testTarget(name: "SynICRoutingTests", dependencies: ["SynICRouting", "IPC", "HyperV", "Partition"]),
         .testTarget(name: "VMBusTests", dependencies: ["VMBus", "VMBusWorker", "HyperV", "IPC", "SynICRouting", "FuzzSeeds", .product(name: "Atomics", package: "swift-atomics")]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "VMBus", "IPC", "FuzzSeeds"]),
-        .testTarget(name: "GuestTests", dependencies: ["Monitor", "Machine", "Sandbox", "TestFixtures", "VMBus", "IPC"]),
+        .testTarget(name: "GuestTests", dependencies: ["Monitor", "Machine", "Sandbox", "TestFixtures", "VMBus", "IPC",
+                                                      "ControlAPI"]),
     ],
     swiftLanguageModes: [.v6]
 )

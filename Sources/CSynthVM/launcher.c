@@ -47,9 +47,9 @@ int svm_launcher_forward_signals(void) {
     return sigprocmask(SIG_UNBLOCK, &set, NULL) < 0 ? -errno : 0;
 }
 
-int svm_launcher_spawn(const char *path, char *const argv[], int config_fd, int report_fd) {
-    // Where the child's descriptors come from, moved above 3 and 4 first (close-on-exec copies)
-    // so that dup2 onto 3 and 4 can never clobber a source still needed.
+int svm_launcher_spawn(const char *path, char *const argv[], int config_fd, int report_fd, int api_fd) {
+    // Where the child's descriptors come from, moved above 3, 4 and 5 first (close-on-exec
+    // copies) so that dup2 onto them can never clobber a source still needed.
     int config_high = fcntl(config_fd, F_DUPFD_CLOEXEC, 16);
     if (config_high < 0) return -errno;
     int report_high = -1;
@@ -58,12 +58,20 @@ int svm_launcher_spawn(const char *path, char *const argv[], int config_fd, int 
         close(config_high);
         return -e;
     }
+    int api_high = -1;
+    if (api_fd >= 0 && (api_high = fcntl(api_fd, F_DUPFD_CLOEXEC, 16)) < 0) {
+        int e = errno;
+        close(config_high);
+        if (report_high >= 0) close(report_high);
+        return -e;
+    }
     // The child reports a failed exec here (its errno); a successful exec closes it empty.
     int result[2];
     if (pipe2(result, O_CLOEXEC) < 0) {
         int e = errno;
         close(config_high);
         if (report_high >= 0) close(report_high);
+        if (api_high >= 0) close(api_high);
         return -e;
     }
     // Blocked across the fork and the exec: the VM process keeps them blocked (a signal mask
@@ -83,9 +91,14 @@ int svm_launcher_spawn(const char *path, char *const argv[], int config_fd, int 
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != launcher) _exit(127);  // the launcher died before prctl took effect
         int e = 0;
-        if (dup2(config_high, 3) < 0 || (report_high >= 0 && dup2(report_high, 4) < 0)) {
+        // fd 5, the control socket, may come without fd 4: then 4 is closed.
+        if (dup2(config_high, 3) < 0 || (report_high >= 0 && dup2(report_high, 4) < 0)
+            || (api_high >= 0 && dup2(api_high, 5) < 0)) {
             e = errno;
-        } else if (syscall(SYS_close_range, report_high >= 0 ? 5 : 4, ~0u, 4u /* CLOSE_RANGE_CLOEXEC */) < 0) {
+        } else if (report_high < 0 && api_high >= 0 && close(4) < 0 && errno != EBADF) {
+            e = errno;
+        } else if (syscall(SYS_close_range, api_high >= 0 ? 6 : report_high >= 0 ? 5 : 4, ~0u,
+                           4u /* CLOSE_RANGE_CLOEXEC */) < 0) {
             e = errno;
         } else {
             execve(path, argv, environ);
@@ -97,6 +110,7 @@ int svm_launcher_spawn(const char *path, char *const argv[], int config_fd, int 
     int fork_errno = errno;
     close(config_high);
     if (report_high >= 0) close(report_high);
+    if (api_high >= 0) close(api_high);
     close(result[1]);
     if (pid < 0) {
         close(result[0]);
