@@ -93,13 +93,13 @@ struct VMBusGuestTests {
             "vmbus: shutdown negotiated framework 3.0 message 3.2 (host offered",
             "vmbus: descriptor past the ring in heartbeat's ring: control path still served",
             "vmbus: timesync negotiated framework 3.0 message 4.0 (host offered",
-            "vmbus: timesync (relid 3) served after heartbeat's ring was cut off: flags=0x1 answered",
+            "vmbus: timesync (relid 3) served after heartbeat's ring was cut off: flags=0x1 answered (vp \(cpus - 1))",
             "vmbus: unloaded, reconnected at 5.3, 3 offers again",
         ] {
             #expect(lines.contains { $0.hasPrefix(line) }, "no \"\(line)\":\n\(r.stdout)")
         }
-        for prefix in ["vmbus: gpadl 0x", "vmbus: gpadl with pfns outside RAM refused", "vmbus: heartbeat (relid 1) open",
-                       "vmbus: shutdown (relid 2) open", "vmbus: heartbeat seq=", "vmbus: heartbeat closed, ring gpadl"] {
+        for prefix in ["vmbus: gpadl 0x", "vmbus: gpadl with pfns outside RAM refused", "vmbus: heartbeat (relid 1) open on vp 0,",
+                       "vmbus: shutdown (relid 2) open on vp 0,", "vmbus: timesync (relid 3) open on vp \(cpus - 1),", "vmbus: heartbeat seq=", "vmbus: heartbeat closed, ring gpadl"] {
             #expect(lines.contains { $0.hasPrefix(prefix) }, "no \"\(prefix)...\":\n\(r.stdout)")
         }
         #expect(lines.last == "vmbus: ok", "\(r.stdout)")

@@ -24,7 +24,8 @@
  *     `heartbeats=N` heartbeat requests (default 1), each answered with seq + 1.
  *  6. A descriptor whose length runs past the ring, written into the heartbeat channel's
  *     guest-to-host ring and signalled: the control path (probe) still answers, and the time-sync
- *     channel then opens, negotiates and delivers its first SYNC, which is answered; heartbeat is
+ *     channel then opens (with 2 vCPUs targeting VP 1: its SIEF bit and SINT2 interrupts land
+ *     there), negotiates and delivers its first SYNC, which is answered; heartbeat is
  *     closed and its ring GPADL torn down (GPADL_TORNDOWN).
  *  7. With `shutdown=1`: prints `vmbus: waiting for a shutdown request` and waits (up to 60 s) for
  *     the shutdown IC's request, answers S_OK.
@@ -79,7 +80,8 @@ struct ic {
     u32 gpadl;
     u8 *ring;
     u32 msg_major;   /* the message version hv_utils prefers: first of its list the host offers */
-    u32 irq_mark;    /* SINT2 interrupts on VP 0 when this channel's SIEF bit was last taken */
+    u32 irq_mark;    /* SINT2 interrupts on its VP when this channel's SIEF bit was last taken */
+    u32 vp;          /* OPENCHANNEL's target_vp: where its SIEF bit and SINT2 interrupt go */
 };
 
 static struct ic heartbeat = {"heartbeat", {0x39, 0x4f, 0x16, 0x57, 0x15, 0x91, 0x78, 0x4e, 0xab, 0x55, 0x38, 0x2f, 0x3b, 0xd5, 0x42, 0x2d}};
@@ -551,12 +553,14 @@ static bool ring_read(u8 *ring, u32 *len, u64 *trans_id, u16 *type)
     return true;
 }
 
-static bool sief_take(u32 relid)
+static bool sief_take_on(u32 vp, u32 relid)
 {
-    volatile u8 *b = siefp[0] + SINT * 256 + relid / 8;
+    volatile u8 *b = siefp[vp] + SINT * 256 + relid / 8;
     u8 bit = (u8)(1u << (relid % 8));
     return __atomic_fetch_and(b, (u8)~bit, __ATOMIC_SEQ_CST) & bit;
 }
+
+static bool sief_take(u32 relid) { return sief_take_on(0, relid); }
 
 /* Waits for the channel's interrupt (SIEF bit + SINT2) and its next packet (an IC message). */
 static u32 ic_receive(struct ic *ic, u64 *trans_id, u64 timeout, bool need_interrupt)
@@ -567,7 +571,7 @@ static u32 ic_receive(struct ic *ic, u64 *trans_id, u64 timeout, bool need_inter
     u32 len;
     u16 type;
     for (;;) {
-        flagged |= sief_take(ic->relid);
+        flagged |= sief_take_on(ic->vp, ic->relid);
         if (ring_read(ic->ring, &len, trans_id, &type))
             break;
         if (st_now() >= end)
@@ -577,15 +581,15 @@ static u32 ic_receive(struct ic *ic, u64 *trans_id, u64 timeout, bool need_inter
     if (need_interrupt) {
         /* The interrupt may still be on its way when the packet is already visible. */
         u64 until = st_now() + SECOND;
-        while (!(flagged |= sief_take(ic->relid)) && st_now() < until)
+        while (!(flagged |= sief_take_on(ic->vp, ic->relid)) && st_now() < until)
             st_idle();
         if (!flagged)
             fail("%s: a packet without SIEF bit %u", ic->name, ic->relid);
         /* The bit went from 0 to 1 after it was last taken: that raised SINT2 (perhaps before
          * this wait began). */
-        if (!st_wait_count(&irqs[0], before + 1, SECOND))
-            fail("%s: a packet without a SINT2 interrupt", ic->name);
-        ic->irq_mark = irqs[0];
+        if (!st_wait_count(&irqs[ic->vp], before + 1, SECOND))
+            fail("%s: a packet without a SINT2 interrupt on vp %u", ic->name, ic->vp);
+        ic->irq_mark = irqs[ic->vp];
     }
     if (type != 6)
         fail("%s: packet type %u, expected 6 (inband)", ic->name, type);
@@ -661,18 +665,19 @@ static void open_mode(struct ic *ic, u8 *ring, u8 mode)
     put32(out, 8, ic->relid);
     put32(out, 12, ic->relid);
     put32(out, 16, ic->gpadl);
-    put32(out, 20, 0);
+    put32(out, 20, ic->vp);
     put32(out, 24, RING_OFFSET);
     out[28] = mode;   /* user data (the echo device's mode) */
-    sief_take(ic->relid);
-    ic->irq_mark = irqs[0];
+    sief_take_on(ic->vp, ic->relid);
+    ic->irq_mark = irqs[ic->vp];
     send(1, 148, "OPENCHANNEL");
     expect(OPENCHANNEL_RESULT, 20, "OPENCHANNEL");
     if (get32(msg, 8) != ic->relid || get32(msg, 12) != ic->relid)
         fail("%s: OPENCHANNEL_RESULT for relid %u openid %u", ic->name, get32(msg, 8), get32(msg, 12));
     if (get32(msg, 16) != 0)
         fail("%s: OPENCHANNEL_RESULT status 0x%x", ic->name, get32(msg, 16));
-    st_printf(NAME ": %s (relid %u) open, ring gpadl 0x%x of %u pages\n", ic->name, ic->relid, ic->gpadl, RING_PAGES);
+    st_printf(NAME ": %s (relid %u) open on vp %u, ring gpadl 0x%x of %u pages\n", ic->name, ic->relid, ic->vp, ic->gpadl,
+              RING_PAGES);
 }
 
 static void open_ic(struct ic *ic, u8 *ring) { open_mode(ic, ring, 0); }
@@ -917,6 +922,7 @@ static const u16 timesync_versions[][2] = {{4, 0}, {3, 0}, {1, 0}};
  * message (SYNC) arrives and is answered. */
 static void timesync_after_corruption(void)
 {
+    timesync.vp = ncpus - 1;   /* with 2 vCPUs: its SIEF bit and interrupts on VP 1 */
     open_ic(&timesync, ring_ts);
     ic_negotiate(&timesync, timesync_versions, ARRAY_SIZE(timesync_versions));
     u64 trans_id;
@@ -927,8 +933,8 @@ static void timesync_after_corruption(void)
         fail("timesync: message type %u icflags %u of %u bytes", get16(pkt, 12), pkt[25], len);
     u8 flags = pkt[44];
     ic_reply(&timesync, trans_id, len);
-    st_printf(NAME ": timesync (relid %u) served after heartbeat's ring was cut off: flags=0x%x answered\n", timesync.relid,
-              flags);
+    st_printf(NAME ": timesync (relid %u) served after heartbeat's ring was cut off: flags=0x%x answered (vp %u)\n",
+              timesync.relid, flags, timesync.vp);
 }
 
 void guest_main(const struct boot_info *bi)
