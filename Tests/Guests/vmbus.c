@@ -196,15 +196,16 @@ static u32 recv(u32 vp, u64 timeout)
     }
     u32 hvtype = *(volatile u32 *)s;
     u32 size = s[HV_MSG_PAYLOAD_SIZE];
-    u8 flags = s[HV_MSG_FLAGS];
     if (size > 240)
         fail("message of %u bytes in slot 2 of vp %u", size, vp);
     for (u32 i = 0; i < size; i++)
         msg[i] = s[HV_MSG_PAYLOAD + i];
     msg_len = size;
+    /* Free the slot, then look at MessagePending (TLFS order, as Linux's vmbus_signal_eom): the
+     * host may set it in the occupant up to the moment the slot is freed. */
     *(volatile u32 *)s = HV_MESSAGE_TYPE_NONE;
     full_fence();
-    if (flags & HV_MSG_FLAG_PENDING) {
+    if (s[HV_MSG_FLAGS] & HV_MSG_FLAG_PENDING) {
         if (vp == 0)
             wrmsr(HV_MSR_EOM, 0);
         else
@@ -453,25 +454,36 @@ static void ring_init(u8 *ring)
 /* The rings' data areas are multiples of 8 bytes and every packet starts 8-aligned, so the
  * guest moves whole u64 words (this host emulates guest kernel code one instruction at a time:
  * a byte loop costs a millisecond a packet). */
+static inline u32 wrap(u32 o) { return o >= RING_DATA ? o - RING_DATA : o; }
+
 static void put_words(u8 *d, u32 *off, const u64 *src, u32 words)
 {
     u32 o = *off;
+    if (o + 8 * words <= RING_DATA) {   /* the usual case: no wrap inside */
+        volatile u64 *p = (volatile u64 *)(d + o);
+        for (u32 i = 0; i < words; i++)
+            p[i] = src[i];
+        *off = wrap(o + 8 * words);
+        return;
+    }
     for (u32 i = 0; i < words; i++) {
         *(volatile u64 *)(d + o) = src[i];
-        o += 8;
-        if (o == RING_DATA)
-            o = 0;
+        o = wrap(o + 8);
     }
     *off = o;
 }
 
 static void get_words(const u8 *d, u32 off, u64 *dst, u32 words)
 {
+    if (off + 8 * words <= RING_DATA) {
+        const volatile u64 *p = (const volatile u64 *)(d + off);
+        for (u32 i = 0; i < words; i++)
+            dst[i] = p[i];
+        return;
+    }
     for (u32 i = 0; i < words; i++) {
         dst[i] = *(volatile const u64 *)(d + off);
-        off += 8;
-        if (off == RING_DATA)
-            off = 0;
+        off = wrap(off + 8);
     }
 }
 
@@ -542,13 +554,13 @@ static bool ring_read(u8 *ring, u32 *len, u64 *trans_id, u16 *type)
     *type = (u16)desc[0];
     *trans_id = desc[1];
     *len = (len8 - off8) * 8;
-    get_words(d, (r + off8 * 8) % RING_DATA, (u64 *)pkt, *len / 8);
+    get_words(d, wrap(r + off8 * 8), (u64 *)pkt, *len / 8);
     u64 trailer;
-    get_words(d, (r + len8 * 8) % RING_DATA, &trailer, 1);
+    get_words(d, wrap(r + len8 * 8), &trailer, 1);
     if (trailer != (u64)r << 32)
         fail("host-to-guest packet at %u: trailer 0x%llx", r, trailer);
     full_fence();
-    c[1] = (r + len8 * 8 + 8) % RING_DATA;
+    c[1] = wrap(r + len8 * 8 + 8);
     full_fence();
     return true;
 }
