@@ -72,7 +72,7 @@ struct VMBusBenchmark {
         print("  ring round trip (64-byte packet -> echo device -> packet + interrupt): \(us(rt))")
         print("  floor (HvSignalEvent, empty ring, the device only raises the interrupt): \(us(floor))")
         print("  ratio round trip / floor: \(format2(rt / floor)) (target <= 1.2)")
-        print("    of which the guest's own ring code (the same ring_write + ring_read on a ring no host sees; this host emulates guest kernel code at about 1 us an instruction): \(us(ring)); without it, round trip / floor \(format2((rt - ring) / floor))")
+        print("    of which the guest's own ring code (the same ring_write + ring_read on a ring no host sees; this host emulates guest kernel code at about 1 us an instruction): \(us(ring)); without it, round trip / floor \(format2((rt - ring) / floor)) (rough: a separate loop, and on this host the guest's own time varies from run to run)")
         print("  batched echo: \(Int(pps)) packets/s (\(batch) per batch, \(format2(spb)) signals per batch)")
     }
 }
