@@ -320,7 +320,8 @@ public final class VirtualMachine: @unchecked Sendable {
         if let fd = config.apiSocket, !control.isStopping {
             do {
                 let backend = VMAPIBackend(control: control, supervisor: supervisor, counters: runners.map(\.published),
-                                           config: config, askGuestToShutDown: { [unowned self] in requestGracefulShutdown() })
+                                           config: config, askGuestToShutDown: { [unowned self] in requestGracefulShutdown() },
+                                           vmbusStatus: { [routerLink, config] in config.runsVMBus ? routerLink?.region.vmbusStatus : nil })
                 let server = try ControlSocketServer(listenFD: fd, backend: backend)
                 try server.start(filter: filters.monitor)
                 api = server
