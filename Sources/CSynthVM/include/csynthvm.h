@@ -72,6 +72,9 @@ int svm_memfd_create(const char *name, unsigned int flags);
 int svm_memfd_create_sealable(const char *name);
 // Seals a memfd's size (F_SEAL_SHRINK | F_SEAL_GROW) so a peer cannot resize it under us.
 int svm_memfd_seal_size(int fd);
+// fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length): the storage
+// worker's UNMAP (glibc declares fallocate only under _GNU_SOURCE). 0, or -errno.
+int svm_punch_hole(int fd, uint64_t offset, uint64_t length);
 // The memfd seal bits (fcntl.h only defines them under _GNU_SOURCE).
 extern const int svm_F_SEAL_SEAL;
 extern const int svm_F_SEAL_SHRINK;
