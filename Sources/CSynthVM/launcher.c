@@ -47,16 +47,29 @@ int svm_launcher_forward_signals(void) {
     return sigprocmask(SIG_UNBLOCK, &set, NULL) < 0 ? -errno : 0;
 }
 
-int svm_launcher_spawn(const char *path, char *const argv[], int config_fd, int report_fd) {
-    // Where the child's descriptors come from, moved above 3 and 4 first (close-on-exec copies)
-    // so that dup2 onto 3 and 4 can never clobber a source still needed.
-    int config_high = fcntl(config_fd, F_DUPFD_CLOEXEC, 16);
+int svm_launcher_spawn(const char *path, char *const argv[], int config_fd, int report_fd,
+                       const int *extra_fds, int extra_count) {
+    if (extra_count < 0 || extra_count > 64) return -EINVAL;
+    // Where the child's descriptors come from, moved above every target (3, 4, 5 + extra) first
+    // (close-on-exec copies) so that dup2 onto the targets can never clobber a source still needed.
+    int floor = 16 + extra_count;
+    int config_high = fcntl(config_fd, F_DUPFD_CLOEXEC, floor);
     if (config_high < 0) return -errno;
     int report_high = -1;
-    if (report_fd >= 0 && (report_high = fcntl(report_fd, F_DUPFD_CLOEXEC, 16)) < 0) {
+    if (report_fd >= 0 && (report_high = fcntl(report_fd, F_DUPFD_CLOEXEC, floor)) < 0) {
         int e = errno;
         close(config_high);
         return -e;
+    }
+    int extra_high[64];
+    for (int i = 0; i < extra_count; i++) {
+        if ((extra_high[i] = fcntl(extra_fds[i], F_DUPFD_CLOEXEC, floor)) < 0) {
+            int e = errno;
+            for (int j = 0; j < i; j++) close(extra_high[j]);
+            close(config_high);
+            if (report_high >= 0) close(report_high);
+            return -e;
+        }
     }
     // The child reports a failed exec here (its errno); a successful exec closes it empty.
     int result[2];
@@ -64,8 +77,22 @@ int svm_launcher_spawn(const char *path, char *const argv[], int config_fd, int 
         int e = errno;
         close(config_high);
         if (report_high >= 0) close(report_high);
+        for (int i = 0; i < extra_count; i++) close(extra_high[i]);
         return -e;
     }
+    // Above every target too: a disk's fd could otherwise be moved onto it (and get the errno).
+    int result_high = fcntl(result[1], F_DUPFD_CLOEXEC, floor);
+    if (result_high < 0) {
+        int e = errno;
+        close(result[0]);
+        close(result[1]);
+        close(config_high);
+        if (report_high >= 0) close(report_high);
+        for (int i = 0; i < extra_count; i++) close(extra_high[i]);
+        return -e;
+    }
+    close(result[1]);
+    result[1] = result_high;
     // Blocked across the fork and the exec: the VM process keeps them blocked (a signal mask
     // survives execve) until it reads them from its signalfd, and one that reaches the launcher
     // meanwhile is forwarded as soon as the child's pid is known.
@@ -85,7 +112,14 @@ int svm_launcher_spawn(const char *path, char *const argv[], int config_fd, int 
         int e = 0;
         if (dup2(config_high, 3) < 0 || (report_high >= 0 && dup2(report_high, 4) < 0)) {
             e = errno;
-        } else if (syscall(SYS_close_range, report_high >= 0 ? 5 : 4, ~0u, 4u /* CLOSE_RANGE_CLOEXEC */) < 0) {
+        } else {
+            for (int i = 0; i < extra_count && !e; i++) if (dup2(extra_high[i], 5 + i) < 0) e = errno;
+        }
+        if (e) {
+            // reported below
+        } else if (report_high < 0 && syscall(SYS_close_range, 4, 4, 4u /* CLOSE_RANGE_CLOEXEC */) < 0) {
+            e = errno;
+        } else if (syscall(SYS_close_range, 5 + extra_count, ~0u, 4u /* CLOSE_RANGE_CLOEXEC */) < 0) {
             e = errno;
         } else {
             execve(path, argv, environ);
@@ -97,6 +131,7 @@ int svm_launcher_spawn(const char *path, char *const argv[], int config_fd, int 
     int fork_errno = errno;
     close(config_high);
     if (report_high >= 0) close(report_high);
+    for (int i = 0; i < extra_count; i++) close(extra_high[i]);
     close(result[1]);
     if (pid < 0) {
         close(result[0]);

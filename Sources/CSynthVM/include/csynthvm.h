@@ -184,7 +184,9 @@ int svm_launcher_forward_signals(void);
 // default actions back, and the child gets SIGKILL when the launcher dies (PR_SET_PDEATHSIG,
 // checked against the race with the launcher's exit). Returns the child's pid once the exec has
 // succeeded, or -errno (of fork, or of the child's failed exec, the child reaped).
-int svm_launcher_spawn(const char *path, char *const argv[], int config_fd, int report_fd);
+// extra_fds (extra_count of them, at most 64: the disks) become fds 5, 6, ... of the child.
+int svm_launcher_spawn(const char *path, char *const argv[], int config_fd, int report_fd,
+                       const int *extra_fds, int extra_count);
 // Waits for the VM process `pid`: its exit status (0-255), or -signal if a signal ended it, or
 // -1000 - errno if waiting failed.
 int svm_launcher_wait(int pid);
