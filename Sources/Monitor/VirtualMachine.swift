@@ -207,6 +207,8 @@ public final class VirtualMachine: @unchecked Sendable {
                 if kind == .storage, let link = routerLink, let routes = sintRoutes, let storage = try storageLink() {
                     if var j = jail {
                         j.openFiles = max(j.openFiles, UInt64(64 + config.cpuCount + config.disks.count))
+                        // Writes stay inside each image: RLIMIT_FSIZE is the largest one (0 elsewhere).
+                        j.fileSize = config.disks.map(\.sizeBytes).max() ?? 0
                         jail = j
                     }
                     regions.append(.init(id: WorkerLink.synicRegion, fd: link.region.region.fd.rawValue,

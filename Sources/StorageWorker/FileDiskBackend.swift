@@ -24,9 +24,26 @@ public final class FileDiskBackend: DiskBackend, @unchecked Sendable {
     /// IOV_MAX (UIO_MAXIOV) on Linux.
     static let iovMax = 1024
 
-    public init(fd: Int32, byteCount: UInt64) {
+    /// Where host I/O errors are reported (the first `errorReportLimit`; the guest sees MEDIUM ERROR).
+    let log: (String) -> Void
+    public private(set) var errors = 0
+    static let errorReportLimit = 16
+    let name: String
+
+    public init(fd: Int32, byteCount: UInt64, name: String = "disk", log: @escaping (String) -> Void = { _ in }) {
         self.fd = fd
         self.byteCount = byteCount
+        self.name = name
+        self.log = log
+    }
+
+    func failed(_ what: String, _ e: Int32) -> DiskIOError {
+        errors += 1
+        if errors <= Self.errorReportLimit {
+            log("\(name): \(what) failed: \(String(cString: strerror(e))) (MEDIUM ERROR to the guest)"
+                + (errors == Self.errorReportLimit ? "; further errors not reported" : ""))
+        }
+        return DiskIOError(errno: e)
     }
 
     public func read(at offset: UInt64, into buffers: [UnsafeMutableRawBufferPointer]) throws(DiskIOError) {
@@ -44,7 +61,7 @@ public final class FileDiskBackend: DiskBackend, @unchecked Sendable {
     public func flush() throws(DiskIOError) {
         flushes += 1
         while fdatasync(fd) != 0 {
-            if errno != EINTR { throw DiskIOError(errno: errno) }
+            if errno != EINTR { throw failed("fdatasync", errno) }
         }
     }
 
@@ -53,7 +70,7 @@ public final class FileDiskBackend: DiskBackend, @unchecked Sendable {
         guard count > 0 else { return }
         // FALLOC_FL_PUNCH_HOLE (2) | FALLOC_FL_KEEP_SIZE (1): the size stays, the range reads zeros.
         while case let r = svm_punch_hole(fd, offset, count), r != 0 {
-            if r != -EINTR { throw DiskIOError(errno: -r) }
+            if r != -EINTR { throw failed("punching a hole at \(offset)", -r) }
         }
     }
 
@@ -70,9 +87,9 @@ public final class FileDiskBackend: DiskBackend, @unchecked Sendable {
             }
             if n < 0 {
                 if errno == EINTR { continue }
-                throw DiskIOError(errno: errno)
+                throw failed("\(write ? "pwritev" : "preadv") at \(at)", errno)
             }
-            if n == 0 { throw DiskIOError(errno: EIO) }
+            if n == 0 { throw failed("\(write ? "pwritev" : "preadv") at \(at) (end of file)", EIO) }
             at += UInt64(n)
             var left = n
             while left > 0, first < iov.count {

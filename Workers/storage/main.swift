@@ -105,7 +105,7 @@ func run() throws {
         }
         let serial = d.serial.isEmpty ? "synthvm-disk\(i)" : d.serial
         disks.append((SCSIDisk.Configuration(capacityBlocks: d.sizeBytes / 512, readOnly: d.readOnly, serial: serial, cacheMode: cache),
-                      FileDiskBackend(fd: fd.rawValue, byteCount: d.sizeBytes)))
+                      FileDiskBackend(fd: fd.rawValue, byteCount: d.sizeBytes, name: "LUN \(i)", log: { say($0) })))
     }
     let service: StorageService
     do {
