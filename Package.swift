@@ -31,7 +31,8 @@ let package = Package(
         .executable(name: "synthvm-policy-probe", targets: ["synthvm-policy-probe"]),
         // The pure libraries the fuzz harnesses (Fuzz/, a separate package built by
         // scripts/fuzz.sh with sanitizer coverage) drive: a path dependency sees only products.
-        .library(name: "SynthVMFuzzable", targets: ["HyperV", "Partition", "IPC", "SynICRouting", "Machine", "Sandbox", "VMBus", "Storage"]),
+        .library(name: "SynthVMFuzzable", targets: ["HyperV", "Partition", "IPC", "SynICRouting", "Machine", "Sandbox", "VMBus", "Storage",
+                                                   "ControlAPI"]),
     ],
     dependencies: [
         // Pinned to the versions mirrored on our build machines.
@@ -78,9 +79,14 @@ let package = Package(
         // The storage worker's service: one SCSI controller on the channel the VMBus worker hands
         // over, disk I/O on monitor-opened fds straight into guest pages; tested in-process.
         .target(name: "StorageWorker", dependencies: ["Storage", "VMBus", "VMBusWorker", "IPC", "CSynthVM"]),
+        // The control socket's protocol (docs/api.md): bounded JSON parser and encoder, request
+        // handling against a backend protocol, Prometheus text. Pure, no Foundation: the VM
+        // process serves it, `synthvm ctl` speaks it.
+        .target(name: "ControlAPI"),
         // vCPU threads, the exit loop, shutdown and crash reports.
         .target(name: "Monitor", dependencies: ["Machine", "KVM", "CSynthVM", "Partition", "HyperV", "IPC", "Sandbox",
-                                                "SynICRouting"]),
+                                                "SynICRouting", "ControlAPI",
+                                                .product(name: "Atomics", package: "swift-atomics")]),
         // libseccomp (libseccomp-dev), for compiling policies into BPF. Only Sandbox uses it.
         .systemLibrary(name: "CSeccomp", path: "Sources/CSeccomp"),
         // libcap (libcap-dev), for dropping a jailed worker's capabilities. Only Sandbox uses it.
@@ -114,7 +120,7 @@ let package = Package(
             name: "synthvm",
             // The VM process and the workers are separate executables; depending on them makes
             // `swift run synthvm` and `swift build --product synthvm` build them next to the launcher.
-            dependencies: ["Monitor", "synthvm-vm", "synthvm-synic-router", "synthvm-vmbus", "synthvm-storage",
+            dependencies: ["Monitor", "ControlAPI", "synthvm-vm", "synthvm-synic-router", "synthvm-vmbus", "synthvm-storage",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(
             name: "synthvm-bench",
@@ -126,6 +132,7 @@ let package = Package(
         // The fuzz targets' checked-in seeds (Fuzz/Corpus), for the suites' FuzzSeedTests.
         .target(name: "FuzzSeeds", path: "Tests/FuzzSeeds"),
         .testTarget(name: "MachineTests", dependencies: ["Machine", "TestFixtures", "FuzzSeeds"]),
+        .testTarget(name: "ControlAPITests", dependencies: ["ControlAPI", "FuzzSeeds"]),
         .testTarget(name: "PartitionTests", dependencies: ["Partition", "HyperV"]),
         .testTarget(name: "IPCTests", dependencies: ["IPC", "CSynthVM", "FuzzSeeds"]),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "IPC", "FuzzSeeds"]),
@@ -133,7 +140,8 @@ let package = Package(
         .testTarget(name: "VMBusTests", dependencies: ["VMBus", "VMBusWorker", "HyperV", "IPC", "SynICRouting", "FuzzSeeds", .product(name: "Atomics", package: "swift-atomics")]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "StorageWorker", "VMBus", "VMBusWorker", "SynICRouting",
                                                        "Partition", "IPC", "FuzzSeeds"]),
-        .testTarget(name: "GuestTests", dependencies: ["Monitor", "Machine", "Sandbox", "TestFixtures", "VMBus", "IPC"]),
+        .testTarget(name: "GuestTests", dependencies: ["Monitor", "Machine", "Sandbox", "TestFixtures", "VMBus", "IPC",
+                                                      "ControlAPI"]),
     ],
     swiftLanguageModes: [.v6]
 )

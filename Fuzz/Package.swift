@@ -5,7 +5,7 @@
 // instruments the SynthVM libraries it depends on as well as the harnesses.
 import PackageDescription
 
-let targets = ["hypercall", "msr", "synic-router", "testdev", "wire", "ring", "elf", "multiboot", "bzimage", "decompress", "policy", "vmbus-server", "vmbus-ring", "vmbus-ic", "storage"]
+let targets = ["hypercall", "msr", "synic-router", "testdev", "wire", "ring", "elf", "multiboot", "bzimage", "decompress", "policy", "vmbus-server", "vmbus-ring", "vmbus-ic", "storage", "api-json"]
 
 let package = Package(
     name: "SynthVMFuzz",

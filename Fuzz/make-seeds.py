@@ -486,6 +486,17 @@ def storage_seeds():
           + bytes.fromhex("56535452010000001000000000000000040000000206000000000000000000000000"))
 
 
+# --- api-json: a read size byte, then request lines as a client sends them ---------------------
+def api_json_seeds():
+    lines = [b'{"execute":"status"}', b'{"execute":"metrics","id":1}', b'{"execute":"stop"}', b'{"execute":"shutdown"}',
+             b'{"execute":"fault","arguments":{"worker":"synic-router","kind":"kill"},"id":"x"}',
+             b'{"execute":"fault","arguments":{"worker":"synic-router","kind":"hang","arg":5}}',
+             b'{"execute":"status","arguments":{}}', b'[1,2.5e3,-0,true,false,null,"\\u00e9\\ud83d\\ude00"]']
+    write("api-json", "requests", bytes([7]) + b"\n".join(lines) + b"\n")
+    write("api-json", "one-status", bytes([63]) + b'{"execute":"status"}\r\n')
+    write("api-json", "bad", bytes([0]) + b'nope\n{"execute":1}\n{"a":1,"a":2}\n[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]\n')
+
+
 if __name__ == "__main__":
     shutil.rmtree(CORPUS, ignore_errors=True)
     hypercall_seeds()
@@ -500,3 +511,4 @@ if __name__ == "__main__":
     vmbus_ring_seeds()
     vmbus_ic_seeds()
     storage_seeds()
+    api_json_seeds()

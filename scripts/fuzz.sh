@@ -22,7 +22,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-targets=(hypercall msr synic-router testdev wire ring elf multiboot bzimage decompress policy vmbus-server vmbus-ring vmbus-ic storage)
+targets=(hypercall msr synic-router testdev wire ring elf multiboot bzimage decompress policy vmbus-server vmbus-ring vmbus-ic storage api-json)
 out=.build-fuzz
 
 usage() { sed -n '4,8p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }

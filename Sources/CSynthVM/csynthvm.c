@@ -631,3 +631,80 @@ void svm_host_cpuid(unsigned leaf, unsigned subleaf, unsigned *regs)
 #include <malloc.h>
 
 int svm_set_malloc_arena_max(int n) { return mallopt(M_ARENA_MAX, n); }
+
+/* ---- The control socket (docs/api.md) ---- */
+#include <sys/stat.h>
+#include <sys/un.h>
+
+int svm_api_accept(int listen_fd) {
+    int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    return fd < 0 ? -errno : fd;
+}
+
+int svm_api_peer(int fd, int32_t *pid, uint32_t *uid, uint32_t *gid) {
+    struct ucred c;
+    socklen_t len = sizeof c;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c, &len) < 0) return -errno;
+    *pid = c.pid;
+    *uid = c.uid;
+    *gid = c.gid;
+    return 0;
+}
+
+long svm_api_send(int fd, const void *buf, size_t len) {
+    ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+    return n < 0 ? -errno : n;
+}
+
+static int svm_api_address(const char *path, struct sockaddr_un *a) {
+    memset(a, 0, sizeof *a);
+    a->sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof a->sun_path) return -ENAMETOOLONG;
+    strcpy(a->sun_path, path);
+    return 0;
+}
+
+int svm_api_listen(const char *path, int backlog) {
+    struct sockaddr_un a;
+    int r = svm_api_address(path, &a);
+    if (r < 0) return r;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    /* The file bind creates gets 0777 & ~umask: 0600 from the start, no window at a wider mode. */
+    mode_t old = umask(0177);
+    r = bind(fd, (struct sockaddr *)&a, sizeof a);
+    int e = errno;
+    umask(old);
+    if (r < 0) {
+        close(fd);
+        return -e;
+    }
+    if (chmod(path, 0600) < 0 || listen(fd, backlog) < 0) {
+        e = errno;
+        unlink(path);
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
+int svm_api_connect(const char *path) {
+    struct sockaddr_un a;
+    int r = svm_api_address(path, &a);
+    if (r < 0) return r;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
+int svm_api_probe(const char *path) {
+    int fd = svm_api_connect(path);
+    if (fd < 0) return fd;
+    close(fd);
+    return 0;
+}

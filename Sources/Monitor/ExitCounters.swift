@@ -44,6 +44,16 @@ public struct ExitCounters: Sendable, Equatable {
         return r
     }
 
+    /// Every counter by the name the control socket's metrics give it (docs/api.md), in a fixed order.
+    public var named: [(String, Int)] {
+        [("exits", exits), ("pio", portIO), ("mmio", mmio), ("msr", msr), ("kicks", kicks),
+         ("unknown_port_reads", unknownPortReads), ("unknown_port_writes", unknownPortWrites),
+         ("unknown_mmio_reads", unknownMMIOReads), ("unknown_mmio_writes", unknownMMIOWrites),
+         ("unknown_msr_reads", unknownMSRReads), ("unknown_msr_writes", unknownMSRWrites),
+         ("synthetic_msr_reads", syntheticMSRReads), ("synthetic_msr_writes", syntheticMSRWrites),
+         ("hypercalls", hypercalls), ("autoeoi_injections", autoEOIInjections), ("emulation_fixups", emulationFixups)]
+    }
+
     public var summary: String {
         "exits=\(exits) pio=\(portIO) mmio=\(mmio) msr=\(msr) kicks=\(kicks) "
             + "unknown: port r/w=\(unknownPortReads)/\(unknownPortWrites) "

@@ -85,6 +85,12 @@ public struct MachineConfig: Sendable {
     public var workerArguments: [String] = []
     /// If set, the workers' stderr (their fd 2) instead of the monitor's. Tests only.
     public var workerStandardError: Int32?
+    /// A listening Unix stream socket (non-blocking is set by the VM) served as the control
+    /// socket (docs/api.md) by the `synthvm-api` thread. The fd stays the caller's: `synthvm run
+    /// --api-socket` creates it in the launcher and hands it to every VM process as its fd 5.
+    public var apiSocket: Int32?
+    /// Whether the control socket's `fault` command is accepted (`--allow-fault-injection`).
+    public var allowFaultInjection = false
     /// `<package root>/Policies`, from `#filePath` (Sources/Monitor/MachineConfig.swift).
     public static let defaultPolicyDirectory: String = {
         var parts = String(#filePath).split(separator: "/", omittingEmptySubsequences: false)

@@ -12,8 +12,8 @@
 /// | 64 | bad command line or input, before any VM is created |
 /// | 70 | the VM could not be created (KVM missing, setup ioctl failed) |
 /// | 124 | the --timeout elapsed |
-/// | 130 | stopped by SIGINT, by SIGTERM when the guest has no shutdown channel (or `--shutdown-grace 0`), or from the console with Ctrl-A x |
-/// | 131 | SIGTERM asked the guest to shut down through the shutdown IC and it did not within `--shutdown-grace` seconds, or refused: stopped hard |
+/// | 130 | stopped by SIGINT, by SIGTERM when the guest has no shutdown channel (or `--shutdown-grace 0`), from the console with Ctrl-A x, or by `stop` (or a `shutdown` the guest cannot be asked for) on the control socket |
+/// | 131 | SIGTERM or the control socket's `shutdown` asked the guest to shut down through the shutdown IC and it did not within `--shutdown-grace` seconds, or refused: stopped hard |
 public enum StopReason: Sendable, Equatable {
     case halted
     case exitDevice(value: UInt32)
@@ -29,6 +29,9 @@ public enum StopReason: Sendable, Equatable {
     case platformReset
     /// Ctrl-A x on a raw-mode console terminal.
     case consoleQuit
+    /// `stop` on the control socket (docs/api.md), or a `shutdown` the guest had no way to take:
+    /// the same hard stop as SIGTERM, and the same status.
+    case controlSocketStop
     /// SIGTERM asked the guest to shut down (shutdown IC); it had not after `seconds`, or it
     /// refused (`refused`), so the VM was stopped hard.
     case shutdownFailed(seconds: Int, refused: Bool)
@@ -48,7 +51,7 @@ public enum StopReason: Sendable, Equatable {
         case .tripleFault: return 2
         case .guestCrash: return 4
         case .hostFailure: return 6
-        case .signal, .consoleQuit: return 130
+        case .signal, .consoleQuit, .controlSocketStop: return 130
         case .shutdownFailed: return 131
         case .timedOut: return 124
         case .guestReportedCrash: return 8
@@ -71,9 +74,10 @@ public enum StopReason: Sendable, Equatable {
         case .poweredOff: return "guest powered off (ACPI S5)"
         case .platformReset: return "guest reset the platform (port 0xcf9 or the keyboard controller)"
         case .consoleQuit: return "stopped from the console (Ctrl-A x)"
+        case .controlSocketStop: return "stopped through the control socket"
         case let .shutdownFailed(s, refused):
             return refused ? "the guest refused to shut down (shutdown IC); stopped"
-                : "the guest did not shut down within \(s) s of SIGTERM; stopped"
+                : "the guest did not shut down within \(s) s of being asked; stopped"
         }
     }
 

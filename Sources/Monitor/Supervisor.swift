@@ -119,6 +119,17 @@ public final class Supervisor: @unchecked Sendable {
 
     public var status: [Status] { statuses.withLock { $0 } }
 
+    /// SIGKILLs the newest process of worker `name` through its pidfd (the control socket's
+    /// `fault WORKER kill`); its pid, or nil when no process of that name still runs. The death
+    /// is then reaped and reported by the watching thread like any other.
+    public func kill(worker name: String) -> pid_t? {
+        guard let w = workers.withLock({ $0.last { $0.process.name == name } }), exit(of: w.process.pid) == nil else {
+            return nil
+        }
+        w.process.signal(SIGKILL)
+        return w.process.pid
+    }
+
     /// Waits (at most `timeoutMs`) until the supervisor has reaped `process` and relayed the rest
     /// of its output: then an error about it can be reported after the worker's own last words.
     @discardableResult

@@ -18,6 +18,11 @@ final class VCPURunner: @unchecked Sendable {
     /// The partition's advertised CPUID bits, copied once (they never change for a VM).
     let enlightenmentBits: Enlightenments.CPUIDBits
     private(set) var counters = ExitCounters()
+    /// Hypercalls by code (`PublishedCounters.hypercallSlot`), this vCPU's own.
+    private var hypercallCodes = [Int](repeating: 0, count: PublishedCounters.hypercallSlots)
+    private var hypercallsPublished = 0
+    /// Where the control socket reads this vCPU's counters (published on kicks and at the end).
+    let published = PublishedCounters()
     private(set) var crashReport: String?
 
     /// Where HvPostMessage/HvSignalEvent go (the SynIC router link, when the router runs).
@@ -60,7 +65,10 @@ final class VCPURunner: @unchecked Sendable {
         svm_set_current_vcpu(Int32(index))
         VCPUKick.register(vcpu)
         control.register(vcpu: index, thread: VCPUKick.currentThread())
-        defer { control.unregister(vcpu: index) }
+        defer {
+            control.unregister(vcpu: index)
+            publish()
+        }
         let run = vcpu.run
         while !control.isStopping {
             if let relay = autoEOI, relay.hasPending(vp: index) {
@@ -148,8 +156,15 @@ final class VCPURunner: @unchecked Sendable {
         control.requestStop(stop)
     }
 
+    /// Copies the counters where the control socket reads them (PublishedCounters).
+    private func publish() {
+        published.publish(counters, hypercallCodes: hypercallCodes, hypercallsChanged: counters.hypercalls != hypercallsPublished)
+        hypercallsPublished = counters.hypercalls
+    }
+
     /// After a kick: is this vCPU parked for good (HLT with IF=0, or an AP awaiting SIPI)?
     private func reportParkState() {
+        publish()
         guard let mp = try? vcpu.getMPState() else { return }
         var parked = false
         if mp == KVMMPState.uninitialized || mp == KVMMPState.initReceived {
@@ -179,6 +194,9 @@ final class VCPURunner: @unchecked Sendable {
             let e = enlightenmentBits
             var input = VPRegisters(rax: regs.rax, rbx: regs.rbx, rcx: regs.rcx, rdx: regs.rdx,
                                     rsi: regs.rsi, rdi: regs.rdi, r8: regs.r8, xmm: [])
+            if let call = HypercallInput(registers: input, mode: mode) {
+                hypercallCodes[PublishedCounters.hypercallSlot(call.control.callCode.rawValue)] += 1
+            }
             // XMM0-5 cost a KVM_GET_FPU: fetched only when XMM input is advertised and this call uses it.
             if e.featuresEDX & HvFeatureEDX.xmmHypercallInput != 0,
                let d = HypercallInput(registers: input, mode: mode),

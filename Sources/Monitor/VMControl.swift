@@ -41,8 +41,10 @@ public final class VMControl: Sendable {
 
     public var stopReason: StopReason? { reason.withLock { $0 } }
 
-    /// Records the first reason; later requests are ignored. Wakes the supervisor.
-    public func requestStop(_ r: StopReason) {
+    /// Records the first reason; later requests are ignored. Wakes the supervisor. True if
+    /// this request was the first.
+    @discardableResult
+    public func requestStop(_ r: StopReason) -> Bool {
         let first = reason.withLock { cur -> Bool in
             if cur != nil { return false }
             cur = r
@@ -53,7 +55,32 @@ public final class VMControl: Sendable {
             var one: UInt64 = 1
             _ = Glibc.write(wakeFD, &one, 8)
         }
+        return first
     }
+
+    /// The control socket's `shutdown` asked the guest (`VirtualMachine.requestGracefulShutdown`):
+    /// the supervising loop then gives it `--shutdown-grace` seconds, as after a SIGTERM. True the
+    /// first time; later calls return false (the caller then stops the VM hard, as a second
+    /// SIGTERM does). Wakes the supervising loop.
+    func noteGuestAskedToShutDown() -> Bool {
+        guard !guestAskedToShutDown.exchange(true, ordering: .acquiringAndReleasing) else { return false }
+        shutdownAskedByAPI.store(true, ordering: .releasing)
+        var one: UInt64 = 1
+        _ = Glibc.write(wakeFD, &one, 8)
+        return true
+    }
+
+    /// Whether the guest has been asked to shut down (by SIGTERM or the control socket).
+    var hasAskedGuestToShutDown: Bool { guestAskedToShutDown.load(ordering: .acquiring) }
+
+    /// Marks the guest asked by the supervising loop itself (SIGTERM).
+    func markGuestAskedToShutDown() { guestAskedToShutDown.store(true, ordering: .releasing) }
+
+    /// For the supervising loop: whether the control socket asked the guest since the last call.
+    func takeShutdownAskedByAPI() -> Bool { shutdownAskedByAPI.exchange(false, ordering: .acquiringAndReleasing) }
+
+    private let guestAskedToShutDown = Atomic<Bool>(false)
+    private let shutdownAskedByAPI = Atomic<Bool>(false)
 
     func register(vcpu index: Int, thread: UInt) {
         reports.withLock { $0[index].thread = thread }

@@ -38,13 +38,16 @@ public struct VMProcessSetup: Sendable {
     }
 
     public static let magic: [UInt8] = Array("SVMLIFE\0".utf8)
-    public static let version: UInt32 = 2
+    public static let version: UInt32 = 3
     /// The fds of the VM process: the record, and the crash-report pipe when there is one.
     public static let setupFD: Int32 = 3
     public static let crashReportFD: Int32 = 4
-    /// The disks' fds in the VM process: 5, 6, ... in `config.disks` order (the launcher moves
-    /// them there across exec, whether or not fd 4 is used).
-    public static let firstDiskFD: Int32 = 5
+    /// The disks' fds in the VM process: 6, 7, ... in `config.disks` order (the launcher moves
+    /// them there across exec, whether or not fds 4 and 5 are used).
+    public static let firstDiskFD: Int32 = 6
+    /// With `--api-socket`: the control socket's listening socket, created by the launcher once
+    /// for every VM life (`MachineConfig.apiSocket` is then this number).
+    public static let apiSocketFD: Int32 = 5
     /// The executable the launcher starts, next to `synthvm` (like the workers).
     public static let executableName = "synthvm-vm"
     /// No record is larger (a body length is checked against it before anything is read).
@@ -59,7 +62,7 @@ public struct VMProcessSetup: Sendable {
         "kernel", "kernelName", "modules", "commandLine", "cpuCount", "layout", "console", "consoleInput",
         "consoleEscapes", "haltPollMilliseconds", "handleSignals", "timeoutSeconds", "enlightenments",
         "onGuestCrash", "workers", "hypervTestDevice", "vmbus", "disks", "shutdownGraceSeconds", "policyDirectory", "seccomp", "jail", "workerArguments",
-        "workerStandardError",
+        "workerStandardError", "apiSocket", "allowFaultInjection",
     ]
 
     // MARK: Encoding
@@ -113,6 +116,8 @@ public struct VMProcessSetup: Sendable {
         Self.flag(c.jail != nil, into: &w)
         Self.strings(c.workerArguments, into: &w)
         w.i32(c.workerStandardError ?? -1)
+        w.i32(c.apiSocket ?? -1)
+        Self.flag(c.allowFaultInjection, into: &w)
         Self.flag(restartOnReset, into: &w)
         Self.flag(stats, into: &w)
         Self.flag(hasCrashReportPipe, into: &w)
@@ -241,6 +246,8 @@ public struct VMProcessSetup: Sendable {
         config.jail = try flag(&r, "jail") ? JailConfig() : nil
         config.workerArguments = try strings(&r, "worker argument")
         config.workerStandardError = try optionalFD(&r, "worker stderr")
+        config.apiSocket = try optionalFD(&r, "API socket")
+        config.allowFaultInjection = try flag(&r, "fault injection")
         let restart = try flag(&r, "restart on reset")
         let stats = try flag(&r, "stats")
         let pipe = try flag(&r, "crash-report pipe")

@@ -341,6 +341,21 @@ public final class VirtualMachine: @unchecked Sendable {
             joiner = nil
             control.requestStop(.hostFailure(error.description))
         }
+        // The control socket's thread (synthvm-api, under monitor.policy), started while this
+        // thread can still clone; it serves until the VM has stopped.
+        var api: ControlSocketServer?
+        if let fd = config.apiSocket, !control.isStopping {
+            do {
+                let backend = VMAPIBackend(control: control, supervisor: supervisor, counters: runners.map(\.published),
+                                           config: config, askGuestToShutDown: { [unowned self] in requestGracefulShutdown() })
+                let server = try ControlSocketServer(listenFD: fd, backend: backend)
+                try server.start(filter: filters.monitor)
+                api = server
+            } catch {
+                control.requestStop(.hostFailure("control socket: \(error)"))
+            }
+        }
+        defer { api?.stop() }
         // Opened before the filter, which refuses open; written after it, so the name says filtered.
         let nameFile = HostThread.NameFile(tid: svm_gettid())
         let r = filters.monitor.installOnCurrentThread()
@@ -543,13 +558,20 @@ public final class VirtualMachine: @unchecked Sendable {
                 let sig = svm_read_signalfd(signalFD)
                 // The first SIGTERM asks the guest to shut down when it can be asked; SIGINT,
                 // a second SIGTERM, or a guest with no shutdown channel stop at once.
-                if sig == SIGTERM, shutdownDeadline == nil, requestGracefulShutdown() {
+                if sig == SIGTERM, shutdownDeadline == nil, !control.hasAskedGuestToShutDown, requestGracefulShutdown() {
+                    control.markGuestAskedToShutDown()
                     shutdownDeadline = monotonicSeconds() + Double(config.shutdownGraceSeconds)
                     Self.say("synthvm: SIGTERM: asked the guest to shut down (shutdown IC); stopping it in "
                              + "\(config.shutdownGraceSeconds) s if it has not (SIGINT or another SIGTERM: now)")
                 } else if sig > 0 {
                     control.requestStop(.signal(Int32(sig)))
                 }
+            }
+            // The control socket's `shutdown` asked the guest (on its own thread): the same grace.
+            if control.takeShutdownAskedByAPI(), shutdownDeadline == nil {
+                shutdownDeadline = monotonicSeconds() + Double(config.shutdownGraceSeconds)
+                Self.say("synthvm: shutdown (control socket): asked the guest to shut down (shutdown IC); stopping it in "
+                         + "\(config.shutdownGraceSeconds) s if it has not")
             }
             if let d = shutdownDeadline {
                 let refused = (routerLink?.region.vmbusStatus.flags ?? 0) & SynICRegion.VMBusStatus.shutdownRefused != 0

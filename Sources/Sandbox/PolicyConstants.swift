@@ -97,6 +97,8 @@ public enum PolicyConstants {
         "MSG_PEEK": 0x2, "MSG_TRUNC": 0x20, "MSG_DONTWAIT": 0x40, "MSG_WAITALL": 0x100,
         "MSG_NOSIGNAL": 0x4000, "MSG_CMSG_CLOEXEC": 0x4000_0000,
         "SHUT_RD": 0, "SHUT_WR": 1, "SHUT_RDWR": 2,
+        // getsockopt level and option (asm-generic/socket.h): the control socket's peer credentials.
+        "SOL_SOCKET": 1, "SO_PEERCRED": 17,
     ]
 
     /// open flags, fcntl commands, seals, memfd flags, *at flags (fcntl.h, linux/memfd.h).

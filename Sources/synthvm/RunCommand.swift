@@ -22,7 +22,7 @@ struct RunCommand: ParsableCommand {
             Exit status: 0 when every vCPU halted with interrupts off; (v << 1) | 1 when the guest wrote \
             v to the exit device at port 0xf4; 2 triple fault; 4 guest crash (a report goes to stderr); \
             6 host failure while running; 64 bad input; 70 the VM could not be created; 124 --timeout elapsed; \
-            130 SIGINT, or SIGTERM when the guest cannot be asked to shut down; 131 SIGTERM asked the guest to \
+            130 SIGINT, SIGTERM when the guest cannot be asked to shut down, or stop on the control socket; 131 SIGTERM asked the guest to \
             shut down and it did not within --shutdown-grace (or refused); 8 the guest reported a crash through \
             the Hyper-V crash MSRs; 10 the guest requested a reset and --on-reset is exit. A guest that shuts \
             down when asked powers off through ACPI: 0.
@@ -132,6 +132,17 @@ struct RunCommand: ParsableCommand {
             + "See docs/security.md."))
     var noJail = false
 
+    @Option(name: .long, help: ArgumentHelp(
+        "Serve the control socket here: a Unix stream socket (mode 0600) taking one JSON request per line "
+            + "(status, metrics, fault, shutdown, stop); `synthvm ctl PATH ...` is its client. See docs/api.md.",
+        valueName: "path"))
+    var apiSocket: String?
+
+    @Flag(name: .long, help: ArgumentHelp(
+        "Accept the control socket's fault command (fault injection into workers, e.g. `synthvm ctl PATH fault "
+            + "synic-router kill`). Off by default; every accepted fault is logged with who asked."))
+    var allowFaultInjection = false
+
     // Workers to start with the VM (MachineConfig.workers). Hidden: today they attach to guest RAM
     // and route nothing yet; the tests use it to run a worker under a real `synthvm` process.
     @Option(name: .customLong("worker"), help: .hidden)
@@ -174,6 +185,12 @@ struct RunCommand: ParsableCommand {
         }
         config.shutdownGraceSeconds = shutdownGrace
         config.workers = workers
+        if allowFaultInjection {
+            guard apiSocket != nil else {
+                fail("--allow-fault-injection needs --api-socket (faults are asked for through it)", status: StopReason.usageStatus)
+            }
+            config.allowFaultInjection = true
+        }
         if noJail {
             config.jail = nil
             printErr("synthvm: WARNING: --no-jail: worker processes will run without their jail (debugging only)")
@@ -209,8 +226,18 @@ struct RunCommand: ParsableCommand {
                 config.consoleEscapes = ConsoleTerminal.enterRawMode(fd: 0)
             }
         }
+        // Last, so no usage error leaves a socket file behind.
+        var socket: APISocket?
+        if let path = apiSocket {
+            switch APISocket.create(path: path) {
+            case let .success(s): socket = s
+            case let .failure(why):
+                ConsoleTerminal.restore()
+                fail(why.message, status: StopReason.usageStatus)
+            }
+        }
         VMProcessLauncher(restartOnReset: onReset == "restart", crashReportPath: crashReport, timeoutSeconds: timeout,
-                          stats: stats).run(config: config)
+                          stats: stats, apiSocket: socket).run(config: config)
     }
 
     /// Derives the additions from what a probe guest sees on this host and appends those the

@@ -9,7 +9,7 @@ struct SynthVM: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "synthvm",
         abstract: "SynthVM: a Hyper-V-compatible virtual machine monitor for Linux/KVM.",
-        subcommands: [RunCommand.self, InfoCommand.self])
+        subcommands: [RunCommand.self, CtlCommand.self, InfoCommand.self])
 
     /// Bad arguments get one line on stderr and status 64; --help prints the full help.
     static func main() {

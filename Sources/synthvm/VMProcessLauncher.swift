@@ -25,6 +25,9 @@ struct VMProcessLauncher {
     var timeoutSeconds: Int?
     /// `--stats`, printed by the VM process that ends the run.
     var stats: Bool
+    /// `--api-socket`: the listening socket, created here once and handed to every VM life as
+    /// its fd 5 (docs/api.md, "Where the socket lives"); removed when the launcher ends.
+    var apiSocket: APISocket?
 
     /// The JSON crash report is at most this long; a VM process that sends more is not trusted
     /// with the rest (the real one is a few KiB: five parameters and one 4 KiB page, escaped).
@@ -54,8 +57,9 @@ struct VMProcessLauncher {
                 fail("cannot create the crash-report pipe: \(String(cString: strerror(-r)))",
                      status: StopReason.setupFailureStatus)
             }
+            config.apiSocket = apiSocket != nil ? VMProcessSetup.apiSocketFD : nil
             // The disks' fds (opened and locked by `synthvm run`, kept here for every life) become
-            // fds 5, 6, ... of the VM process, and the record says so.
+            // fds 6, 7, ... of the VM process, and the record says so.
             let diskFDs = config.disks.map(\.fd)
             var lifeConfig = config
             for i in lifeConfig.disks.indices { lifeConfig.disks[i].fd = VMProcessSetup.firstDiskFD + Int32(i) }
@@ -68,7 +72,8 @@ struct VMProcessLauncher {
             }
             // argv is the executable alone: everything else is in the record.
             var argv: [UnsafeMutablePointer<CChar>?] = [strdup(executable), nil]
-            let pid = svm_launcher_spawn(executable, &argv, setupFD, report[1], diskFDs, Int32(diskFDs.count))
+            let pid = svm_launcher_spawn(executable, &argv, setupFD, report[1], apiSocket?.fd ?? -1, diskFDs,
+                                         Int32(diskFDs.count))
             free(argv[0])
             close(setupFD)
             if pid < 0 {
@@ -85,7 +90,10 @@ struct VMProcessLauncher {
                 fail("cannot wait for the VM process: \(String(cString: strerror(-1000 - status)))",
                      status: StopReason.hostFailure("").exitStatus)
             }
-            if status < 0 { svm_launcher_die_by(-status) }
+            if status < 0 {
+                apiSocket?.remove()
+                svm_launcher_die_by(-status)
+            }
             if status == StopReason.platformReset.exitStatus, restartOnReset {
                 // A SIGINT/SIGTERM that raced with the reset stops here rather than restart.
                 let sig = svm_launcher_stop_signal()
@@ -101,6 +109,7 @@ struct VMProcessLauncher {
     }
 
     private func end(status: Int32) -> Never {
+        apiSocket?.remove()
         ConsoleTerminal.restore()
         Glibc.exit(status)
     }

@@ -66,13 +66,15 @@ struct TestKernelTests {
     /// Runs `synthvm run` on the kernel with the serial console on stdout, reads the log until the
     /// root wait and every line of `awaiting` (or `timeout`), then sends SIGTERM and waits (up to
     /// `stopTimeout`) for synthvm to end.
+    /// `extra`: more `synthvm run` options; `stop`: how to ask it to stop (default SIGTERM).
     static func boot(_ kernel: String, cpus: Int, timeout: Int, awaiting: [String] = [],
-                     stopTimeout: Double = 90) throws -> Boot {
+                     stopTimeout: Double = 90, extra: [String] = [],
+                     stop: (Process) -> Void = { kill($0.processIdentifier, SIGTERM) }) throws -> Boot {
         let p = Process()
         p.executableURL = CommandLineTests.binary
         p.arguments = ["run", "--profile", "linux-pvm", "--kernel", kernel, "--cpus", "\(cpus)", "--memory", "256M",
                        "--cmdline", "console=ttyS0 root=/dev/sda rootwait", "--serial", "stdio",
-                       "--timeout", "\(timeout)"]
+                       "--timeout", "\(timeout)"] + extra
         let out = Pipe(), err = Pipe()
         p.standardOutput = out
         p.standardError = err
@@ -95,7 +97,7 @@ struct TestKernelTests {
         let seconds = Date().timeIntervalSince(start)
         let stopStart = Date()
         if p.isRunning {
-            kill(p.processIdentifier, SIGTERM)
+            stop(p)
             let deadline = Date().addingTimeInterval(stopTimeout)
             while p.isRunning && Date() < deadline { usleep(50_000) }
             if p.isRunning { kill(p.processIdentifier, SIGKILL) }

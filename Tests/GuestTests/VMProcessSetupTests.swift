@@ -39,6 +39,8 @@ struct VMProcessSetupTests {
         c.jail = nil
         c.workerArguments = ["--test-forbidden-syscall"]
         c.workerStandardError = 9
+        c.apiSocket = 5
+        c.allowFaultInjection = true
         return VMProcessSetup(config: c, restartOnReset: true, stats: true, hasCrashReportPipe: true)
     }
 
@@ -63,6 +65,7 @@ struct VMProcessSetupTests {
         #expect(c.enlightenments == setup.config.enlightenments && !c.enlightenments.has(.crash))
         #expect(c.timeoutSeconds == 41 && c.jail == nil && c.workerStandardError == 9 && c.seccomp.rawValue == "log")
         #expect(back.restartOnReset && back.stats && back.hasCrashReportPipe)
+        #expect(c.apiSocket == 5 && c.allowFaultInjection)
         // And the defaults: no timeout, a jail, no pipe.
         var plain = try Self.sample()
         plain.config.timeoutSeconds = nil
@@ -86,7 +89,7 @@ struct VMProcessSetupTests {
         magic[0] ^= 1
         #expect(throws: MonitorError.self) { try VMProcessSetup.decode(magic) }
         var version = bytes
-        version[8] = 2
+        version[8] = 3
         #expect(throws: MonitorError.self) { try VMProcessSetup.decode(version) }
         // Single-byte changes anywhere decode or fail cleanly; a length field made huge fails.
         var rng = SystemRandomNumberGenerator()

@@ -93,7 +93,22 @@ import Testing
         let monitor = try Self.parser.parse(file: repositoryRoot + "/Policies/monitor.policy")
         #expect(monitor.defaultAction == .trap)
         #expect(monitor.rule(for: "ioctl") == nil)
-        for name in Self.neverForTheMonitor where name != "pidfd_send_signal" {
+        for name in Self.neverForTheMonitor where name != "pidfd_send_signal" && name != "accept4" {
+            #expect(monitor.rule(for: name) == nil, "\(name)")
+        }
+        // The control socket (synthvm-api): accept4 with exactly SOCK_NONBLOCK|SOCK_CLOEXEC, the
+        // peer's credentials and nothing else of getsockopt, send with MSG_NOSIGNAL and no address.
+        let accept4: Int32 = 288, getsockopt: Int32 = 55, sendto: Int32 = 44
+        #expect(monitor.action(forSyscall: accept4, args: [5, 0, 0, 0x80800]) == .allow)
+        #expect(monitor.action(forSyscall: accept4, args: [5, 0, 0, 0x80000]) == .trap)  // blocking
+        #expect(monitor.action(forSyscall: accept4, args: [5, 0, 0, 0x800]) == .trap)  // inheritable
+        #expect(monitor.action(forSyscall: getsockopt, args: [5, 1, 17, 0, 0]) == .allow)
+        #expect(monitor.action(forSyscall: getsockopt, args: [5, 1, 16, 0, 0]) == .trap)
+        #expect(monitor.action(forSyscall: getsockopt, args: [5, 6, 17, 0, 0]) == .trap)
+        #expect(monitor.action(forSyscall: sendto, args: [5, 0, 1, 0x4000, 0, 0]) == .allow)
+        #expect(monitor.action(forSyscall: sendto, args: [5, 0, 1, 0, 0, 0]) == .trap)  // SIGPIPE possible
+        #expect(monitor.action(forSyscall: sendto, args: [5, 0, 1, 0x4000, 0x1000, 16]) == .trap)  // an address
+        for name in ["socket", "bind", "listen", "connect", "sendmsg", "recvmsg", "setsockopt"] {
             #expect(monitor.rule(for: name) == nil, "\(name)")
         }
         let pidfdSendSignal: Int32 = 424, sigkill: UInt64 = 9, sigterm: UInt64 = 15

@@ -72,6 +72,8 @@ enum ProbeCases {
         "fallocate": [badFD, 3, 0, 4096],
         "ioctl": [badFD, 0, 0], "fcntl": [badFD, 0, 0], "fstat": [badFD, 0],
         "newfstatat": [badFD, 0, 0, 0], "sendmsg": [badFD, 0, 0], "recvmsg": [badFD, 0, 0],
+        // Not a socket: EBADF before the kernel looks at anything else.
+        "accept4": [badFD, 0, 0, 0], "getsockopt": [badFD, 0, 0, 0, 0], "sendto": [badFD, 0, 0, 0, 0, 0],
         // A NULL timeout would wait forever; a bad one fails with EFAULT first.
         "ppoll": [0, 0, badAddress, 0, 8],
         // Timeout 0: returns at once.

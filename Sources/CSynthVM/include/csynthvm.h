@@ -179,13 +179,15 @@ void svm_terminal_restore(void);
 // the current VM process (and remembered: svm_launcher_stop_signal). Returns 0 or -errno.
 int svm_launcher_forward_signals(void);
 // Starts the VM process: fork, then execve(path, argv, environ) with config_fd as fd 3 and
-// report_fd (the crash-report pipe; -1: none) as fd 4, stdio as it is and every other fd closed.
+// report_fd (the crash-report pipe; -1: none) as fd 4, api_fd (the control socket's listening
+// socket, `--api-socket`; -1: none) as fd 5, stdio as it is and every other fd closed.
 // SIGINT and SIGTERM stay blocked across the exec (the VM takes them from its signalfd) with their
 // default actions back, and the child gets SIGKILL when the launcher dies (PR_SET_PDEATHSIG,
 // checked against the race with the launcher's exit). Returns the child's pid once the exec has
 // succeeded, or -errno (of fork, or of the child's failed exec, the child reaped).
-// extra_fds (extra_count of them, at most 64: the disks) become fds 5, 6, ... of the child.
-int svm_launcher_spawn(const char *path, char *const argv[], int config_fd, int report_fd,
+// api_fd (the control socket; -1: none) becomes fd 5, and extra_fds (extra_count of them, at
+// most 64: the disks) fds 6, 7, ... of the child.
+int svm_launcher_spawn(const char *path, char *const argv[], int config_fd, int report_fd, int api_fd,
                        const int *extra_fds, int extra_count);
 // Waits for the VM process `pid`: its exit status (0-255), or -signal if a signal ended it, or
 // -1000 - errno if waiting failed.
@@ -224,3 +226,19 @@ void svm_host_cpuid(unsigned leaf, unsigned subleaf, unsigned *regs);
 
 /* mallopt(M_ARENA_MAX, n) (malloc.h is not in Swift's Glibc module). Returns mallopt's result. */
 int svm_set_malloc_arena_max(int n);
+
+/* The control socket (docs/api.md; Sources/Monitor/API). Each returns -errno on failure.
+ * svm_api_accept: accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC): a new fd.
+ * svm_api_peer: SO_PEERCRED of a connected Unix socket.
+ * svm_api_send: send(fd, buf, len, MSG_NOSIGNAL): a peer that went away is EPIPE, never SIGPIPE.
+ * svm_api_listen: a new Unix stream socket at `path`, mode 0600 (umask 0177 around bind, then
+ *   chmod before listen), close-on-exec, listening with `backlog`. */
+int svm_api_accept(int listen_fd);
+int svm_api_peer(int fd, int32_t *pid, uint32_t *uid, uint32_t *gid);
+long svm_api_send(int fd, const void *buf, size_t len);
+int svm_api_listen(const char *path, int backlog);
+/* connect() to the Unix stream socket at `path`: 0 if something accepts, or -errno
+ * (-ECONNREFUSED: a socket file nobody listens on). */
+int svm_api_probe(const char *path);
+/* A new Unix stream socket connected to `path` (close-on-exec, blocking), or -errno. */
+int svm_api_connect(const char *path);
