@@ -86,6 +86,11 @@ public struct DiskImage: Equatable, Sendable {
         var identities: [(dev_t, ino_t, String)] = []
         do throws(MonitorError) {
             for d in disks {
+                // Before the lock: our own lock on the first would hide the duplicate.
+                var early = stat()
+                if stat(d.path, &early) == 0, let other = identities.first(where: { $0.0 == early.st_dev && $0.1 == early.st_ino }) {
+                    throw .config("--disk \(d.path): the same file as --disk \(other.2)")
+                }
                 let (o, st) = try open(d)
                 opened.append(o)
                 if let other = identities.first(where: { $0.0 == st.st_dev && $0.1 == st.st_ino }) {
