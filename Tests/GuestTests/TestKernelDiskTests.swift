@@ -119,7 +119,7 @@ struct TestKernelDiskTests {
 
     static func expectClean(_ run: Run, sourceLocation: Testing.SourceLocation = #_sourceLocation) {
         let trouble = run.lines.filter { l in
-            ["I/O error", "Buffer I/O", "EXT4-fs error", "storvsc", "Oops", "BUG:", "WARNING:", "Call Trace"].contains { l.contains($0) }
+            ["I/O error", "Buffer I/O", "EXT4-fs error", "hv_storvsc ", "Oops", "BUG:", "WARNING:", "Call Trace"].contains { l.contains($0) }
                 && !l.contains("registering driver hv_storvsc")
         }
         #expect(trouble.isEmpty, "\(trouble.joined(separator: "\n"))", sourceLocation: sourceLocation)
