@@ -59,14 +59,23 @@ public struct MachineConfig: Sendable {
     /// publishes before the guest runs (OpenVMM #1850: an event port must exist when the host
     /// answers OPEN). Workers/vmbus offers the integration services in this order: heartbeat,
     /// shutdown, time sync.
-    public static let vmbusICRelIDs: ClosedRange<UInt32> = 1...3
-    /// The SCSI controller's relid: the VMBus worker offers it after the integration services
-    /// when there are disks; its event connection's owner is the storage worker.
-    public static let storageRelID: UInt32 = 4
-    /// Every relid whose event connection the router publishes: the ICs', and the controller's
-    /// when the storage worker runs.
+    public static let standardVMBusRelIDs: ClosedRange<UInt32> = 1...3
+    /// The relids of the devices the VMBus worker hosts itself: the standard ones and, when the
+    /// worker is asked for its test-only echo device (`--test-echo-device` in `workerArguments`:
+    /// tests and `synthvm-bench vmbus`), one more, offered after them.
+    public var localVMBusRelIDs: ClosedRange<UInt32> {
+        let standard = Self.standardVMBusRelIDs
+        return workerArguments.contains(WorkerCommandLine.testEchoDeviceArgument)
+            ? standard.lowerBound...(standard.upperBound + 1) : standard
+    }
+    /// The SCSI controller's relid when the storage worker runs (nil otherwise): the VMBus worker
+    /// offers it after its own devices (4 unless the echo device is there); its event
+    /// connection's owner is the storage worker.
+    public var storageRelID: UInt32? { runsStorage ? localVMBusRelIDs.upperBound + 1 : nil }
+    /// The relids whose event connections this VM publishes: the VMBus worker's own devices'
+    /// and the SCSI controller's.
     public var vmbusRelIDs: ClosedRange<UInt32> {
-        runsStorage ? Self.vmbusICRelIDs.lowerBound...Self.storageRelID : Self.vmbusICRelIDs
+        localVMBusRelIDs.lowerBound...(storageRelID ?? localVMBusRelIDs.upperBound)
     }
     /// Where the workers' seccomp policies (`<name>.policy`) are read from at spawn time. Default:
     /// the package's own `Policies/`, found from this source file's path, which is right for

@@ -491,7 +491,8 @@ public final class VirtualMachine: @unchecked Sendable {
 
     /// The connections the router publishes for the VMBus worker: message connections 1 and 4,
     /// and one event connection per channel it offers (relid | 2 << 12, `VMBusRelID.connectionID`);
-    /// the SCSI controller's (relid 4) is owned by the storage worker when it runs.
+    /// the SCSI controller's (relid 4, or 5 after the test-only echo device) is owned by the
+    /// storage worker when it runs.
     static func vmbusConnections(config: MachineConfig, link: SynICRouterLink) -> WorkerLink.SetupMessage? {
         guard let bell = link.vmbusDoorbell else { return nil }
         let owner = UInt32(WorkerKind.vmbus.rawValue)
@@ -499,7 +500,7 @@ public final class VirtualMachine: @unchecked Sendable {
             RouterConnections.Entry(connectionID: $0, kind: .message, owner: owner, buffers: MachineConfig.vmbusMessageBuffers)
         }
         for relID in config.vmbusRelIDs {
-            let relOwner = relID == MachineConfig.storageRelID && config.runsStorage ? UInt32(WorkerKind.storage.rawValue) : owner
+            let relOwner = relID == config.storageRelID ? UInt32(WorkerKind.storage.rawValue) : owner
             entries.append(.init(connectionID: relID | UInt32(MachineConfig.vmbusSINT) << 12, kind: .event, owner: relOwner, buffers: 0))
         }
         return .init(bytes: RouterConnections(entries: entries).encoded(), fds: [bell.fd.rawValue])

@@ -44,6 +44,9 @@ static void check(const char *name, u64 result, u64 accepted)
     }
 }
 
+/* A connection nobody publishes (VMBus owns 1 and 4, its channels 0x2001 up). */
+#define NO_CONN 0x77u
+
 static struct hv_post_message_input *post_input(u64 gpa, u32 conn, u32 type, u32 size)
 {
     struct hv_post_message_input *m = phys_ptr(gpa);
@@ -132,7 +135,7 @@ void guest_main(const struct boot_info *bi)
     const u64 ok_post = post ? S(HV_STATUS_INVALID_CONNECTION_ID) : denied;
 
     /* Control word */
-    post_input(in, 1, 1, 16);
+    post_input(in, NO_CONN, 1, 16);
     check("unknown call code 0x7fff", hv_hypercall(0x7fff, in, 0), S(HV_STATUS_INVALID_HYPERCALL_CODE));
     check("reserved control bit 27", hv_hypercall(HVCALL_NOTIFY_LONG_SPIN_WAIT | HV_CONTROL_FAST | (1ull << 27), 0, 0),
           S(HV_STATUS_INVALID_HYPERCALL_INPUT));
@@ -156,10 +159,10 @@ void guest_main(const struct boot_info *bi)
 
     /* Input GPAs */
     const u64 align = post ? S(HV_STATUS_INVALID_ALIGNMENT) : denied | S(HV_STATUS_INVALID_ALIGNMENT);
-    post_input(in, 1, 1, 16);
+    post_input(in, NO_CONN, 1, 16);
     check("post message misaligned input", hv_hypercall(HVCALL_POST_MESSAGE, in + 4, 0), align);
     u64 cross = in + 2 * 4096 - 64;   /* 8-aligned, 256 bytes: crosses into the third page */
-    post_input(cross, 1, 1, 16);
+    post_input(cross, NO_CONN, 1, 16);
     check("post message input crossing a page", hv_hypercall(HVCALL_POST_MESSAGE, cross, 0), align);
     u32 bits = cpu_phys_addr_bits();
     u64 beyond = bits >= 63 ? (1ull << 62) : (1ull << bits);
@@ -173,17 +176,17 @@ void guest_main(const struct boot_info *bi)
         check("post message input outside ram", hv_hypercall(HVCALL_POST_MESSAGE, unbacked, 0),
               (post ? 0 : denied) | S(HV_STATUS_INVALID_ALIGNMENT) | S(HV_STATUS_INVALID_PARAMETER));
 
-    /* HvPostMessage: no SynIC routing, so a well-formed message gets INVALID_CONNECTION_ID. */
-    post_input(in, 1, 1, 16);
+    /* HvPostMessage to a connection nobody owns: a well-formed message gets INVALID_CONNECTION_ID. */
+    post_input(in, NO_CONN, 1, 16);
     check("post message", hv_hypercall(HVCALL_POST_MESSAGE, in, 0), ok_post);
-    post_input(in, 1, 1, 16);
+    post_input(in, NO_CONN, 1, 16);
     check("post message misaligned unused output", hv_hypercall(HVCALL_POST_MESSAGE, in, 3), ok_post);
     const u64 param = post ? S(HV_STATUS_INVALID_PARAMETER) : denied | S(HV_STATUS_INVALID_PARAMETER);
-    post_input(in, 1, 1, 241);
+    post_input(in, NO_CONN, 1, 241);
     check("post message payload 241", hv_hypercall(HVCALL_POST_MESSAGE, in, 0), param);
-    post_input(in, 1, 0, 16);
+    post_input(in, NO_CONN, 0, 16);
     check("post message type 0", hv_hypercall(HVCALL_POST_MESSAGE, in, 0), param);
-    post_input(in, 1, 0x80000001u, 16);
+    post_input(in, NO_CONN, 0x80000001u, 16);
     check("post message type 0x80000001", hv_hypercall(HVCALL_POST_MESSAGE, in, 0), param);
 
     /* HvSignalEvent: fast as vmbus does it, and slow. */
@@ -216,7 +219,7 @@ void guest_main(const struct boot_info *bi)
         check("notify long spin wait (register check)", o.rax, S(HV_STATUS_SUCCESS));
         check_preserved("notify long spin wait", &r, &o);
 
-        post_input(in, 1, 1, 16);
+        post_input(in, NO_CONN, 1, 16);
         regs_sentinels(&r);
         r.rcx = HVCALL_POST_MESSAGE;
         r.rdx = in;

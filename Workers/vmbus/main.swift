@@ -22,7 +22,8 @@
 // Before any of it, the worker enters its jail (`--jail`, Sandbox's Jail.enter: docs/security.md)
 // unless the operator said `--no-jail`. Test-only arguments (the supervisor sets argv, the guest
 // cannot), as the router's: `--test-forbidden-syscall`, `--test-crash-after-ms N`,
-// `--test-print HEX`, `--test-exhaust-memory`, `--test-jail-probes`.
+// `--test-print HEX`, `--test-exhaust-memory`, `--test-jail-probes`; and `--test-echo-device`
+// (VMBusEchoDevice offered after the standard devices: tests, synthvm-bench vmbus).
 import CSynthVM
 import Glibc
 import HyperV
@@ -182,14 +183,16 @@ func run() throws {
         return VMBusIntegrationService.Clock(monotonic: now, unixNanoseconds: Int64(ts.tv_sec) &* 1_000_000_000 &+ Int64(ts.tv_nsec),
                                              referenceTime: referenceTime)
     }, log: { say($0) })
+    // The test-only echo device (tests, synthvm-bench vmbus) comes after the standard ones.
+    let hosted = devices.all + (worker.options.testEchoDevice ? [VMBusEchoDevice { say($0) }] : [])
     // A device another worker serves (the storage worker's SCSI controller), when the supervisor
     // says so before the filter: offered after the local devices, handed over through the device region.
     var next = try FDPassing.receive(from: controlFD, maxPayload: SeccompProgram.maxEncodedSize, maxFDs: 2)
     let storage = try remoteDevice(next, regions: regions)
     if storage != nil { next = try FDPassing.receive(from: controlFD, maxPayload: SeccompProgram.maxEncodedSize, maxFDs: 0) }
     let remote = storage.map { [$0.device] } ?? []
-    let service = VMBusService(state: state, configuration: configuration, offers: VMBusWorkerCore.offers(devices.all, remote: remote)) { say($0) }
-    let core = VMBusWorkerCore(service: service, devices: devices.all, remote: remote, map: VMBusGuestMemoryMap(regions: mapRegions),
+    let service = VMBusService(state: state, configuration: configuration, offers: VMBusWorkerCore.offers(hosted, remote: remote)) { say($0) }
+    let core = VMBusWorkerCore(service: service, devices: hosted, remote: remote, map: VMBusGuestMemoryMap(regions: mapRegions),
                                signals: signals, now: monotonicNanoseconds()) { say($0) }
     let program = worker.seccompProgram(next)
 
