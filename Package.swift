@@ -29,6 +29,7 @@ let package = Package(
         .executable(name: "synthvm-vmbus", targets: ["synthvm-vmbus"]),
         .executable(name: "synthvm-storage", targets: ["synthvm-storage"]),
         .executable(name: "synthvm-policy-probe", targets: ["synthvm-policy-probe"]),
+        .executable(name: "synthvm-spawner", targets: ["synthvm-spawner"]),
         // The pure libraries the fuzz harnesses (Fuzz/, a separate package built by
         // scripts/fuzz.sh with sanitizer coverage) drive: a path dependency sees only products.
         .library(name: "SynthVMFuzzable", targets: ["HyperV", "Partition", "IPC", "SynICRouting", "Machine", "Sandbox", "VMBus", "Storage",
@@ -113,6 +114,9 @@ let package = Package(
                                                                  "VMBus", "VMBusWorker", "WorkerRuntime", "SynICRouting",
                                                                  "Partition"],
                           path: "Workers/storage", linkerSettings: staticSwiftRuntime),
+        // Restarts workers for a VM process whose threads are all filtered (docs/faults.md): a small C
+        // program started at VM creation, under Policies/spawner.policy.
+        .executableTarget(name: "synthvm-spawner", dependencies: ["CSynthVM"], path: "Sources/synthvm-spawner"),
         // One VM life of `synthvm run`: the launcher execs it afresh for every life (its own
         // address-space layout). Its own small executable: no argument parser, no Foundation.
         .executableTarget(name: "synthvm-vm", dependencies: ["Monitor"], linkerSettings: staticSwiftRuntime),
@@ -121,7 +125,7 @@ let package = Package(
             // The VM process and the workers are separate executables; depending on them makes
             // `swift run synthvm` and `swift build --product synthvm` build them next to the launcher.
             dependencies: ["Monitor", "ControlAPI", "synthvm-vm", "synthvm-synic-router", "synthvm-vmbus", "synthvm-storage",
-                           .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+                           "synthvm-spawner", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(
             name: "synthvm-bench",
             // synthvm: `synthvm-bench startup` spawns the real binary, built next to the bench.

@@ -69,6 +69,8 @@ int svm_poll_ns(struct pollfd *fds, unsigned long nfds, int64_t ns) {
 }
 
 uint8_t svm_atomic_fetch_or_u8(uint8_t *p, uint8_t mask) { return __atomic_fetch_or(p, mask, __ATOMIC_SEQ_CST); }
+void svm_atomic_store_u64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+uint64_t svm_atomic_load_u64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
 
 uint64_t svm_thread_cpu_ns(unsigned long thread) {
     clockid_t cid;

@@ -156,7 +156,13 @@ static int jail_move_high(int fd, int floor) {
 
 int svm_spawn_worker_jailed(const char *path, char *const argv[], const int *fds, int nfds, int stderr_fd,
                             const struct svm_jail_ids *ids, pid_t *pid, char *err, size_t errlen) {
+    return svm_spawn_worker_jailed_ex(path, argv, fds, nfds, stderr_fd, ids, 0, pid, err, errlen);
+}
+
+int svm_spawn_worker_jailed_ex(const char *path, char *const argv[], const int *fds, int nfds, int stderr_fd,
+                               const struct svm_jail_ids *ids, int clone_parent, pid_t *pid, char *err, size_t errlen) {
     if (errlen > 0) err[0] = 0;
+    *pid = 0;
     if (nfds < 0 || nfds > 64) {
         snprintf(err, errlen, "%d fds to hand over (at most 64)", nfds);
         return -EINVAL;
@@ -204,7 +210,8 @@ int svm_spawn_worker_jailed(const char *path, char *const argv[], const int *fds
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     long child = syscall(SYS_clone, (unsigned long)(CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET
-                                                    | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD),
+                                                    | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD
+                                                    | (clone_parent ? CLONE_PARENT : 0)),
                          NULL, NULL, NULL, 0);
     if (child == 0) {
         close(release[1]);
@@ -247,7 +254,9 @@ int svm_spawn_worker_jailed(const char *path, char *const argv[], const int *fds
     }
 kill:
     kill((pid_t)child, SIGKILL);
-    while (waitpid((pid_t)child, NULL, 0) < 0 && errno == EINTR) {}
+    // A sibling (CLONE_PARENT) is our parent's to reap: its pid is returned for that.
+    if (clone_parent) *pid = (pid_t)child;
+    else while (waitpid((pid_t)child, NULL, 0) < 0 && errno == EINTR) {}
 out:
     for (int i = 0; i < made; i++) close(high[i]);
     if (err_high >= 0) close(err_high);

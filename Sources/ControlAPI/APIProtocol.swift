@@ -16,7 +16,7 @@ public enum APIProtocol {
     public static let maxDepth = 16
     /// The commands, in the order docs/api.md lists them.
     public static let commands = ["status", "metrics", "fault", "shutdown", "stop"]
-    /// Fault kinds of issue 14; only `kill` is implemented.
+    /// Fault kinds of issue 14; `io-error` and `torn` (storage) are not implemented yet.
     public static let faultKinds = ["kill", "crash", "hang", "slow", "syscall", "io-error", "torn"]
     /// The `id` a request may carry is echoed only if its encoding is at most this long.
     public static let maxIDBytes = 256
@@ -234,11 +234,20 @@ public protocol APIBackend: Sendable {
     var faultInjectionAllowed: Bool { get }
     /// SIGKILLs the named worker; its pid, or an error (not found, not running).
     func killWorker(_ name: String) -> Result<Int32, APIError>
+    /// Sends the named worker a fault (`crash`, `hang` SECONDS, `slow` MILLISECONDS, `syscall`);
+    /// the pid of the process it went to, or an error.
+    func injectFault(_ name: String, kind: String, argument: UInt32) -> Result<Int32, APIError>
     func shutdown() -> APIShutdownResult
     /// Stops the VM hard (status 130, as SIGTERM).
     func stop() -> Bool
     /// A line for the operator's log (stderr).
     func log(_ line: String)
+}
+
+extension APIBackend {
+    public func injectFault(_ name: String, kind: String, argument: UInt32) -> Result<Int32, APIError> {
+        .failure(APIError(.notSupported, "fault kind \(kind) is not supported by this VM"))
+    }
 }
 
 /// Turns request lines into reply lines.
@@ -284,8 +293,32 @@ public enum APIHandler {
                 return .failure(APIError(.invalidArgument,
                                          "fault: unknown kind \"\(kind.prefix(64))\" (kinds: \(APIProtocol.faultKinds.joined(separator: ", ")))"))
             }
-            guard kind == "kill" else {
-                return .failure(APIError(.notSupported, "fault kind \(kind) is not supported yet (only kill is)"))
+            if kind == "io-error" || kind == "torn" {
+                return .failure(APIError(.notSupported, "fault kind \(kind) is not supported yet (the storage worker's "
+                    + "in-flight requests come first: docs/faults.md)"))
+            }
+            if kind != "kill" {
+                var value: UInt32 = 0
+                switch kind {
+                case "hang", "slow":
+                    let range: ClosedRange<UInt32> = kind == "hang" ? 1...3600 : 0...10000
+                    guard let a = arg, let v = UInt32(a), range.contains(v) else {
+                        return .failure(APIError(.invalidArgument, "fault \(kind) takes "
+                            + (kind == "hang" ? "SECONDS, 1...3600" : "MILLISECONDS, 0...10000 (0 ends it)")))
+                    }
+                    value = v
+                default:
+                    guard arg == nil else { return .failure(APIError(.invalidArgument, "fault \(kind) takes no argument")) }
+                }
+                switch backend.injectFault(worker, kind: kind, argument: value) {
+                case let .failure(e): return .failure(e)
+                case let .success(pid):
+                    let what = kind == "hang" || kind == "slow" ? "\(kind) \(value)" : kind
+                    backend.log("synthvm: fault injection: \(what) of worker \(worker) (pid \(pid)) requested by \(who)")
+                    var out: [(String, JSONValue)] = [("worker", .string(worker)), ("kind", .string(kind)), ("pid", .int(Int64(pid)))]
+                    if kind == "hang" || kind == "slow" { out.append(("arg", .int(Int64(value)))) }
+                    return .success(.object(out))
+                }
             }
             guard arg == nil else { return .failure(APIError(.invalidArgument, "fault kill takes no argument")) }
             switch backend.killWorker(worker) {

@@ -76,6 +76,10 @@ public enum WireRecordType: UInt16, Sendable, CaseIterable {
     /// Supervisor -> VMBus worker, after its SINT2 eventfds: a device served by another worker
     /// (the storage controller), the device region's rings, with the doorbells attached.
     case vmbusRemoteDeviceSetup = 15
+    /// Supervisor -> any worker, on its control socket: an operator's fault injection (crash,
+    /// hang, slow, forbidden call), handled by WorkerRuntime. (20: 16-19 are left to the
+    /// restart-state records being added in parallel.)
+    case workerFault = 20
 }
 
 public enum WireError: Error, Equatable, Sendable, CustomStringConvertible {
@@ -235,6 +239,7 @@ public enum WireMessage: Equatable, Sendable {
     case channelAnswer(ChannelAnswerRecord)
     case storageWorkerSetup(StorageWorkerSetup)
     case vmbusRemoteDeviceSetup(VMBusRemoteDeviceSetup)
+    case workerFault(WorkerFault)
 
     /// Decodes exactly one record filling `bytes`.
     public static func decode(_ bytes: UnsafeRawBufferPointer) throws(WireError) -> WireMessage {
@@ -256,6 +261,7 @@ public enum WireMessage: Equatable, Sendable {
         case .channelAnswer: return .channelAnswer(try .decodeChecked(header: header, body: body))
         case .storageWorkerSetup: return .storageWorkerSetup(try .decodeChecked(header: header, body: body))
         case .vmbusRemoteDeviceSetup: return .vmbusRemoteDeviceSetup(try .decodeChecked(header: header, body: body))
+        case .workerFault: return .workerFault(try .decodeChecked(header: header, body: body))
         }
     }
 
@@ -280,6 +286,7 @@ public enum WireMessage: Equatable, Sendable {
         case .channelAnswer(let r): return r.encoded()
         case .storageWorkerSetup(let r): return r.encoded()
         case .vmbusRemoteDeviceSetup(let r): return r.encoded()
+        case .workerFault(let r): return r.encoded()
         }
     }
 

@@ -100,6 +100,12 @@ public struct MachineConfig: Sendable {
     public var apiSocket: Int32?
     /// Whether the control socket's `fault` command is accepted (`--allow-fault-injection`).
     public var allowFaultInjection = false
+    /// How many worker restarts are allowed in a sliding window (`--restart-budget N/SECONDS`);
+    /// past it the VM stops with status 6 (docs/faults.md). 0 restarts: a worker death stops the VM.
+    public var restartBudget = RestartBudget()
+    /// A worker whose heartbeat word has not moved for this long is killed and restarted
+    /// (`--worker-hang-timeout SECONDS`; 0: never).
+    public var workerHangTimeoutSeconds: Double = 10
     /// `<package root>/Policies`, from `#filePath` (Sources/Monitor/MachineConfig.swift).
     public static let defaultPolicyDirectory: String = {
         var parts = String(#filePath).split(separator: "/", omittingEmptySubsequences: false)
@@ -247,4 +253,27 @@ final class BoundsCheckingMemory: GuestPhysicalMemory, @unchecked Sendable {
     func zero(at gpa: UInt64, count: UInt64) throws(GuestMemoryError) {
         guard layout.backingOffset(gpa: gpa, length: count) != nil else { throw .outOfRange(gpa: gpa, length: count) }
     }
+}
+
+/// `--restart-budget N/SECONDS`: at most `restarts` worker restarts (all kinds together) in any
+/// `seconds`-second window.
+public struct RestartBudget: Sendable, Equatable, CustomStringConvertible {
+    public var restarts: Int
+    public var seconds: Int
+
+    public init(restarts: Int = 5, seconds: Int = 60) {
+        self.restarts = restarts
+        self.seconds = seconds
+    }
+
+    /// "N/SECONDS", N 0...1000, SECONDS 1...86400.
+    public init?(parsing text: String) {
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, let n = Int(parts[0]), let s = Int(parts[1]), (0...1000).contains(n), (1...86400).contains(s) else {
+            return nil
+        }
+        self.init(restarts: n, seconds: s)
+    }
+
+    public var description: String { "\(restarts)/\(seconds)" }
 }

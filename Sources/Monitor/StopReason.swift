@@ -6,7 +6,7 @@
 /// | odd | the exit device: `(v << 1) | 1` (QEMU isa-debug-exit) |
 /// | 2 | triple fault (KVM_EXIT_SHUTDOWN) |
 /// | 4 | guest crash: KVM internal error, failed entry, unhandled exit |
-/// | 6 | host failure while running (a KVM ioctl failed) |
+/// | 6 | host failure while running (a KVM ioctl failed), or a worker died past its restart budget (`--restart-budget`) |
 /// | 8 | the guest reported a crash through the Hyper-V crash MSRs |
 /// | 10 | the guest requested a reset (Hyper-V RESET MSR, port 0xCF9 or the keyboard controller) with `--on-reset exit` |
 /// | 64 | bad command line or input, before any VM is created |
@@ -35,6 +35,9 @@ public enum StopReason: Sendable, Equatable {
     /// SIGTERM asked the guest to shut down (shutdown IC); it had not after `seconds`, or it
     /// refused (`refused`), so the VM was stopped hard.
     case shutdownFailed(seconds: Int, refused: Bool)
+    /// A worker died and restarting it would exceed `--restart-budget` (`restarts` in `seconds`),
+    /// or it could not be restarted at all (no spawner): status 6, like a host failure.
+    case workerRestartBudgetExhausted(worker: String, restarts: Int, seconds: Int)
 
     /// A reset of either kind (the CLI restarts the VM for these with `--on-reset restart`).
     public var isReset: Bool {
@@ -50,7 +53,7 @@ public enum StopReason: Sendable, Equatable {
         case let .exitDevice(v): return Int32(truncatingIfNeeded: ((v << 1) | 1) & 0xFF)
         case .tripleFault: return 2
         case .guestCrash: return 4
-        case .hostFailure: return 6
+        case .hostFailure, .workerRestartBudgetExhausted: return 6
         case .signal, .consoleQuit, .controlSocketStop: return 130
         case .shutdownFailed: return 131
         case .timedOut: return 124
@@ -75,6 +78,8 @@ public enum StopReason: Sendable, Equatable {
         case .platformReset: return "guest reset the platform (port 0xcf9 or the keyboard controller)"
         case .consoleQuit: return "stopped from the console (Ctrl-A x)"
         case .controlSocketStop: return "stopped through the control socket"
+        case let .workerRestartBudgetExhausted(w, n, s):
+            return "worker \(w) died past its restart budget (\(n) restarts in \(s) s): stopped"
         case let .shutdownFailed(s, refused):
             return refused ? "the guest refused to shut down (shutdown IC); stopped"
                 : "the guest did not shut down within \(s) s of being asked; stopped"

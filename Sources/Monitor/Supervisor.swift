@@ -1,12 +1,15 @@
 import CSynthVM
 import Glibc
+import IPC
 import Sandbox
 import Synchronization
 
 /// Watches the worker processes through their pidfds on one thread, relays what they print,
 /// logs how each one ended (exit status, or the signal that killed it — SIGSYS names a seccomp
-/// kill), and tells the VM. Restarting a worker comes later; the handshake already lets a new
-/// worker attach to existing shared state.
+/// kill), and tells the VM, whose answer (`onExit`: a restart through the spawner, on this
+/// thread) ends the same line. It also watches each attached worker's heartbeat word
+/// (WorkerHeartbeat) and SIGKILLs one that has not beaten for `hangTimeoutSeconds`: its death
+/// is then reported as a hang (docs/faults.md).
 ///
 /// A worker's stdout and stderr are a pipe whose read end only this class holds: the same
 /// thread reads it and writes each line, prefixed and escaped (`WorkerLogRelay`), to the
@@ -33,6 +36,19 @@ public final class Supervisor: @unchecked Sendable {
         var relay: WorkerLogRelay
         /// Its RLIMIT_AS, for the line that says it ran out (nil: none was set).
         let budget: MemoryBudgetLimit?
+        /// Its heartbeat word once it has attached (nil: not watched for hangs), the last value
+        /// seen and when it last changed (CLOCK_MONOTONIC ns); `hungMs` once it was killed for it.
+        var heartbeat: UnsafeMutablePointer<UInt64>?
+        var lastBeat: UInt64 = 0
+        var lastBeatChange: UInt64 = 0
+        var hungMs: UInt64?
+        /// Owns `output` when it came from the spawner (dropped instead of closed).
+        var outputOwner: OwnedFileDescriptor?
+
+        func closeOutput() {
+            if outputOwner != nil { outputOwner = nil } else { close(output) }
+            output = -1
+        }
 
         init(process: WorkerProcess, destination: Int32, output: Int32, budget: MemoryBudgetLimit?) {
             self.process = process
@@ -57,16 +73,22 @@ public final class Supervisor: @unchecked Sendable {
     /// Set when the monitor has told the workers to leave: a clean exit is then expected and
     /// not logged (a worker that dies any other way, or before, always is).
     private let leaving = Atomic<Bool>(false)
-    private let onExit: @Sendable (Status) -> Void
+    private let onExit: @Sendable (Status) -> String?
+    /// A worker whose heartbeat has not moved for this long is killed (0: never).
+    private let hangTimeoutNs: UInt64
     /// Installed by the watching thread on itself when it starts (Policies/vmm.policy in a VM).
     private let threadFilter: ThreadFilter?
 
-    /// `onExit` runs on the supervisor thread when a worker ends, under `threadFilter` if given.
-    public init(onExit: @escaping @Sendable (Status) -> Void, threadFilter: ThreadFilter? = nil) throws(MonitorError) {
+    /// `onExit` runs on the supervisor thread when a worker ends, under `threadFilter` if given;
+    /// what it returns (a restart, said as "restarted (1 of 5 in 60 s) as pid P") ends the line
+    /// that reports the death. `hangTimeoutSeconds`: see `hangTimeoutNs`.
+    public init(onExit: @escaping @Sendable (Status) -> String?, threadFilter: ThreadFilter? = nil,
+                hangTimeoutSeconds: Double = 0) throws(MonitorError) {
         let fd = svm_eventfd_nonblocking()
         if fd < 0 { throw .config("eventfd: \(String(cString: strerror(-fd)))") }
         wakeFD = fd
         self.onExit = onExit
+        hangTimeoutNs = UInt64(max(0, hangTimeoutSeconds) * 1e9)
         self.threadFilter = threadFilter
     }
 
@@ -104,8 +126,24 @@ public final class Supervisor: @unchecked Sendable {
         }
         // Only the worker holds the write end now: its death (or closing it) is our end of file.
         close(pipe[1])
-        workers.withLock { $0.append(Watched(process: w, destination: standardError ?? 2, output: pipe[0], budget: budget)) }
-        statuses.withLock { $0.append(Status(name: name, pid: w.pid, exit: nil)) }
+        try watch(w, output: pipe[0], standardError: standardError, budget: budget)
+        return w
+    }
+
+    /// Starts watching a worker someone else spawned (the spawner, for a restart): its process
+    /// (a child of this one: CLONE_PARENT) and the read end of its output pipe (non-blocking,
+    /// close-on-exec), which the supervisor now owns.
+    public func adopt(_ w: WorkerProcess, output: OwnedFileDescriptor, standardError: Int32? = nil,
+                      budget: MemoryBudgetLimit? = nil) throws(MonitorError) {
+        try watch(w, output: output.rawValue, owner: output, standardError: standardError, budget: budget)
+    }
+
+    private func watch(_ w: WorkerProcess, output: Int32, owner: OwnedFileDescriptor? = nil, standardError: Int32?,
+                       budget: MemoryBudgetLimit?) throws(MonitorError) {
+        let watched = Watched(process: w, destination: standardError ?? 2, output: output, budget: budget)
+        watched.outputOwner = owner
+        workers.withLock { $0.append(watched) }
+        statuses.withLock { $0.append(Status(name: w.name, pid: w.pid, exit: nil)) }
         wake()
         if thread == nil {
             if let f = threadFilter {
@@ -114,10 +152,35 @@ public final class Supervisor: @unchecked Sendable {
                 thread = try HostThread.spawn { [self] in watch() }
             }
         }
-        return w
+    }
+
+    /// From now on `process` must beat (WorkerHeartbeat) at `word`, in the supervisor's own
+    /// mapping of its heartbeat page (kept mapped for the VM's life): the clock starts now.
+    public func watchHeartbeat(of process: WorkerProcess, word: UnsafeMutablePointer<UInt64>) {
+        guard let w = workers.withLock({ $0.last { $0.process === process } }) else { return }
+        let now = Self.now()
+        workers.withLock { _ in
+            w.lastBeat = svm_atomic_load_u64(word)
+            w.lastBeatChange = now
+            w.heartbeat = word
+        }
+        wake()
+    }
+
+    /// Milliseconds since the newest process of `name` last beat (nil: not running or not yet
+    /// attached).
+    public func heartbeatAgeMs(worker name: String) -> Int? {
+        let now = Self.now()
+        return workers.withLock { all -> Int? in
+            guard let w = all.last(where: { $0.process.name == name }), w.heartbeat != nil, w.hungMs == nil else { return nil }
+            return Int((now &- w.lastBeatChange) / 1_000_000)
+        }
     }
 
     public var status: [Status] { statuses.withLock { $0 } }
+
+    /// Whether the VM has said its workers are leaving (`expectExits`): no restart then.
+    public var isLeaving: Bool { leaving.load(ordering: .acquiring) }
 
     /// SIGKILLs the newest process of worker `name` through its pidfd (the control socket's
     /// `fault WORKER kill`); its pid, or nil when no process of that name still runs. The death
@@ -190,9 +253,14 @@ public final class Supervisor: @unchecked Sendable {
             fds += reading.map { pollfd(fd: $0.output, events: Int16(POLLIN), revents: 0) }
             // A relay that is dropping a flood has a drop notice due once its budget refills.
             var timeout: Int32 = -1
+            // Heartbeats are checked a few times per hang timeout.
+            if hangTimeoutNs > 0, live.contains(where: { $0.heartbeat != nil }) {
+                timeout = Int32(clamping: max(10, min(Int(hangTimeoutNs / 4_000_000), 250)))
+            }
             if let due = reading.compactMap({ $0.relay.nextDeadline() }).min() {
                 let now = Self.now()
-                timeout = due <= now ? 0 : Int32(min((due - now + 999_999) / 1_000_000, 60_000))
+                let relayDue = due <= now ? 0 : Int32(min((due - now + 999_999) / 1_000_000, 60_000))
+                timeout = timeout < 0 ? relayDue : min(timeout, relayDue)
             }
             let n = poll(&fds, nfds_t(fds.count), timeout)
             if n < 0 && errno != EINTR { return }
@@ -206,6 +274,7 @@ public final class Supervisor: @unchecked Sendable {
                 if fds[1 + live.count + i].revents != 0 { _ = relayOnce(w, buffer: &buffer, now: now) }
                 if w.output >= 0 { write(w.relay.tick(now: now), to: w.destination) }
             }
+            if hangTimeoutNs > 0 { checkHeartbeats(live, now: Self.now()) }
             for (i, w) in live.enumerated() where fds[i + 1].revents != 0 {
                 guard let e = w.process.reap() else { continue }
                 drain(w)
@@ -214,18 +283,41 @@ public final class Supervisor: @unchecked Sendable {
                     s[j].exit = e
                     return s[j]
                 }
-                report(w, e)
-                if let st { onExit(st) }
+                // What the VM does about it (a restart) ends the same line.
+                let outcome = st.flatMap { onExit($0) }
+                report(w, e, then: outcome)
             }
         }
     }
 
+    /// Kills each attached worker whose heartbeat has not moved for the hang timeout; the
+    /// death is reaped and reported (as a hang) like any other.
+    private func checkHeartbeats(_ live: [Watched], now: UInt64) {
+        for w in live {
+            let hung: UInt64? = workers.withLock { _ in
+                guard let word = w.heartbeat, w.hungMs == nil else { return nil }
+                let v = svm_atomic_load_u64(word)
+                if v != w.lastBeat {
+                    w.lastBeat = v
+                    w.lastBeatChange = now
+                    return nil
+                }
+                guard now &- w.lastBeatChange >= hangTimeoutNs else { return nil }
+                w.hungMs = (now &- w.lastBeatChange) / 1_000_000
+                return w.hungMs
+            }
+            if hung != nil { w.process.signal(SIGKILL) }
+        }
+    }
+
     /// How a worker ended, after its last output (a clean exit once the VM has told it to leave
-    /// is not news).
-    private func report(_ w: Watched, _ e: WorkerExit) {
+    /// is not news), and what was done about it (`then`).
+    private func report(_ w: Watched, _ e: WorkerExit, then outcome: String? = nil) {
         guard !(leaving.load(ordering: .acquiring) && e == .exited(status: 0)) else { return }
         let detail = e == .memoryBudgetExceeded ? w.budget.map { " (\($0))" } ?? "" : ""
-        write(["synthvm: worker \(w.process.name) (pid \(w.process.pid)) \(e)\(detail)\n"], to: w.destination)
+        let hang = w.hungMs.map { " after it hung (no heartbeat for \($0) ms)" } ?? ""
+        let then = outcome.map { "; \($0)" } ?? ""
+        write(["synthvm: worker \(w.process.name) (pid \(w.process.pid)) \(e)\(hang)\(detail)\(then)\n"], to: w.destination)
     }
 
     /// One read of a worker's pipe, relayed. False once there is nothing more to read now (would
@@ -243,8 +335,7 @@ public final class Supervisor: @unchecked Sendable {
             if e == EAGAIN { return false }
         }
         write(w.relay.finish(), to: w.destination)
-        close(w.output)
-        w.output = -1
+        w.closeOutput()
         return false
     }
 
@@ -255,8 +346,7 @@ public final class Supervisor: @unchecked Sendable {
         for _ in 0..<Self.drainReads where relayOnce(w, buffer: &buffer, now: Self.now()) {}
         guard w.output >= 0 else { return }
         write(w.relay.finish(), to: w.destination)
-        close(w.output)
-        w.output = -1
+        w.closeOutput()
     }
 
     /// Writes the lines in one go (a short write is continued; a failing destination loses them:

@@ -38,7 +38,7 @@ public struct VMProcessSetup: Sendable {
     }
 
     public static let magic: [UInt8] = Array("SVMLIFE\0".utf8)
-    public static let version: UInt32 = 3
+    public static let version: UInt32 = 4
     /// The fds of the VM process: the record, and the crash-report pipe when there is one.
     public static let setupFD: Int32 = 3
     public static let crashReportFD: Int32 = 4
@@ -62,7 +62,7 @@ public struct VMProcessSetup: Sendable {
         "kernel", "kernelName", "modules", "commandLine", "cpuCount", "layout", "console", "consoleInput",
         "consoleEscapes", "haltPollMilliseconds", "handleSignals", "timeoutSeconds", "enlightenments",
         "onGuestCrash", "workers", "hypervTestDevice", "vmbus", "disks", "shutdownGraceSeconds", "policyDirectory", "seccomp", "jail", "workerArguments",
-        "workerStandardError", "apiSocket", "allowFaultInjection",
+        "workerStandardError", "apiSocket", "allowFaultInjection", "restartBudget", "workerHangTimeoutSeconds",
     ]
 
     // MARK: Encoding
@@ -118,6 +118,9 @@ public struct VMProcessSetup: Sendable {
         w.i32(c.workerStandardError ?? -1)
         w.i32(c.apiSocket ?? -1)
         Self.flag(c.allowFaultInjection, into: &w)
+        w.u32(UInt32(c.restartBudget.restarts))
+        w.u32(UInt32(c.restartBudget.seconds))
+        w.u64(UInt64((max(0, c.workerHangTimeoutSeconds) * 1000).rounded()))
         Self.flag(restartOnReset, into: &w)
         Self.flag(stats, into: &w)
         Self.flag(hasCrashReportPipe, into: &w)
@@ -248,6 +251,12 @@ public struct VMProcessSetup: Sendable {
         config.workerStandardError = try optionalFD(&r, "worker stderr")
         config.apiSocket = try optionalFD(&r, "API socket")
         config.allowFaultInjection = try flag(&r, "fault injection")
+        let restarts = try r.u32(), window = try r.u32()
+        guard let budget = RestartBudget(parsing: "\(restarts)/\(window)") else { throw invalid("restart budget", UInt64(restarts)) }
+        config.restartBudget = budget
+        let hangMs = try r.u64()
+        guard hangMs <= 86_400_000 else { throw invalid("worker hang timeout", hangMs) }
+        config.workerHangTimeoutSeconds = Double(hangMs) / 1000
         let restart = try flag(&r, "restart on reset")
         let stats = try flag(&r, "stats")
         let pipe = try flag(&r, "crash-report pipe")

@@ -28,7 +28,11 @@ public final class VirtualMachine: @unchecked Sendable {
     public let partition: Partition?
     /// Watches the worker processes; nil when the VM runs without workers.
     public let supervisor: Supervisor?
-    public private(set) var workerLinks: [WorkerLink] = []
+    /// The workers' current links (a restart replaces one) and the restart policy.
+    let restarts: WorkerRestarts
+    public var workerLinks: [WorkerLink] { restarts.links }
+    /// One page per worker: its heartbeat word (WorkerHeartbeat); nil without workers.
+    private(set) var heartbeats: SharedRegion?
     let partitionEvents: PartitionEventSink
     let syntheticTimers: HostSyntheticTimers?
     /// One eventfd per (VP, SINT) and its KVM route; nil with `--hyperv off`.
@@ -118,6 +122,7 @@ public final class VirtualMachine: @unchecked Sendable {
             ? try SynICRouterLink(vpCount: config.cpuCount, vmbus: config.runsVMBus, storage: config.runsStorage) : nil
         self.routerLink = routerLink
         partitionEvents = PartitionEventSink(control: control, action: config.onGuestCrash)
+        restarts = WorkerRestarts(budget: config.restartBudget, control: control)
         do {
             for i in 0..<config.cpuCount { vcpus.append(try vm.createVCPU(id: UInt32(i))) }
             if config.enlightenments.isOff {
@@ -165,14 +170,27 @@ public final class VirtualMachine: @unchecked Sendable {
                 }
                 return deviceLink
             }
-            // A worker that dies is reported (by the supervisor) and the VM keeps running.
-            let sup = try Supervisor(onExit: { _ in }, threadFilter: filters.vmm)
+            // A worker that dies is reported by the supervisor and restarted (WorkerRestarts).
+            let restarts = self.restarts
+            let sup = try Supervisor(onExit: { restarts.processEnded($0) }, threadFilter: filters.vmm,
+                                     hangTimeoutSeconds: config.workerHangTimeoutSeconds)
             supervisor = sup
-            for (name, kind) in kinds {
+            restarts.attach(supervisor: sup)
+            let beats: SharedRegion
+            do { beats = try SharedRegion(name: "synthvm-heartbeats", size: WorkerHeartbeat.slotSize * kinds.count) } catch {
+                throw .config("heartbeat region: \(error)")
+            }
+            heartbeats = beats
+            for (slot, (name, kind)) in kinds.enumerated() {
                 // Every worker runs under its policy from the handshake on; no policy, no worker.
                 let filter = try Self.compileWorkerPolicy(name: name, directory: config.policyDirectory,
                                                           mode: config.seccomp)
-                var regions: [WorkerLink.Region] = [.init(id: WorkerLink.guestRAMRegion, fd: memory.fd, size: memory.size)]
+                var regions: [WorkerLink.Region] = [
+                    .init(id: WorkerLink.guestRAMRegion, fd: memory.fd, size: memory.size),
+                    // Its own page of the heartbeat region only.
+                    .init(id: WorkerHeartbeat.regionID, fd: beats.fd.rawValue, size: UInt64(WorkerHeartbeat.slotSize),
+                          offset: UInt64(slot * WorkerHeartbeat.slotSize)),
+                ]
                 var setup: [WorkerLink.SetupMessage] = []
                 var jail = config.jail
                 if kind == .synicRouter, let link = routerLink, let routes = sintRoutes {
@@ -216,10 +234,22 @@ public final class VirtualMachine: @unchecked Sendable {
                     regions.append(storage.region)
                     setup = Self.storageSetup(config: config, link: link, routes: routes, device: storage)
                 }
-                workerLinks.append(try WorkerLink(
+                let word = beats.pointer(at: slot * WorkerHeartbeat.slotSize, count: 8)?.assumingMemoryBound(to: UInt64.self)
+                restarts.append(try WorkerLink(
                     supervisor: sup, name: name, kind: kind, regions: regions, setup: setup,
                     filter: filter, jail: jail, arguments: config.workerArguments,
-                    standardError: config.workerStandardError))
+                    standardError: config.workerStandardError, heartbeat: word))
+            }
+            // The spawner, while this process can still clone and exec: what restarts them later.
+            if config.restartBudget.restarts > 0 {
+                let spawnerFilter = try Self.compileWorkerPolicy(name: "spawner", directory: config.policyDirectory,
+                                                                 mode: config.seccomp)
+                let spawnKinds = restarts.links.map {
+                    SpawnerLink.Kind(name: $0.name, executable: WorkerProcess.executablePath(for: $0.name),
+                                     arguments: $0.spawnArguments, jail: $0.jailIDs)
+                }
+                restarts.setSpawner(try SpawnerLink(supervisor: sup, kinds: spawnKinds, filter: spawnerFilter,
+                                                    standardError: config.workerStandardError))
             }
         }
 
@@ -346,7 +376,7 @@ public final class VirtualMachine: @unchecked Sendable {
         var api: ControlSocketServer?
         if let fd = config.apiSocket, !control.isStopping {
             do {
-                let backend = VMAPIBackend(control: control, supervisor: supervisor, counters: runners.map(\.published),
+                let backend = VMAPIBackend(control: control, supervisor: supervisor, restarts: restarts, counters: runners.map(\.published),
                                            config: config, askGuestToShutDown: { [unowned self] in requestGracefulShutdown() },
                                            vmbusStatus: { [routerLink, config] in config.runsVMBus ? routerLink?.region.vmbusStatus : nil })
                 let server = try ControlSocketServer(listenFD: fd, backend: backend)
@@ -520,8 +550,10 @@ public final class VirtualMachine: @unchecked Sendable {
     /// lets the supervisor kill and reap whatever is left.
     private func stopWorkers() {
         guard let sup = supervisor else { return }
+        // Waits for a restart in progress; none starts after this.
+        let links = restarts.close()
         sup.expectExits()
-        workerLinks.forEach { $0.close() }
+        links.forEach { $0.close() }
         for _ in 0..<100 where sup.status.contains(where: { $0.exit == nil }) {
             var ts = timespec(tv_sec: 0, tv_nsec: 5_000_000)
             nanosleep(&ts, nil)

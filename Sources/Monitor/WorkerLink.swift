@@ -13,16 +13,32 @@ public final class WorkerLink: @unchecked Sendable {
     public let kind: WorkerKind
     /// Our end of the control socket; closing it tells the worker to exit.
     private(set) var control: OwnedFileDescriptor?
+    /// Everything the handshake sent, kept for a restart (the fds stay the VM's for its life).
+    let name: String
+    let regions: [Region]
+    let setup: [SetupMessage]
+    let filter: SeccompProgram
+    let standardError: Int32?
+    let budget: MemoryBudgetLimit?
+    let timeoutMs: Int32
+    /// The arguments after argv[0] and the jail ids the first start used (the spawner's copy).
+    let spawnArguments: [String]
+    let jailIDs: JailIDs?
+    /// The supervisor's mapping of this worker's heartbeat word (nil: none watched).
+    let heartbeat: UnsafeMutablePointer<UInt64>?
 
     /// A region handed to the worker: its id, the fd, and the size the worker may map.
     public struct Region {
         public var id: UInt32
         public var fd: Int32
         public var size: UInt64
-        public init(id: UInt32, fd: Int32, size: UInt64) {
+        /// Where it starts in the fd (page-aligned): a worker's own heartbeat page.
+        public var offset: UInt64
+        public init(id: UInt32, fd: Int32, size: UInt64, offset: UInt64 = 0) {
             self.id = id
             self.fd = fd
             self.size = size
+            self.offset = offset
         }
     }
 
@@ -54,14 +70,25 @@ public final class WorkerLink: @unchecked Sendable {
     public init(supervisor: Supervisor, name: String, kind: WorkerKind, regions: [Region],
                 setup: [SetupMessage] = [],
                 filter: SeccompProgram, jail: JailConfig? = JailConfig(), arguments: [String] = [],
-                standardError: Int32? = nil, timeoutMs: Int32 = 5000) throws(MonitorError) {
+                standardError: Int32? = nil, timeoutMs: Int32 = 5000,
+                heartbeat: UnsafeMutablePointer<UInt64>? = nil) throws(MonitorError) {
         self.kind = kind
+        self.name = name
+        self.regions = regions
+        self.setup = setup
+        self.filter = filter
+        self.standardError = standardError
+        self.timeoutMs = timeoutMs
+        self.heartbeat = heartbeat
         // The jail (docs/security.md): ids mapped by the spawn, limits applied by the worker.
         do { try jail?.validate() } catch { throw .config("worker \(name): \(error)") }
         let ids = jail?.ids(monitorUID: geteuid(), monitorGID: getegid())
         let regionBytes = regions.reduce(0) { $0 &+ $1.size }
         let limits = jail?.limits(regionBytes: regionBytes)
         let budget = jail?.addressSpaceHeadroom.map { MemoryBudgetLimit(regions: regionBytes, own: $0) }
+        self.budget = budget
+        jailIDs = ids
+        spawnArguments = WorkerCommandLine.jailArguments(limits) + arguments
         let ours: OwnedFileDescriptor
         var theirs: OwnedFileDescriptor?
         do {
@@ -69,23 +96,38 @@ public final class WorkerLink: @unchecked Sendable {
             // The kernel names the hello's sender (its pid as we see it), before the worker exists.
             try PeerCredentials.pass(true, on: ours.rawValue)
         } catch { throw .config("worker \(name): \(error)") }
-        process = try supervisor.spawn(name: name, arguments: WorkerCommandLine.jailArguments(limits) + arguments,
+        process = try supervisor.spawn(name: name, arguments: spawnArguments,
                                        fds: [theirs?.rawValue ?? -1], standardError: standardError, jail: ids,
                                        budget: budget)
         // Only the worker holds its end now (not left to ARC, which keeps it to the end of this
         // scope in a debug build): a worker that dies before its hello is end of file at once.
         theirs = nil
         if ids == nil { WorkerJail.warnUnjailed(name: name, pid: process.pid, standardError: standardError) }
+        try Self.handshake(ours, process: process, supervisor: supervisor, name: name, kind: kind, regions: regions,
+                           setup: setup, filter: filter, ids: ids, firstStart: true, timeoutMs: timeoutMs)
+        control = ours
+        if let heartbeat { supervisor.watchHeartbeat(of: process, word: heartbeat) }
+    }
+
+    /// The handshake (see the type's comment) with a spawned worker; throws with it killed. On
+    /// the first start it is also checked through /proc (WorkerJail) and its last words awaited;
+    /// a restart runs on the filtered supervisor thread, which can do neither: the failed worker
+    /// is killed and the supervisor reaps and reports it afterwards.
+    static func handshake(_ ours: OwnedFileDescriptor, process: WorkerProcess, supervisor: Supervisor, name: String,
+                          kind: WorkerKind, regions: [Region], setup: [SetupMessage], filter: SeccompProgram,
+                          ids: JailIDs?, firstStart: Bool, timeoutMs: Int32) throws(MonitorError) {
         do {
-            let (hello, sender) = try Self.receiveFirstHello(ours.rawValue, name: name, timeoutMs: timeoutMs)
+            let (hello, sender) = try Self.receiveFirstHello(ours.rawValue, name: name, timeoutMs: timeoutMs, turnOffCredentials: firstStart)
             guard hello.kind == kind, sender.pid == process.pid,
                   hello.protocolVersion == WorkerHello.currentProtocolVersion else {
                 throw MonitorError.config("worker \(name) announced \(hello.kind) protocol \(hello.protocolVersion) from pid "
                     + "\(sender.pid); expected \(kind) protocol \(WorkerHello.currentProtocolVersion) from pid \(process.pid)")
             }
             // Jailed before it gets anything: checked here, not taken from the worker.
-            if let ids { try WorkerJail.verify(pid: process.pid, ids: ids, name: name) }
-            let layout = RegionLayout(entries: regions.map { .init(regionID: $0.id, size: $0.size) })
+            // (A restart's worker is checked by the spawner's construction instead: /proc cannot be
+            // opened under vmm.policy. docs/faults.md, "What a restart checks".)
+            if firstStart, let ids { try WorkerJail.verify(pid: process.pid, ids: ids, name: name) }
+            let layout = RegionLayout(entries: regions.map { .init(regionID: $0.id, size: $0.size, offset: $0.offset) })
             try FDPassing.send(layout.encoded(), fds: regions.map(\.fd), over: ours.rawValue)
             for m in setup { try FDPassing.send(m.bytes, fds: m.fds, over: ours.rawValue) }
             try FDPassing.send(filter.encoded(), over: ours.rawValue)
@@ -97,15 +139,47 @@ public final class WorkerLink: @unchecked Sendable {
             guard attached.pid == hello.pid, attached.kind == kind else {
                 throw MonitorError.config("worker \(name): bad attach message")
             }
-            try WorkerJail.verifyFiltered(pid: process.pid, name: name)
+            if firstStart { try WorkerJail.verifyFiltered(pid: process.pid, name: name) }
         } catch let e as MonitorError {
-            Self.abandon(process, supervisor: supervisor)
+            if firstStart { Self.abandon(process, supervisor: supervisor) } else { process.signal(SIGKILL) }
             throw e
         } catch {
-            Self.abandon(process, supervisor: supervisor)
+            if firstStart { Self.abandon(process, supervisor: supervisor) } else { process.signal(SIGKILL) }
             throw .config("worker \(name) handshake failed: \(error)")
         }
-        control = ours
+    }
+
+    /// A new worker in place of this one's dead process: the spawner starts it with the same
+    /// executable, arguments and jail; the handshake gives it the same regions, setup messages
+    /// (the same fds) and filter, so it attaches to the state that outlived its predecessor.
+    /// On the supervisor thread (vmm.policy). Throws with the new process killed (the
+    /// supervisor reaps and reports it).
+    func restarted(supervisor: Supervisor, spawner: SpawnerLink, kindIndex: Int) throws(MonitorError) -> WorkerLink {
+        let spawned = try spawner.respawn(kind: kindIndex, timeoutMs: timeoutMs)
+        try supervisor.adopt(spawned.process, output: spawned.output, standardError: standardError, budget: budget)
+        // The supervisor owns the pipe's read end now (it closes it at end of file).
+        if jailIDs == nil { WorkerJail.warnUnjailed(name: name, pid: spawned.process.pid, standardError: standardError) }
+        try Self.handshake(spawned.control, process: spawned.process, supervisor: supervisor, name: name, kind: kind,
+                           regions: regions, setup: setup, filter: filter, ids: jailIDs, firstStart: false, timeoutMs: timeoutMs)
+        let link = WorkerLink(restartOf: self, process: spawned.process, control: spawned.control)
+        if let word = heartbeat { supervisor.watchHeartbeat(of: spawned.process, word: word) }
+        return link
+    }
+
+    private init(restartOf old: WorkerLink, process: WorkerProcess, control: OwnedFileDescriptor) {
+        self.process = process
+        self.control = control
+        kind = old.kind
+        name = old.name
+        regions = old.regions
+        setup = old.setup
+        filter = old.filter
+        standardError = old.standardError
+        budget = old.budget
+        timeoutMs = old.timeoutMs
+        spawnArguments = old.spawnArguments
+        jailIDs = old.jailIDs
+        heartbeat = old.heartbeat
     }
 
     /// Kills a worker that failed its handshake and waits until the supervisor has relayed its
@@ -118,7 +192,8 @@ public final class WorkerLink: @unchecked Sendable {
 
     /// The first hello, with its sender as the kernel names it (SO_PASSCRED is on until then):
     /// in its own PID namespace the worker sees itself as pid 1.
-    static func receiveFirstHello(_ fd: Int32, name: String, timeoutMs: Int32) throws -> (WorkerHello, PeerCredentials) {
+    static func receiveFirstHello(_ fd: Int32, name: String, timeoutMs: Int32,
+                                  turnOffCredentials: Bool = true) throws -> (WorkerHello, PeerCredentials) {
         var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
         guard poll(&p, 1, timeoutMs) == 1 else { throw MonitorError.config("worker \(name) did not answer within \(timeoutMs) ms") }
         let m: (payload: [UInt8], sender: PeerCredentials)
@@ -126,7 +201,8 @@ public final class WorkerLink: @unchecked Sendable {
             throw MonitorError.config("worker \(name) exited before its hello: it could not start or enter its jail "
                 + "(its output, relayed above, says why)")
         }
-        try PeerCredentials.pass(false, on: fd)
+        // (Left on after a restart: setsockopt is not in vmm.policy, and later messages' credentials are ignored.)
+        if turnOffCredentials { try PeerCredentials.pass(false, on: fd) }
         return (try WorkerHello.decode(m.payload), m.sender)
     }
 

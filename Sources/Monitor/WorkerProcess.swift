@@ -1,5 +1,6 @@
 import CSynthVM
 import Glibc
+import IPC
 import Sandbox
 
 /// How a worker process ended, as the supervisor reports it.
@@ -81,6 +82,7 @@ public final class WorkerProcess: @unchecked Sendable {
             if r < 0 { throw .config("cannot start worker \(name) (\(executable)): \(String(cString: strerror(-r)))") }
         }
         pid = child
+        pidfdOwner = nil
         let p = svm_pidfd_open(child, 0)
         if p < 0 {
             kill(child, SIGKILL)
@@ -89,7 +91,19 @@ public final class WorkerProcess: @unchecked Sendable {
         pidfd = p
     }
 
-    deinit { close(pidfd) }
+    /// A worker the spawner started (a child of this process: CLONE_PARENT), by its pid and the
+    /// pidfd the spawner sent, which this object now owns.
+    init(name: String, adopting pid: pid_t, pidfd: OwnedFileDescriptor) {
+        self.name = name
+        self.pid = pid
+        self.pidfd = pidfd.rawValue
+        pidfdOwner = pidfd
+    }
+
+    /// Set when the pidfd came from the spawner (it closes it).
+    private let pidfdOwner: OwnedFileDescriptor?
+
+    deinit { if pidfdOwner == nil { close(pidfd) } }
 
     /// Sends a signal through the pidfd (never to a recycled pid).
     public func signal(_ sig: Int32) {

@@ -82,6 +82,10 @@ public struct WorkerRuntime: Sendable {
         for (entry, fd) in zip(layout.entries, reply.fds) {
             regions[entry.regionID] = try SharedRegion(adopting: fd, size: Int(entry.size), offset: Int(entry.offset))
         }
+        // The liveness word (WorkerHeartbeat): beaten from the serve loop (`poll`).
+        if let beat = regions[WorkerHeartbeat.regionID], let p = beat.pointer(at: 0, count: 8) {
+            Liveness.shared.word = p.assumingMemoryBound(to: UInt64.self)
+        }
         return (hello, regions)
     }
 
@@ -106,17 +110,71 @@ public struct WorkerRuntime: Sendable {
         if options.testExhaustMemory { Self.exhaustMemory() }
     }
 
-    /// The monitor closing the control socket is the order to leave (false); anything else it
-    /// sends goes to `handle` (the VMBus worker's shutdown request; ignored by default).
+    /// The serve loop's poll(): the timeout bounded by the heartbeat interval (an idle worker
+    /// still beats), the heartbeat word bumped after every wake-up, and the operator's `slow`
+    /// fault applied to a wake-up that has work. Returns what poll() returned.
+    public func poll(_ fds: inout [pollfd], timeout: Int32) -> Int32 {
+        let bounded = timeout < 0 ? WorkerHeartbeat.intervalMilliseconds : min(timeout, WorkerHeartbeat.intervalMilliseconds)
+        let n = Glibc.poll(&fds, nfds_t(fds.count), bounded)
+        let live = Liveness.shared
+        if let w = live.word { svm_atomic_store_u64(w, svm_atomic_load_u64(w) &+ 1) }
+        if n > 0, live.slowMilliseconds > 0 {
+            Self.sleep(milliseconds: UInt64(live.slowMilliseconds))
+        }
+        return n
+    }
+
+    static func sleep(milliseconds: UInt64) {
+        var ts = timespec(tv_sec: Int(milliseconds / 1000), tv_nsec: Int(milliseconds % 1000) * 1_000_000)
+        var rest = timespec()
+        while nanosleep(&ts, &rest) < 0 && errno == EINTR { ts = rest }
+    }
+
+    /// An operator's fault (WorkerFault, from the supervisor): said on stderr, then done.
+    func inject(_ fault: WorkerFault) {
+        switch fault.kind {
+        case .crash:
+            say("fault injection: crashing (SIGSEGV)")
+            svm_test_crash_after(0)
+        case .hang:
+            say("fault injection: hanging for \(fault.argument) s (not serving, not beating)")
+            Self.sleep(milliseconds: UInt64(fault.argument) * 1000)
+            say("fault injection: hang over")
+        case .slow:
+            Liveness.shared.slowMilliseconds = fault.argument
+            say(fault.argument == 0 ? "fault injection: no longer slow" : "fault injection: each request delayed by \(fault.argument) ms")
+        case .syscall:
+            say("fault injection: making a call its policy refuses (socket)")
+            _ = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        }
+    }
+
+    /// The monitor closing the control socket is the order to leave (false); a fault injection
+    /// is handled here; anything else it sends goes to `handle` (the VMBus worker's shutdown
+    /// request; ignored by default).
     public func controlMessage(_ handle: (FDPassing.Message) -> Void = { _ in }) -> Bool {
         do {
-            handle(try FDPassing.receive(from: Self.controlFD, maxPayload: 4096, maxFDs: 0))
+            let m = try FDPassing.receive(from: Self.controlFD, maxPayload: 4096, maxFDs: 0)
+            if let header = try? m.payload.withUnsafeBytes({ try WireHeader.decode($0) }),
+               header.type == WireRecordType.workerFault.rawValue {
+                do { inject(try WorkerFault.decode(m.payload)) } catch { say("bad fault record: \(error)") }
+                return true
+            }
+            handle(m)
             return true
         } catch .peerClosed {
             return false
         } catch {
             fail("control socket: \(error)")
         }
+    }
+
+    /// The worker's liveness word and its `slow` fault: process-wide, set once before the filter
+    /// (the word) and by the serve loop's thread only (the delay).
+    final class Liveness: @unchecked Sendable {
+        static let shared = Liveness()
+        var word: UnsafeMutablePointer<UInt64>?
+        var slowMilliseconds: UInt32 = 0
     }
 
     /// The SIGSYS reporter's syscall-name table, built before the filter (C strings, never freed).

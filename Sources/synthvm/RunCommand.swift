@@ -143,6 +143,17 @@ struct RunCommand: ParsableCommand {
             + "synic-router kill`). Off by default; every accepted fault is logged with who asked."))
     var allowFaultInjection = false
 
+    @Option(name: .long, help: ArgumentHelp(
+        "How many worker restarts are allowed in a sliding window: N restarts in SECONDS (all workers together). "
+            + "A worker that dies past it stops the VM with status 6. 0/S: a worker death stops the VM. See docs/faults.md.",
+        valueName: "N/SECONDS"))
+    var restartBudget = "5/60"
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Kill and restart a worker whose heartbeat has not moved for this many seconds (0: never).",
+        valueName: "seconds"))
+    var workerHangTimeout: Double = 10
+
     // Workers to start with the VM (MachineConfig.workers). Hidden: today they attach to guest RAM
     // and route nothing yet; the tests use it to run a worker under a real `synthvm` process.
     @Option(name: .customLong("worker"), help: .hidden)
@@ -185,6 +196,14 @@ struct RunCommand: ParsableCommand {
         }
         config.shutdownGraceSeconds = shutdownGrace
         config.workers = workers
+        guard let budget = RestartBudget(parsing: restartBudget) else {
+            fail("--restart-budget \(restartBudget): expected N/SECONDS (N 0...1000, SECONDS 1...86400)", status: StopReason.usageStatus)
+        }
+        config.restartBudget = budget
+        guard workerHangTimeout >= 0, workerHangTimeout <= 86400 else {
+            fail("--worker-hang-timeout \(workerHangTimeout): expected 0...86400 seconds", status: StopReason.usageStatus)
+        }
+        config.workerHangTimeoutSeconds = workerHangTimeout
         if allowFaultInjection {
             guard apiSocket != nil else {
                 fail("--allow-fault-injection needs --api-socket (faults are asked for through it)", status: StopReason.usageStatus)

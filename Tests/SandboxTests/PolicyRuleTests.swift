@@ -42,7 +42,7 @@ import Testing
         // The names this suite was written against must all be found (a typo in the directory
         // scan would otherwise test nothing).
         for expected in ["common.policy", "monitor.policy", "synic-router.policy", "vcpu.policy", "vmm.policy",
-                         "vmbus.policy"] {
+                         "vmbus.policy", "spawner.policy"] {
             #expect(Self.policyFiles.contains(expected), "\(expected) not found in \(Self.policyDirectory)")
         }
     }

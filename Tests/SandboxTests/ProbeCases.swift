@@ -90,6 +90,28 @@ enum ProbeCases {
         // Zero lengths: EINVAL, or nothing to do. Nothing of the probe is unmapped or changed.
         "mmap": [0, 0, 0, 0, badFD, 0], "munmap": [0, 0], "mremap": [0, 0, 0, 0, 0],
         "mprotect": [0, 0, 0], "madvise": [0, 0, 0],
+        // spawner.policy. A pid no process has (above PID_MAX_LIMIT): ESRCH, never kill(0) (the
+        // test's own process group). pidfd_open of it: ESRCH.
+        "kill": [0x7FFF_FFF0, 0], "pidfd_open": [0x7FFF_FFF0, 0],
+        // A kernel address as FS base: EPERM before anything changes.
+        "arch_prctl": [0, 0xFFFF_FFFF_FFFF_F000],
+        // first > last: EINVAL, nothing closed.
+        "close_range": [2, 1, 0],
+        // Not a descriptor / bad pointers: nothing is changed, duplicated or mounted.
+        "dup2": [badFD, badFD], "fchdir": [badFD], "setsockopt": [badFD, 0, 0, 0, 0],
+        "socketpair": [0, 0, 0, badAddress], "pipe2": [badAddress, 0],
+        "fsconfig": [badFD, 0, 0, 0, 0], "fsmount": [badFD, 0, 0], "move_mount": [badFD, badAddress, badFD, badAddress, 0],
+        "mount": [badAddress, badAddress, badAddress, 0, 0], "umount2": [badAddress, 0], "pivot_root": [badAddress, badAddress],
+        "chdir": [badAddress], "fsopen": [badAddress, 0], "readlink": [badAddress, badAddress, 0],
+        "execve": [badAddress, 0, 0], "capget": [badAddress, 0], "capset": [badAddress, 0],
+        "seccomp": [0, 0, badAddress], "prlimit64": [0, 0, badAddress, badAddress], "rseq": [badAddress, 0, 0, 0],
+        "set_robust_list": [badAddress, 1], "set_tid_address": [badAddress],
+        // Not this process's own ids to drop: setresuid/setresgid(-1, -1, -1) changes nothing;
+        // setgroups(0, bad) as an unprivileged probe: EPERM.
+        "setresuid": [badFD, badFD, badFD], "setresgid": [badFD, badFD, badFD], "setgroups": [0, badAddress],
+        // A bad child stack: the clone happens (the probe cannot make it fail after the filter
+        // without a real child), the child faults at once; the probe returns.
+        "clone": [0, badAddress, 0, 0, 0],
     ]
 
     /// Calls that end the probe some other way when the filter lets them through.

@@ -126,7 +126,7 @@ func run() throws {
     while serving {
         let timeout: Int32 = unsent.isEmpty && !service.hasPendingCompletions ? -1 : 1
         for i in fds.indices { fds[i].revents = 0 }
-        if poll(&fds, nfds_t(fds.count), timeout) < 0 && errno != EINTR { fail("poll: \(String(cString: strerror(errno)))") }
+        if worker.poll(&fds, timeout: timeout) < 0 && errno != EINTR { fail("poll: \(String(cString: strerror(errno)))") }
         if fds[0].revents != 0 {
             if !worker.controlMessage({ _ in say("unknown control message") }) {
                 serving = false

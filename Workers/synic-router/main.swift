@@ -168,7 +168,7 @@ func run() throws {
     while serving {
         for i in fds.indices { fds[i].revents = 0 }
         let timeout: Int32 = router?.needsRetry == true ? 1 : -1
-        if poll(&fds, nfds_t(fds.count), timeout) < 0 && errno != EINTR { fail("poll: \(String(cString: strerror(errno)))") }
+        if worker.poll(&fds, timeout: timeout) < 0 && errno != EINTR { fail("poll: \(String(cString: strerror(errno)))") }
         if let gpa = benchMailbox, let m = router?.memory { benchWake(m, at: gpa, tsc: svm_rdtsc(), lastSeq: &benchSeq) }
         if fds[0].revents != 0 && !worker.controlMessage() {
             serving = false

@@ -211,7 +211,7 @@ func run() throws {
         if !core.outbound.isEmpty || !(storage?.device.pending.isEmpty ?? true) { timeout = 1 }
         if let d = core.nextDeadline { timeout = d <= now ? 0 : Int32(min((d - now) / 1_000_000 + 1, 60_000)) }
         for i in fds.indices { fds[i].revents = 0 }
-        if poll(&fds, nfds_t(fds.count), timeout) < 0 && errno != EINTR { fail("poll: \(String(cString: strerror(errno)))") }
+        if worker.poll(&fds, timeout: timeout) < 0 && errno != EINTR { fail("poll: \(String(cString: strerror(errno)))") }
         let woke = monotonicNanoseconds()
         if fds[0].revents != 0 {
             let open = worker.controlMessage { m in

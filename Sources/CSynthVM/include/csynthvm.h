@@ -53,6 +53,9 @@ extern const unsigned long svm_KVM_SET_VCPU_EVENTS;
 
 // Atomic OR of a byte in shared memory (guest RAM): returns the old value.
 uint8_t svm_atomic_fetch_or_u8(uint8_t *p, uint8_t mask);
+// A word shared between processes (a worker's heartbeat): release store, acquire load.
+void svm_atomic_store_u64(uint64_t *p, uint64_t v);
+uint64_t svm_atomic_load_u64(const uint64_t *p);
 
 // poll() with a nanosecond timeout (ppoll); ns < 0 waits forever. Returns poll's result or -errno.
 int svm_poll_ns(struct pollfd *fds, unsigned long nfds, int64_t ns);

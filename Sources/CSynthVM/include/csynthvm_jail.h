@@ -32,6 +32,11 @@ struct svm_jail_ids {
 // child is then killed and reaped.
 int svm_spawn_worker_jailed(const char *path, char *const argv[], const int *fds, int nfds, int stderr_fd,
                             const struct svm_jail_ids *ids, pid_t *pid, char *err, size_t errlen);
+// The same; with `clone_parent` != 0 the child is cloned with CLONE_PARENT, so it is a child of
+// the caller's parent (the spawner's VM process, which reaps it through a pidfd). On a failure
+// after the clone the child is killed but not reaped, and *pid names it (0 if none was made).
+int svm_spawn_worker_jailed_ex(const char *path, char *const argv[], const int *fds, int nfds, int stderr_fd,
+                               const struct svm_jail_ids *ids, int clone_parent, pid_t *pid, char *err, size_t errlen);
 
 // The worker's side, in its own mount namespace with CAP_SYS_ADMIN there: makes every mount
 // private (nothing propagates to or from the host), creates an empty read-only tmpfs, mounts it

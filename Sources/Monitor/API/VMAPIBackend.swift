@@ -2,6 +2,7 @@ import CSynthVM
 import ControlAPI
 import Glibc
 import HyperV
+import IPC
 import Sandbox
 import SynICRouting
 
@@ -12,6 +13,8 @@ import SynICRouting
 final class VMAPIBackend: APIBackend, @unchecked Sendable {
     let control: VMControl
     let supervisor: Supervisor?
+    /// The workers' current links (fault records go over their control sockets).
+    let restarts: WorkerRestarts?
     let counters: [PublishedCounters]
     let vcpuCount: Int
     let faultInjectionAllowed: Bool
@@ -25,13 +28,14 @@ final class VMAPIBackend: APIBackend, @unchecked Sendable {
     /// What the VMBus worker publishes (the heartbeat IC's answers); nil without VMBus.
     let vmbusStatus: @Sendable () -> SynICRegion.VMBusStatus?
 
-    init(control: VMControl, supervisor: Supervisor?, counters: [PublishedCounters], config: MachineConfig,
+    init(control: VMControl, supervisor: Supervisor?, restarts: WorkerRestarts? = nil, counters: [PublishedCounters], config: MachineConfig,
          askGuestToShutDown: @escaping @Sendable () -> Bool = { false },
          vmbusStatus: @escaping @Sendable () -> SynICRegion.VMBusStatus? = { nil }) {
         self.askGuestToShutDown = askGuestToShutDown
         self.vmbusStatus = vmbusStatus
         self.control = control
         self.supervisor = supervisor
+        self.restarts = restarts
         self.counters = counters
         vcpuCount = config.cpuCount
         faultInjectionAllowed = config.allowFaultInjection
@@ -49,7 +53,8 @@ final class VMAPIBackend: APIBackend, @unchecked Sendable {
 
     /// One entry per worker name: its newest process (restart will add processes to the list).
     private func workers() -> [APIWorkerStatus] {
-        let all = supervisor?.status ?? []
+        // The spawner is the VM's helper, not a worker.
+        let all = (supervisor?.status ?? []).filter { $0.name != SpawnerLink.executableName }
         var names: [String] = []
         for s in all where !names.contains(s.name) { names.append(s.name) }
         return names.map { name in
@@ -57,7 +62,8 @@ final class VMAPIBackend: APIBackend, @unchecked Sendable {
             let newest = processes[processes.count - 1]
             let lastExit = processes.last { $0.exit != nil }?.exit
             return APIWorkerStatus(name: name, kind: workerKinds[name] ?? name, pid: newest.pid, running: newest.exit == nil,
-                                   restarts: processes.count - 1, lastExit: lastExit.map { "\($0)" }, heartbeatAgeMs: nil)
+                                   restarts: processes.count - 1, lastExit: lastExit.map { "\($0)" },
+                                   heartbeatAgeMs: newest.exit == nil ? supervisor?.heartbeatAgeMs(worker: name) : nil)
         }
     }
 
@@ -128,7 +134,7 @@ final class VMAPIBackend: APIBackend, @unchecked Sendable {
     }
 
     func killWorker(_ name: String) -> Result<Int32, APIError> {
-        guard let sup = supervisor, sup.status.contains(where: { $0.name == name }) else {
+        guard let sup = supervisor, name != SpawnerLink.executableName, sup.status.contains(where: { $0.name == name }) else {
             let known = workers().map(\.name)
             return .failure(APIError(.workerNotFound, "no worker \(name) in this VM"
                 + (known.isEmpty ? " (it runs none)" : " (workers: \(known.joined(separator: ", ")))")))
@@ -138,6 +144,30 @@ final class VMAPIBackend: APIBackend, @unchecked Sendable {
             return .failure(APIError(.workerNotRunning, "worker \(name) is not running"))
         }
         return .success(pid)
+    }
+
+    /// crash, hang, slow, syscall: a WorkerFault record on the worker's control socket (a
+    /// non-blocking SEQPACKET write; WorkerRuntime handles it in the worker's serve loop).
+    func injectFault(_ name: String, kind: String, argument: UInt32) -> Result<Int32, APIError> {
+        let faultKind: WorkerFault.Kind
+        switch kind {
+        case "crash": faultKind = .crash
+        case "hang": faultKind = .hang
+        case "slow": faultKind = .slow
+        case "syscall": faultKind = .syscall
+        default: return .failure(APIError(.notSupported, "fault kind \(kind) is not supported"))
+        }
+        guard let link = restarts?.link(named: name) else {
+            let known = workers().map(\.name)
+            return .failure(APIError(.workerNotFound, "no worker \(name) in this VM"
+                + (known.isEmpty ? " (it runs none)" : " (workers: \(known.joined(separator: ", ")))")))
+        }
+        guard !control.isStopping else { return .failure(APIError(.stopping, "the VM is stopping")) }
+        guard supervisor?.status.contains(where: { $0.pid == link.process.pid && $0.exit == nil }) == true,
+              link.send(WorkerFault(kind: faultKind, argument: argument).encoded()) else {
+            return .failure(APIError(.workerNotRunning, "worker \(name) is not running"))
+        }
+        return .success(link.process.pid)
     }
 
     /// Asks the guest once (the supervising loop then allows it `--shutdown-grace` seconds, as
