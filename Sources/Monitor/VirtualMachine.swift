@@ -550,9 +550,9 @@ public final class VirtualMachine: @unchecked Sendable {
     /// lets the supervisor kill and reap whatever is left.
     private func stopWorkers() {
         guard let sup = supervisor else { return }
-        // Waits for a restart in progress; none starts after this.
-        let links = restarts.close()
+        // No restart starts after this; a restart in progress is waited for.
         sup.expectExits()
+        let links = restarts.close()
         links.forEach { $0.close() }
         for _ in 0..<100 where sup.status.contains(where: { $0.exit == nil }) {
             var ts = timespec(tv_sec: 0, tv_nsec: 5_000_000)

@@ -117,7 +117,7 @@ public final class WorkerLink: @unchecked Sendable {
                           kind: WorkerKind, regions: [Region], setup: [SetupMessage], filter: SeccompProgram,
                           ids: JailIDs?, firstStart: Bool, timeoutMs: Int32) throws(MonitorError) {
         do {
-            let (hello, sender) = try Self.receiveFirstHello(ours.rawValue, name: name, timeoutMs: timeoutMs, turnOffCredentials: firstStart)
+            let (hello, sender) = try Self.receiveFirstHello(ours.rawValue, name: name, timeoutMs: timeoutMs)
             guard hello.kind == kind, sender.pid == process.pid,
                   hello.protocolVersion == WorkerHello.currentProtocolVersion else {
                 throw MonitorError.config("worker \(name) announced \(hello.kind) protocol \(hello.protocolVersion) from pid "
@@ -192,8 +192,7 @@ public final class WorkerLink: @unchecked Sendable {
 
     /// The first hello, with its sender as the kernel names it (SO_PASSCRED is on until then):
     /// in its own PID namespace the worker sees itself as pid 1.
-    static func receiveFirstHello(_ fd: Int32, name: String, timeoutMs: Int32,
-                                  turnOffCredentials: Bool = true) throws -> (WorkerHello, PeerCredentials) {
+    static func receiveFirstHello(_ fd: Int32, name: String, timeoutMs: Int32) throws -> (WorkerHello, PeerCredentials) {
         var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
         guard poll(&p, 1, timeoutMs) == 1 else { throw MonitorError.config("worker \(name) did not answer within \(timeoutMs) ms") }
         let m: (payload: [UInt8], sender: PeerCredentials)
@@ -201,8 +200,7 @@ public final class WorkerLink: @unchecked Sendable {
             throw MonitorError.config("worker \(name) exited before its hello: it could not start or enter its jail "
                 + "(its output, relayed above, says why)")
         }
-        // (Left on after a restart: setsockopt is not in vmm.policy, and later messages' credentials are ignored.)
-        if turnOffCredentials { try PeerCredentials.pass(false, on: fd) }
+        try PeerCredentials.pass(false, on: fd)
         return (try WorkerHello.decode(m.payload), m.sender)
     }
 

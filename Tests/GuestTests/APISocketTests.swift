@@ -213,37 +213,66 @@ struct APISocketTests {
         #expect(access(r.socket, F_OK) != 0)
     }
 
-    @Test("fault synic-router kill: the supervisor reports the death, the VM keeps running; shutdown stops it (130)")
+    /// The newest status of worker `name` once `done` holds (polled for at most `seconds`).
+    static func awaitWorker(_ socket: String, _ name: String, seconds: Double = 10,
+                            _ done: (JSONValue) -> Bool) throws -> JSONValue? {
+        let deadline = Date().addingTimeInterval(seconds)
+        var last: JSONValue?
+        while Date() < deadline {
+            last = try ctlJSON(socket, ["status"])["return"]?["workers"]?.arrayValue?.first { $0["name"] == .string(name) }
+            if let w = last, done(w) { return w }
+            usleep(100_000)
+        }
+        return last
+    }
+
+    @Test("fault synic-router kill: the supervisor reports the death and restarts it; shutdown stops the VM (130)")
     func faultKill() throws {
-        let r = try Self.start("api-fault.sock", extra: ["--allow-fault-injection"])
+        let r = try Self.start("api-fault.sock", extra: ["--allow-fault-injection", "--worker-hang-timeout", "1"])
         var stopped = false
-        defer { if !stopped { r.run.process.terminate(); _ = r.run.finish() } }
+        defer { if !stopped { r.run.process.terminate(); Issue.record("stderr: \(r.run.finish().2)") } }
         let before = try #require(try Self.ctlJSON(r.socket, ["status"])["return"])
         #expect(before["fault_injection"] == .bool(true))
-        let routerPID = try #require(before["workers"]?.arrayValue?.first?["pid"]?.intValue)
+        let first = try #require(before["workers"]?.arrayValue?.first)
+        let routerPID = try #require(first["pid"]?.intValue)
+        // The spawner is not a worker.
+        #expect(before["workers"]?.arrayValue?.allSatisfy { $0["name"] != .string("spawner") } == true)
+        // It beats (an idle worker too): an age well under the hang timeout.
+        let beating = try Self.awaitWorker(r.socket, "synic-router") { $0["heartbeat_age_ms"]?.intValue != nil }
+        #expect((beating?["heartbeat_age_ms"]?.intValue ?? 99_999) < 2000, "\(String(describing: beating))")
 
         let kill = try Self.ctl([r.socket, "fault", "synic-router", "kill"])
         #expect(kill.status == 0 && kill.stdout.contains("pid \(routerPID)"), "\(kill)")
-        // Other kinds: a clear "not supported yet".
-        for kind in ["crash", "hang", "slow", "syscall", "io-error", "torn"] {
+        // Storage's kinds: a clear "not supported yet".
+        for kind in ["io-error", "torn"] {
             let r2 = try Self.ctl([r.socket, "fault", "synic-router", kind])
             #expect(r2.status == 1 && r2.stderr.contains("NotSupported") && r2.stderr.contains("not supported yet"), "\(r2)")
         }
         #expect(try Self.ctlJSON(r.socket, ["fault", "no-such-worker", "kill"])["error"]?["class"] == .string("WorkerNotFound"))
+        #expect(try Self.ctlJSON(r.socket, ["fault", "spawner", "kill"])["error"]?["class"] == .string("WorkerNotFound"))
 
-        var after: JSONValue?
-        for _ in 0..<50 {
-            after = try Self.ctlJSON(r.socket, ["status"])["return"]
-            if after?["workers"]?.arrayValue?.first?["running"] == .bool(false) { break }
-            usleep(100_000)
-        }
-        let w = try #require(after?["workers"]?.arrayValue?.first)
-        #expect(w["running"] == .bool(false) && w["last_exit"] == .string("killed by signal 9 (SIGKILL)"), "\(w)")
-        #expect(after?["state"] == .string("running"))
+        let w = try #require(try Self.awaitWorker(r.socket, "synic-router") { $0["restarts"] == .int(1) && $0["running"] == .bool(true) })
+        #expect(w["restarts"] == .int(1) && w["running"] == .bool(true) && w["last_exit"] == .string("killed by signal 9 (SIGKILL)"), "\(w)")
+        let newPID = try #require(w["pid"]?.intValue)
+        #expect(newPID != routerPID)
         #expect(Glibc.kill(r.vm, 0) == 0)
-        #expect(try Self.ctlJSON(r.socket, ["fault", "synic-router", "kill"])["error"]?["class"] == .string("WorkerNotRunning"))
         let m = try Self.ctl([r.socket, "metrics"]).stdout
-        #expect(Self.sample(m, "synthvm_worker_up", ["worker": "synic-router", "kind": "synic-router"]) == 0, "\(m)")
+        #expect(Self.sample(m, "synthvm_worker_up", ["worker": "synic-router", "kind": "synic-router"]) == 1, "\(m)")
+        #expect(Self.sample(m, "synthvm_worker_restarts_total", ["worker": "synic-router", "kind": "synic-router"]) == 1, "\(m)")
+
+        // crash, hang (the heartbeat stops: killed after --worker-hang-timeout), syscall: each
+        // detected and restarted; slow: the worker goes on, slower.
+        #expect(try Self.ctl([r.socket, "fault", "synic-router", "slow", "5"]).status == 0)
+        var restarts: Int64 = 1
+        for (kind, arg, death) in [("crash", nil, "SIGSEGV"), ("hang", "30", "after it hung"), ("syscall", nil, "SIGSYS")] {
+            let f = try Self.ctl([r.socket, "fault", "synic-router", kind] + (arg.map { [$0] } ?? []))
+            #expect(f.status == 0, "\(kind): \(f)")
+            restarts += 1
+            let n = restarts
+            let after = try Self.awaitWorker(r.socket, "synic-router", seconds: 15) { $0["restarts"] == .int(n) && $0["running"] == .bool(true) }
+            #expect(after?["restarts"] == .int(n) && after?["running"] == .bool(true), "\(kind): \(String(describing: after))")
+            _ = death
+        }
 
         let shutdown = try Self.ctl([r.socket, "shutdown"])
         #expect(shutdown.status == 0 && shutdown.stdout.contains("the VM was stopped"), "\(shutdown)")
@@ -253,7 +282,30 @@ struct APISocketTests {
         #expect(stderr.contains("synthvm: fault injection: kill of worker synic-router (pid \(routerPID)) requested by pid "),
                 "\(stderr)")
         #expect(stderr.contains("uid \(geteuid())"), "\(stderr)")
-        #expect(stderr.contains("synthvm: worker synic-router (pid \(routerPID)) killed by signal 9 (SIGKILL)"), "\(stderr)")
+        #expect(stderr.contains("synthvm: worker synic-router (pid \(routerPID)) killed by signal 9 (SIGKILL); restarted (1 of 5 in 60 s) as pid \(newPID)"),
+                "\(stderr)")
+        for what in ["fault injection: crash of worker synic-router", "fault injection: hang 30 of worker synic-router",
+                     "fault injection: syscall of worker synic-router", "fault injection: slow 5 of worker synic-router",
+                     "killed by signal 11 (SIGSEGV); restarted (2 of 5", "after it hung (no heartbeat for",
+                     "killed by signal 31 (SIGSYS); restarted (4 of 5", "seccomp violation"] {
+            #expect(stderr.contains(what), "\(what)\n\(stderr)")
+        }
+    }
+
+    @Test("past --restart-budget a worker death stops the VM with status 6 and a line naming the worker")
+    func restartBudgetExhausted() throws {
+        let r = try Self.start("api-budget.sock", extra: ["--allow-fault-injection", "--restart-budget", "1/60"])
+        var stopped = false
+        defer { if !stopped { r.run.process.terminate(); _ = r.run.finish() } }
+        #expect(try Self.ctl([r.socket, "fault", "synic-router", "kill"]).status == 0)
+        let w = try Self.awaitWorker(r.socket, "synic-router") { $0["restarts"] == .int(1) && $0["running"] == .bool(true) }
+        #expect(w?["running"] == .bool(true), "\(String(describing: w))")
+        #expect(try Self.ctl([r.socket, "fault", "synic-router", "kill"]).status == 0)
+        let (_, code, stderr) = r.run.finish()
+        stopped = true
+        #expect(code == 6, "\(stderr)")
+        #expect(stderr.contains("restart budget 1/60 used up: stopping the VM"), "\(stderr)")
+        #expect(stderr.contains("synthvm: worker synic-router died past its restart budget (1 restarts in 60 s): stopped"), "\(stderr)")
     }
 
     /// A backend with no VM behind it, for the server alone.
