@@ -192,6 +192,7 @@ def wire_seeds():
                                                  + u64(64 << 20) + u32(0) + u32(0) + serial
                                                  + u64(8 << 20) + u32(1) + u32(2) + b"\0" * 64))
     write("wire", "vmbus-remote-device-setup", record(15, u32(3) + u32(3) + u32(2048) + u32(32)))
+    write("wire", "worker-fault", record(20, u16(2) + u16(0) + u32(30)))
 
 
 # --- ring: header (record size, capacity, offset selectors), ops -------------------------------
