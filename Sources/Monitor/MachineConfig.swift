@@ -102,7 +102,9 @@ public struct MachineConfig: Sendable {
     public var allowFaultInjection = false
     /// How many worker restarts are allowed in a sliding window (`--restart-budget N/SECONDS`);
     /// past it the VM stops with status 6 (docs/faults.md). 0 restarts: a worker death stops the VM.
-    public var restartBudget = RestartBudget()
+    /// nil (`--restart-budget off`, and tests that make a worker fail on purpose): no restarts
+    /// and no stop: a dead worker stays dead and the VM goes on without it.
+    public var restartBudget: RestartBudget? = RestartBudget()
     /// A worker whose heartbeat word has not moved for this long is killed and restarted
     /// (`--worker-hang-timeout SECONDS`; 0: never).
     public var workerHangTimeoutSeconds: Double = 10
@@ -266,7 +268,7 @@ public struct RestartBudget: Sendable, Equatable, CustomStringConvertible {
         self.seconds = seconds
     }
 
-    /// "N/SECONDS", N 0...1000, SECONDS 1...86400.
+    /// "N/SECONDS", N 0...1000, SECONDS 1...86400 (`off` is the caller's: nil).
     public init?(parsing text: String) {
         let parts = text.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count == 2, let n = Int(parts[0]), let s = Int(parts[1]), (0...1000).contains(n), (1...86400).contains(s) else {

@@ -118,8 +118,8 @@ public struct VMProcessSetup: Sendable {
         w.i32(c.workerStandardError ?? -1)
         w.i32(c.apiSocket ?? -1)
         Self.flag(c.allowFaultInjection, into: &w)
-        w.u32(UInt32(c.restartBudget.restarts))
-        w.u32(UInt32(c.restartBudget.seconds))
+        w.u32(c.restartBudget.map { UInt32($0.restarts) } ?? 0xFFFF_FFFF)
+        w.u32(UInt32(c.restartBudget?.seconds ?? 0))
         w.u64(UInt64((max(0, c.workerHangTimeoutSeconds) * 1000).rounded()))
         Self.flag(restartOnReset, into: &w)
         Self.flag(stats, into: &w)
@@ -252,8 +252,12 @@ public struct VMProcessSetup: Sendable {
         config.apiSocket = try optionalFD(&r, "API socket")
         config.allowFaultInjection = try flag(&r, "fault injection")
         let restarts = try r.u32(), window = try r.u32()
-        guard let budget = RestartBudget(parsing: "\(restarts)/\(window)") else { throw invalid("restart budget", UInt64(restarts)) }
-        config.restartBudget = budget
+        if restarts == 0xFFFF_FFFF {
+            config.restartBudget = nil
+        } else {
+            guard let budget = RestartBudget(parsing: "\(restarts)/\(window)") else { throw invalid("restart budget", UInt64(restarts)) }
+            config.restartBudget = budget
+        }
         let hangMs = try r.u64()
         guard hangMs <= 86_400_000 else { throw invalid("worker hang timeout", hangMs) }
         config.workerHangTimeoutSeconds = Double(hangMs) / 1000

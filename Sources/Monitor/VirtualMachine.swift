@@ -181,6 +181,8 @@ public final class VirtualMachine: @unchecked Sendable {
                 throw .config("heartbeat region: \(error)")
             }
             heartbeats = beats
+            var specs: [(name: String, kind: WorkerKind, regions: [WorkerLink.Region], setup: [WorkerLink.SetupMessage],
+                         filter: SeccompProgram, jail: JailConfig?, slot: Int)] = []
             for (slot, (name, kind)) in kinds.enumerated() {
                 // Every worker runs under its policy from the handshake on; no policy, no worker.
                 let filter = try Self.compileWorkerPolicy(name: name, directory: config.policyDirectory,
@@ -234,22 +236,27 @@ public final class VirtualMachine: @unchecked Sendable {
                     regions.append(storage.region)
                     setup = Self.storageSetup(config: config, link: link, routes: routes, device: storage)
                 }
-                let word = beats.pointer(at: slot * WorkerHeartbeat.slotSize, count: 8)?.assumingMemoryBound(to: UInt64.self)
-                restarts.append(try WorkerLink(
-                    supervisor: sup, name: name, kind: kind, regions: regions, setup: setup,
-                    filter: filter, jail: jail, arguments: config.workerArguments,
-                    standardError: config.workerStandardError, heartbeat: word))
+                specs.append((name, kind, regions, setup, filter, jail, slot))
             }
-            // The spawner, while this process can still clone and exec: what restarts them later.
-            if config.restartBudget.restarts > 0 {
+            // The spawner first, while this process can still clone and exec: what restarts the
+            // workers later (docs/faults.md). Started before them, so none can die before it exists.
+            if let budget = config.restartBudget, budget.restarts > 0 {
                 let spawnerFilter = try Self.compileWorkerPolicy(name: "spawner", directory: config.policyDirectory,
                                                                  mode: config.seccomp)
-                let spawnKinds = restarts.links.map {
-                    SpawnerLink.Kind(name: $0.name, executable: WorkerProcess.executablePath(for: $0.name),
-                                     arguments: $0.spawnArguments, jail: $0.jailIDs)
+                let spawnKinds = specs.map { spec in
+                    let plan = WorkerLink.plan(regions: spec.regions, jail: spec.jail, arguments: config.workerArguments)
+                    return SpawnerLink.Kind(name: spec.name, executable: WorkerProcess.executablePath(for: spec.name),
+                                            arguments: plan.arguments, jail: plan.ids)
                 }
                 restarts.setSpawner(try SpawnerLink(supervisor: sup, kinds: spawnKinds, filter: spawnerFilter,
                                                     standardError: config.workerStandardError))
+            }
+            for spec in specs {
+                let word = beats.pointer(at: spec.slot * WorkerHeartbeat.slotSize, count: 8)?.assumingMemoryBound(to: UInt64.self)
+                restarts.append(try WorkerLink(
+                    supervisor: sup, name: spec.name, kind: spec.kind, regions: spec.regions, setup: spec.setup,
+                    filter: spec.filter, jail: spec.jail, arguments: config.workerArguments,
+                    standardError: config.workerStandardError, heartbeat: word))
             }
         }
 
@@ -420,7 +427,8 @@ public final class VirtualMachine: @unchecked Sendable {
                           crashReport: runners.compactMap(\.crashReport).first,
                           guestCrashNotifications: notifications,
                           guestCrashReportJSON: notifications.last.map(GuestCrashLog.json),
-                          workers: supervisor?.status ?? [])
+                          // The spawner is the VM's helper, not a worker.
+                          workers: supervisor?.status.filter { $0.name != SpawnerLink.executableName } ?? [])
     }
 
     /// The router's setup messages: the partition's shape with its doorbells, then every SINT

@@ -82,13 +82,10 @@ public final class WorkerLink: @unchecked Sendable {
         self.heartbeat = heartbeat
         // The jail (docs/security.md): ids mapped by the spawn, limits applied by the worker.
         do { try jail?.validate() } catch { throw .config("worker \(name): \(error)") }
-        let ids = jail?.ids(monitorUID: geteuid(), monitorGID: getegid())
-        let regionBytes = regions.reduce(0) { $0 &+ $1.size }
-        let limits = jail?.limits(regionBytes: regionBytes)
-        let budget = jail?.addressSpaceHeadroom.map { MemoryBudgetLimit(regions: regionBytes, own: $0) }
+        let (ids, spawnArguments, budget) = Self.plan(regions: regions, jail: jail, arguments: arguments)
         self.budget = budget
         jailIDs = ids
-        spawnArguments = WorkerCommandLine.jailArguments(limits) + arguments
+        self.spawnArguments = spawnArguments
         let ours: OwnedFileDescriptor
         var theirs: OwnedFileDescriptor?
         do {
@@ -107,6 +104,17 @@ public final class WorkerLink: @unchecked Sendable {
                            setup: setup, filter: filter, ids: ids, firstStart: true, timeoutMs: timeoutMs)
         control = ours
         if let heartbeat { supervisor.watchHeartbeat(of: process, word: heartbeat) }
+    }
+
+    /// How a worker with these regions and jail is started: its jail ids, its arguments after
+    /// argv[0] (the jail's limits, RLIMIT_AS covering the regions, then `arguments`), its RLIMIT_AS.
+    static func plan(regions: [Region], jail: JailConfig?, arguments: [String])
+        -> (ids: JailIDs?, arguments: [String], budget: MemoryBudgetLimit?) {
+        let ids = jail?.ids(monitorUID: geteuid(), monitorGID: getegid())
+        let regionBytes = regions.reduce(0) { $0 &+ $1.size }
+        let limits = jail?.limits(regionBytes: regionBytes)
+        let budget = jail?.addressSpaceHeadroom.map { MemoryBudgetLimit(regions: regionBytes, own: $0) }
+        return (ids, WorkerCommandLine.jailArguments(limits) + arguments, budget)
     }
 
     /// The handshake (see the type's comment) with a spawned worker; throws with it killed. On

@@ -20,13 +20,14 @@ final class WorkerRestarts: @unchecked Sendable {
         var spawner: SpawnerLink?
     }
 
-    let budget: RestartBudget
+    /// nil: restarts are off (a dead worker stays dead, the VM goes on).
+    let budget: RestartBudget?
     let control: VMControl
     private let state = Mutex(State())
     /// Set once the supervisor exists.
     private(set) weak var supervisor: Supervisor?
 
-    init(budget: RestartBudget, control: VMControl) {
+    init(budget: RestartBudget?, control: VMControl) {
         self.budget = budget
         self.control = control
     }
@@ -55,7 +56,7 @@ final class WorkerRestarts: @unchecked Sendable {
     /// A process the supervisor watches has ended (on its thread): what was done about it, for
     /// the end of the line that reports the death.
     func processEnded(_ status: Supervisor.Status) -> String? {
-        guard let sup = supervisor, !sup.isLeaving, !control.isStopping else { return nil }
+        guard let sup = supervisor, !sup.isLeaving, !control.isStopping, let budget else { return nil }
         if status.name == SpawnerLink.executableName {
             state.withLock { $0.spawner = nil }
             return "workers can no longer be restarted (the next worker death stops the VM)"

@@ -145,7 +145,8 @@ struct RunCommand: ParsableCommand {
 
     @Option(name: .long, help: ArgumentHelp(
         "How many worker restarts are allowed in a sliding window: N restarts in SECONDS (all workers together). "
-            + "A worker that dies past it stops the VM with status 6. 0/S: a worker death stops the VM. See docs/faults.md.",
+            + "A worker that dies past it stops the VM with status 6. 0/S: a worker death stops the VM. off: no restarts, "
+            + "a dead worker stays dead and the VM goes on without it. See docs/faults.md.",
         valueName: "N/SECONDS"))
     var restartBudget = "5/60"
 
@@ -196,10 +197,14 @@ struct RunCommand: ParsableCommand {
         }
         config.shutdownGraceSeconds = shutdownGrace
         config.workers = workers
-        guard let budget = RestartBudget(parsing: restartBudget) else {
-            fail("--restart-budget \(restartBudget): expected N/SECONDS (N 0...1000, SECONDS 1...86400)", status: StopReason.usageStatus)
+        if restartBudget == "off" {
+            config.restartBudget = nil
+        } else {
+            guard let budget = RestartBudget(parsing: restartBudget) else {
+                fail("--restart-budget \(restartBudget): expected N/SECONDS (N 0...1000, SECONDS 1...86400) or off", status: StopReason.usageStatus)
+            }
+            config.restartBudget = budget
         }
-        config.restartBudget = budget
         guard workerHangTimeout >= 0, workerHangTimeout <= 86400 else {
             fail("--worker-hang-timeout \(workerHangTimeout): expected 0...86400 seconds", status: StopReason.usageStatus)
         }

@@ -1,4 +1,5 @@
 import Foundation
+import IPC
 import Machine
 @testable import Monitor
 import Sandbox
@@ -111,7 +112,7 @@ struct JailTests {
         #expect(try Self.limit(pid, "Max core file size").map { [$0.0, $0.1] } == ["0", "0"])
         #expect(try Self.limit(pid, "Max file size").map { [$0.0, $0.1] } == ["0", "0"])
         let synicRegion = try #require(vm.routerLink).region.region.size
-        let space = "\(UInt64(64 << 20) + UInt64(synicRegion) + MemoryBudget.defaultHeadroom)"
+        let space = "\(UInt64(64 << 20) + UInt64(synicRegion) + UInt64(WorkerHeartbeat.slotSize) + MemoryBudget.defaultHeadroom)"
         #expect(try Self.limit(pid, "Max address space").map { [$0.0, $0.1] } == [space, space])
         let outcome = vm.run()
         #expect(outcome.exitStatus == 0)
@@ -284,7 +285,9 @@ struct JailTests {
         for _ in 0..<600 where worker == nil {
             let all = Self.processes()
             if let vm = all.first(where: { $0.ppid == p.processIdentifier }),
-               let w = all.first(where: { $0.ppid == vm.pid }),
+               // (Not the spawner, also the VM process's child: a worker is pid 1 of its namespace.)
+               let w = all.first(where: { $0.ppid == vm.pid
+                   && ((try? Self.status("/proc/\($0.pid)/status"))?["NSpid"]?.hasSuffix("\t1") ?? false) }),
                (try? Self.status("/proc/\(w.pid)/status"))?["Seccomp"] == "2" {
                 worker = w
             } else {
@@ -320,6 +323,8 @@ struct JailTests {
         // an ancestor namespace.
         var c = try WorkerTests.config("hello")
         c.workerArguments = ["--test-crash-after-ms", "600000"]
+        // It fails on purpose, every start: the old behaviour, no restarts (docs/faults.md).
+        c.restartBudget = nil
         let config = c
         let built = Built()
         let t = Thread {

@@ -176,6 +176,8 @@ struct StorageWorkerTests {
         var c = try Self.config(disks: [dir + "/a.img"])
         defer { for d in c.disks { close(d.fd) } }
         c.workerArguments = ["--test-forbidden-syscall"]
+        // It fails on purpose, every start: the old behaviour, no restarts (docs/faults.md).
+        c.restartBudget = nil
         c.workerStandardError = err.write
         let outcome: RunOutcome
         do {

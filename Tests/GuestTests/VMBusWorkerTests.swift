@@ -82,6 +82,8 @@ struct VMBusWorkerTests {
         defer { close(err.read) }
         var c = try Self.config()
         c.workerArguments = ["--test-forbidden-syscall"]
+        // It fails on purpose, every start: the old behaviour, no restarts (docs/faults.md).
+        c.restartBudget = nil
         c.workerStandardError = err.write
         let outcome: RunOutcome
         do {

@@ -23,6 +23,8 @@ struct WorkerOutputTests {
         var c = try WorkerTests.config("hello")
         c.workerStandardError = err.write
         c.workerArguments = ["--test-print", WorkerCommandLine.hex(Array(forged.utf8)), "--test-crash-after-ms", "0"]
+        // It fails on purpose, every start: the old behaviour, no restarts (docs/faults.md).
+        c.restartBudget = nil
         let pid: pid_t
         let outcome: RunOutcome
         do {

@@ -41,17 +41,18 @@ struct WorkerTests {
         c.cpuCount = cpus
         let vm = try VirtualMachine(config: c)
         let link = try #require(vm.workerLinks.first)
-        // After the handshake: stdin/stdout/stderr, the control socket (3), the guest-RAM and
-        // SynIC memfds (kept for their mappings), its doorbell and reply eventfds, and one
-        // eventfd per (VP, SINT). Nothing of the monitor's leaked in.
+        // After the handshake: stdin/stdout/stderr, the control socket (3), the guest-RAM,
+        // heartbeat and SynIC memfds (kept for their mappings), its doorbell and reply eventfds,
+        // and one eventfd per (VP, SINT). Nothing of the monitor's leaked in.
         let fds = try Self.openFDs(link.process.pid)
-        #expect(fds.count == 4 + 2 + 2 + 16 * cpus && Array(fds.prefix(4)) == [0, 1, 2, 3], "fds \(fds)")
+        #expect(fds.count == 4 + 3 + 2 + 16 * cpus && Array(fds.prefix(4)) == [0, 1, 2, 3], "fds \(fds)")
         var kinds: [String: Int] = [:]
         for fd in fds.dropFirst(4) {
             let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(link.process.pid)/fd/\(fd)")) ?? "?"
             kinds[target.hasPrefix("/memfd:") ? String(target.split(separator: " ")[0]) : target, default: 0] += 1
         }
-        #expect(kinds == ["/memfd:synthvm-guest-ram": 1, "/memfd:synthvm-synic": 1, "anon_inode:[eventfd]": 2 + 16 * cpus],
+        #expect(kinds == ["/memfd:synthvm-guest-ram": 1, "/memfd:synthvm-heartbeats": 1, "/memfd:synthvm-synic": 1,
+                          "anon_inode:[eventfd]": 2 + 16 * cpus],
                 "\(kinds)")
         let maps = try String(contentsOfFile: "/proc/\(link.process.pid)/maps", encoding: .utf8)
         #expect(maps.contains("synthvm-guest-ram"), "guest RAM not mapped by the worker")
@@ -85,6 +86,8 @@ struct WorkerTests {
         // outside, so the crash is the worker's own fault (--test-crash-after-ms).
         var c = try Self.config("bench", cmdline: "pio=100000 msr=1")
         c.workerArguments = ["--test-crash-after-ms", "100"]
+        // It fails on purpose, every start: the old behaviour, no restarts (docs/faults.md).
+        c.restartBudget = nil
         let vm = try VirtualMachine(config: c)
         let link = try #require(vm.workerLinks.first)
         try Self.expectReported(vm.run(), signal: SIGSEGV, pid: link.process.pid)
@@ -112,6 +115,8 @@ struct WorkerTests {
         defer { close(p[0]) }
         var c = try Self.config("hello")
         c.workerArguments = ["--test-forbidden-syscall"]
+        // It fails on purpose, every start: the old behaviour, no restarts (docs/faults.md).
+        c.restartBudget = nil
         c.workerStandardError = p[1]
         let outcome: RunOutcome
         do {
@@ -139,6 +144,8 @@ struct WorkerTests {
         defer { close(p[0]) }
         var c = try Self.config("bench", cmdline: "pio=100000 msr=1")
         c.workerArguments = ["--test-exhaust-memory"]
+        // It fails on purpose, every start: the old behaviour, no restarts (docs/faults.md).
+        c.restartBudget = nil
         c.workerStandardError = p[1]
         let outcome: RunOutcome
         let pid: pid_t
