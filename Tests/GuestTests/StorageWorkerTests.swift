@@ -133,8 +133,8 @@ struct StorageWorkerTests {
         let held = try fds.dropFirst(4).map {
             String(try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\($0)").split(separator: " ")[0])
         }.sorted()
-        #expect(held == ([dir + "/a.img", dir + "/b.img", "/memfd:synthvm-device-rings", "/memfd:synthvm-guest-ram", "/memfd:synthvm-synic"]
-                         + [String](repeating: "anon_inode:[eventfd]", count: 2 + cpus)).sorted(), "\(held)")
+        #expect(held == ([dir + "/a.img", dir + "/b.img", "/memfd:synthvm-device-rings", "/memfd:synthvm-guest-ram", "/memfd:synthvm-heartbeats",
+                          "/memfd:synthvm-synic"] + [String](repeating: "anon_inode:[eventfd]", count: 2 + cpus)).sorted(), "\(held)")
         // The read-only disk's fd is read-only (O_RDONLY: flags & O_ACCMODE == 0).
         for n in fds.dropFirst(4) {
             let target = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\(n)")

@@ -45,10 +45,11 @@ struct VMBusWorkerTests {
             }.sorted()
         }
         let eventfds = [String](repeating: "anon_inode:[eventfd]", count: 2 + cpus)
-        #expect(try held(pid) == ["/memfd:synthvm-guest-ram", "/memfd:synthvm-synic", "/memfd:synthvm-vmbus-state"] + eventfds)
+        #expect(try held(pid) == ["/memfd:synthvm-guest-ram", "/memfd:synthvm-heartbeats", "/memfd:synthvm-synic",
+                                  "/memfd:synthvm-vmbus-state"] + eventfds)
         // The router beside it holds the VMBus worker's doorbell too (it forwards control messages).
         let router = try #require(vm.workerLinks.first { $0.kind == .synicRouter }).process.pid
-        #expect(try held(router) == ["/memfd:synthvm-guest-ram", "/memfd:synthvm-synic"]
+        #expect(try held(router) == ["/memfd:synthvm-guest-ram", "/memfd:synthvm-heartbeats", "/memfd:synthvm-synic"]
                 + [String](repeating: "anon_inode:[eventfd]", count: 3 + 16 * cpus))
         let maps = try String(contentsOfFile: "/proc/\(pid)/maps", encoding: .utf8)
         #expect(maps.contains("synthvm-guest-ram"), "guest RAM not mapped by the worker")
