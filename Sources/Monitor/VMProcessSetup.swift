@@ -107,6 +107,7 @@ public struct VMProcessSetup: Sendable {
             Self.string(d.cache.rawValue, into: &w)
             w.i32(d.fd)
             w.u64(d.sizeBytes)
+            w.u16(d.protocolVersion ?? 0)
         }
         w.u32(UInt32(clamping: max(0, c.shutdownGraceSeconds)))
         Self.string(c.policyDirectory, into: &w)
@@ -237,6 +238,9 @@ public struct VMProcessSetup: Sendable {
             guard d.fd >= 0 else { throw invalid("disk fd", UInt64(UInt32(bitPattern: d.fd))) }
             d.sizeBytes = try r.u64()
             guard d.sizeBytes > 0, d.sizeBytes % 512 == 0 else { throw invalid("disk size", d.sizeBytes) }
+            let proto = try r.u16()
+            guard proto == 0 || StorageWorkerSetup.protocolVersions.contains(proto) else { throw invalid("disk protocol", UInt64(proto)) }
+            d.protocolVersion = proto == 0 ? nil : proto
             config.disks.append(d)
         }
         let grace = try r.u32()
