@@ -38,7 +38,7 @@ public struct VMProcessSetup: Sendable {
     }
 
     public static let magic: [UInt8] = Array("SVMLIFE\0".utf8)
-    public static let version: UInt32 = 4
+    public static let version: UInt32 = 5
     /// The fds of the VM process: the record, and the crash-report pipe when there is one.
     public static let setupFD: Int32 = 3
     public static let crashReportFD: Int32 = 4
