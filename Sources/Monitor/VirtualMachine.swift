@@ -33,6 +33,9 @@ public final class VirtualMachine: @unchecked Sendable {
     public var workerLinks: [WorkerLink] { restarts.links }
     /// One page per worker: its heartbeat word (WorkerHeartbeat); nil without workers.
     private(set) var heartbeats: SharedRegion?
+    /// The device region and doorbells the VMBus and storage workers share: kept for the VM's
+    /// life, since a restarted worker gets the same fds.
+    private(set) var deviceLink: DeviceLink?
     let partitionEvents: PartitionEventSink
     let syntheticTimers: HostSyntheticTimers?
     /// One eventfd per (VP, SINT) and its KVM route; nil with `--hyperv off`.
@@ -258,6 +261,7 @@ public final class VirtualMachine: @unchecked Sendable {
                     filter: spec.filter, jail: spec.jail, arguments: config.workerArguments,
                     standardError: config.workerStandardError, heartbeat: word))
             }
+            self.deviceLink = deviceLink
         }
 
         var builder = PortIOBus.Builder()
