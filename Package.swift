@@ -129,7 +129,7 @@ let package = Package(
         .executableTarget(
             name: "synthvm-bench",
             // synthvm: `synthvm-bench startup` spawns the real binary, built next to the bench.
-            dependencies: ["Monitor", "KVM", "Machine", "CSynthVM", "synthvm"]),
+            dependencies: ["Monitor", "KVM", "Machine", "CSynthVM", "ControlAPI", "synthvm"]),
         // Test-only helpers shared by MachineTests and GuestTests: payloads compressed by the
         // system's tools, synthetic bzImages around them.
         .target(name: "TestFixtures", dependencies: ["Machine"], path: "Tests/Fixtures"),

@@ -11,6 +11,7 @@ import Monitor
 //        synthvm-bench startup [--synthvm PATH] [--qemu PATH] [--rounds N]
 //        synthvm-bench footprint [--synthvm PATH]
 //        synthvm-bench hostile [--synthvm PATH] [--guest PATH] [--seeds N] [--first-seed N] [--ops N]
+//        synthvm-bench faults [--synthvm PATH] [--guest memflood.elf] [--kills N] [--workers a,b] [--seed N]
 // The bench guest is Tests/Guests/bench.c; by default it is built with Tests/Guests/build.sh.
 
 func usage() -> Never {
@@ -21,6 +22,7 @@ func usage() -> Never {
     print("       synthvm-bench startup [--synthvm PATH] [--qemu PATH] [--rounds N]")
     print("       synthvm-bench footprint [--synthvm PATH]")
     print("       synthvm-bench hostile [--synthvm PATH] [--guest hostile.elf] [--seeds N] [--first-seed N] [--ops N]")
+    print("       synthvm-bench faults [--synthvm PATH] [--guest memflood.elf] [--kills N] [--workers synic-router,vmbus,storage] [--seed N]")
     exit(64)
 }
 
@@ -31,20 +33,25 @@ let packageRoot: String = {
 }()
 
 var args = Array(CommandLine.arguments.dropFirst())
-guard let mode = args.first, ["exits", "hyperv", "synic", "vmbus", "startup", "footprint", "hostile"].contains(mode) else { usage() }
+guard let mode = args.first, ["exits", "hyperv", "synic", "vmbus", "startup", "footprint", "hostile", "faults"].contains(mode) else { usage() }
 args.removeFirst()
 var guest: String?
 var synthvmPath: String?, qemuPath: String?
 var pio = 20000, msr = 20000, rounds = 5, roundsGiven = false
 var seeds = 20, firstSeed = 1, hostileOps = 5000
 var batch = 32, batches = 200
+var kills = 100, faultWorkers = ["synic-router", "vmbus", "storage"]
+var faultSeed = UInt64(UInt32.random(in: 1...UInt32.max))
 while !args.isEmpty {
     let flag = args.removeFirst()
     guard let value = args.first else { usage() }
     args.removeFirst()
     switch flag {
     case "--guest": guest = value
-    case "--synthvm" where mode == "startup" || mode == "footprint" || mode == "hostile": synthvmPath = value
+    case "--synthvm" where mode == "startup" || mode == "footprint" || mode == "hostile" || mode == "faults": synthvmPath = value
+    case "--kills" where mode == "faults": kills = Int(value) ?? 0
+    case "--workers" where mode == "faults": faultWorkers = value.split(separator: ",").map(String.init)
+    case "--seed" where mode == "faults": faultSeed = UInt64(value) ?? 0
     case "--seeds" where mode == "hostile": seeds = Int(value) ?? 0
     case "--first-seed" where mode == "hostile": firstSeed = Int(value) ?? -1
     case "--ops" where mode == "hostile": hostileOps = Int(value) ?? 0
@@ -101,7 +108,19 @@ if guest == nil {
         exit(70)
     }
     guest = out + ["exits": "/bench.elf", "hyperv": "/hvbench.elf", "synic": "/synicbench.elf", "vmbus": "/vmbus.elf",
-                  "hostile": "/hostile.elf"][mode]!
+                  "hostile": "/hostile.elf", "faults": "/memflood.elf"][mode]!
+}
+
+if mode == "faults" {
+    guard kills > 0, !faultWorkers.isEmpty, faultSeed > 0 else { usage() }
+    mkdir(packageRoot + "/.build", 0o755)
+    mkdir(packageRoot + "/.build/guests", 0o755)
+    let soak = FaultSoak(synthvm: synthvmBinary(), guest: guest!, kills: kills, workers: faultWorkers,
+                         workDir: packageRoot + "/.build/guests", seed: faultSeed)
+    do { exit(try soak.runAndPrint()) } catch {
+        print("synthvm-bench: \(error)")
+        exit(70)
+    }
 }
 
 if mode == "hostile" {
