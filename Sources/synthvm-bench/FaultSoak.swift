@@ -186,12 +186,14 @@ struct FaultSoak {
             print("faults: \(name): \(kills) kills, \(survived) survived; back in median \(fmt(median)) ms, max \(fmt(sorted.last ?? 0)) ms "
                   + "(kill to a new running process seen in status)")
         }
-        let lost = failure?.contains("never") == true ? 1 : 0
+        // A guest that stopped making progress without a failure line is waiting on a message,
+        // event or connection buffer that never came back: counted as one lost.
+        let lost = failure?.contains("never") == true || (failure == nil && !progressing) ? 1 : 0
         let duplicated = failure?.contains("holds payload") == true ? 1 : 0
         let errors = failure == nil ? 0 : 1
         print("faults: guest: \(batches) batches: \(batches * per) messages, \(batches * per) events, \(batches * per) "
               + "test-device writes verified; lost \(lost), duplicated \(duplicated), guest-visible errors \(errors)"
-              + (progressing ? "" : "; NOT progressing after the last kill"))
+              + (progressing ? "" : "; the guest STALLED (no batch for 10 s after the last kill)"))
         if let failure { print("faults: guest: \(failure)") }
         let stderr = readFile(errPath).split(separator: "\n")
         let unexpected = stderr.filter {
