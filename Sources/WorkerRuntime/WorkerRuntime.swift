@@ -83,7 +83,10 @@ public struct WorkerRuntime: Sendable {
             regions[entry.regionID] = try SharedRegion(adopting: fd, size: Int(entry.size), offset: Int(entry.offset))
         }
         // The liveness word (WorkerHeartbeat): beaten from the serve loop (`poll`).
+        // The region is kept here: the caller may drop its dictionary (an optimised build ends a
+        // local's life at its last use, and the unmapped word would then fault).
         if let beat = regions[WorkerHeartbeat.regionID], let p = beat.pointer(at: 0, count: 8) {
+            Liveness.shared.region = beat
             Liveness.shared.word = p.assumingMemoryBound(to: UInt64.self)
         }
         return (hello, regions)
@@ -173,6 +176,7 @@ public struct WorkerRuntime: Sendable {
     /// (the word) and by the serve loop's thread only (the delay).
     final class Liveness: @unchecked Sendable {
         static let shared = Liveness()
+        var region: SharedRegion?
         var word: UnsafeMutablePointer<UInt64>?
         var slowMilliseconds: UInt32 = 0
     }
