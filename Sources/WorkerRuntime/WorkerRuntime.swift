@@ -15,7 +15,8 @@ import Sandbox
 /// 3. the worker kind's own setup messages (the caller's);
 /// 4. `attach`: install the SIGSYS reporter and the seccomp filter, say "attached", then run the
 ///    test hooks the command line asked for;
-/// 5. the caller's serve loop, which ends when `controlMessage()` says the monitor closed the
+/// 5. the caller's serve loop, sleeping in `poll` (bounded, so the heartbeat word moves even when
+///    idle: docs/faults.md, "Liveness"), which ends when `controlMessage()` says the monitor closed the
 ///    control socket, so `run()` returns (a loop left only by exit() is what Swift 6.3.1
 ///    miscompiled: docs/toolchain.md).
 ///
