@@ -309,6 +309,42 @@ struct APISocketTests {
         #expect(stderr.contains("synthvm: worker synic-router died past its restart budget (1 restarts in 60 s): stopped"), "\(stderr)")
     }
 
+    @Test("crash, syscall and hang of every worker kind (router, vmbus, storage): each detected and restarted, jailed and filtered")
+    func everyKindEveryFault() throws {
+        let dir = try StorageWorkerTests.scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try StorageWorkerTests.image(dir + "/a.img", bytes: 1 << 20)
+        let r = try Self.start("api-kinds.sock", extra: ["--allow-fault-injection", "--worker-hang-timeout", "1",
+                                                         "--restart-budget", "20/60", "--disk", dir + "/a.img"])
+        var stopped = false
+        defer { if !stopped { r.run.process.terminate(); Issue.record("stderr: \(r.run.finish().2)") } }
+        var expected: [String: Int64] = [:]
+        for name in ["synic-router", "vmbus", "storage"] {
+            for (kind, arg) in [("crash", nil), ("syscall", nil), ("hang", "30")] as [(String, String?)] {
+                #expect(try Self.awaitWorker(r.socket, name) { $0["heartbeat_age_ms"]?.intValue != nil }?["running"] == .bool(true))
+                let f = try Self.ctl([r.socket, "fault", name, kind] + (arg.map { [$0] } ?? []))
+                #expect(f.status == 0, "\(name) \(kind): \(f)")
+                expected[name, default: 0] += 1
+                let n = expected[name]!
+                let w = try Self.awaitWorker(r.socket, name, seconds: 15) { $0["restarts"] == .int(n) && $0["running"] == .bool(true) }
+                #expect(w?["restarts"] == .int(n), "\(name) \(kind): \(String(describing: w))")
+                if let pid = w?["pid"]?.intValue { WorkerRestartTests.expectJailedAndFiltered(Int32(pid)) }
+            }
+        }
+        #expect(try Self.ctl([r.socket, "stop"]).status == 0)
+        let (_, code, stderr) = r.run.finish()
+        stopped = true
+        #expect(code == 130, "\(stderr)")
+        for name in ["synic-router", "vmbus", "storage"] {
+            for what in ["killed by signal 11 (SIGSEGV); restarted", "killed by signal 31 (SIGSYS); restarted",
+                         "killed by signal 9 (SIGKILL) after it hung (no heartbeat for"] {
+                #expect(stderr.split(separator: "\n").contains {
+                    $0.hasPrefix("synthvm: worker \(name) (pid ") && $0.contains(what)
+                }, "\(name): \(what)\n\(stderr)")
+            }
+        }
+    }
+
     /// A backend with no VM behind it, for the server alone.
     final class StubBackend: APIBackend, @unchecked Sendable {
         let faultInjectionAllowed = false
