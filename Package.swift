@@ -78,7 +78,8 @@ let package = Package(
         .target(name: "VMBusWorker", dependencies: ["VMBus", "IPC", "HyperV", "Partition", "SynICRouting"]),
         // The storage worker's service: one SCSI controller on the channel the VMBus worker hands
         // over, disk I/O on monitor-opened fds straight into guest pages; tested in-process.
-        .target(name: "StorageWorker", dependencies: ["Storage", "VMBus", "VMBusWorker", "IPC", "CSynthVM"]),
+        .target(name: "StorageWorker", dependencies: ["Storage", "VMBus", "VMBusWorker", "IPC", "CSynthVM",
+                                                     .product(name: "Atomics", package: "swift-atomics")]),
         // The control socket's protocol (docs/api.md): bounded JSON parser and encoder, request
         // handling against a backend protocol, Prometheus text. Pure, no Foundation: the VM
         // process serves it, `synthvm ctl` speaks it.

@@ -1,3 +1,4 @@
+import Atomics
 import CSynthVM
 import Glibc
 import Storage
@@ -15,18 +16,25 @@ import Storage
 /// aligned to the file system's (or device's) logical block size, 512 bytes on most hosts and
 /// 4096 on 4Kn devices. Guest buffers are 512-byte sectors in 4 KiB pages, so a 512-byte host
 /// qualifies; an unaligned request fails with EINVAL and the guest sees MEDIUM ERROR.
+/// Thread-safe: the worker's I/O threads call it concurrently (the fd's offset is never used:
+/// every call is positional).
 public final class FileDiskBackend: DiskBackend, @unchecked Sendable {
     public let fd: Int32
     public let byteCount: UInt64
-    /// The calls made (for the worker's statistics).
-    public private(set) var reads = 0, writes = 0, flushes = 0, punches = 0
+    /// The calls made (for the worker's statistics). Atomic: the I/O threads call concurrently.
+    let counters = (reads: ManagedAtomic<Int>(0), writes: ManagedAtomic<Int>(0), flushes: ManagedAtomic<Int>(0),
+                    punches: ManagedAtomic<Int>(0), errors: ManagedAtomic<Int>(0))
+    public var reads: Int { counters.reads.load(ordering: .relaxed) }
+    public var writes: Int { counters.writes.load(ordering: .relaxed) }
+    public var flushes: Int { counters.flushes.load(ordering: .relaxed) }
+    public var punches: Int { counters.punches.load(ordering: .relaxed) }
+    public var errors: Int { counters.errors.load(ordering: .relaxed) }
 
     /// IOV_MAX (UIO_MAXIOV) on Linux.
     static let iovMax = 1024
 
     /// Where host I/O errors are reported (the first `errorReportLimit`; the guest sees MEDIUM ERROR).
     let log: (String) -> Void
-    public private(set) var errors = 0
     static let errorReportLimit = 16
     let name: String
 
@@ -38,7 +46,7 @@ public final class FileDiskBackend: DiskBackend, @unchecked Sendable {
     }
 
     func failed(_ what: String, _ e: Int32) -> DiskIOError {
-        errors += 1
+        let errors = counters.errors.wrappingIncrementThenLoad(ordering: .relaxed)
         if errors <= Self.errorReportLimit {
             log("\(name): \(what) failed: \(String(cString: strerror(e))) (MEDIUM ERROR to the guest)"
                 + (errors == Self.errorReportLimit ? "; further errors not reported" : ""))
@@ -47,26 +55,26 @@ public final class FileDiskBackend: DiskBackend, @unchecked Sendable {
     }
 
     public func read(at offset: UInt64, into buffers: [UnsafeMutableRawBufferPointer]) throws(DiskIOError) {
-        reads += 1
+        counters.reads.wrappingIncrement(ordering: .relaxed)
         try transfer(at: offset, buffers.map { iovec(iov_base: $0.baseAddress, iov_len: $0.count) }, write: false)
     }
 
     public func write(at offset: UInt64, from buffers: [UnsafeRawBufferPointer], fua: Bool) throws(DiskIOError) {
-        writes += 1
+        counters.writes.wrappingIncrement(ordering: .relaxed)
         try transfer(at: offset, buffers.map { iovec(iov_base: UnsafeMutableRawPointer(mutating: $0.baseAddress), iov_len: $0.count) },
                      write: true)
         if fua { try flush() }
     }
 
     public func flush() throws(DiskIOError) {
-        flushes += 1
+        counters.flushes.wrappingIncrement(ordering: .relaxed)
         while fdatasync(fd) != 0 {
             if errno != EINTR { throw failed("fdatasync", errno) }
         }
     }
 
     public func punchHole(at offset: UInt64, count: UInt64) throws(DiskIOError) {
-        punches += 1
+        counters.punches.wrappingIncrement(ordering: .relaxed)
         guard count > 0 else { return }
         // FALLOC_FL_PUNCH_HOLE (2) | FALLOC_FL_KEEP_SIZE (1): the size stays, the range reads zeros.
         while case let r = svm_punch_hole(fd, offset, count), r != 0 {
