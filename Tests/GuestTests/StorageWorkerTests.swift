@@ -133,7 +133,8 @@ struct StorageWorkerTests {
         let held = try fds.dropFirst(4).map {
             String(try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\($0)").split(separator: " ")[0])
         }.sorted()
-        #expect(held == ([dir + "/a.img", dir + "/b.img", "/memfd:synthvm-device-rings", "/memfd:synthvm-guest-ram", "/memfd:synthvm-synic"]
+        #expect(held == ([dir + "/a.img", dir + "/b.img", "/memfd:synthvm-device-rings", "/memfd:synthvm-guest-ram", "/memfd:synthvm-storage-state",
+                                         "/memfd:synthvm-synic"]
                          + [String](repeating: "anon_inode:[eventfd]", count: 2 + cpus)).sorted(), "\(held)")
         // The read-only disk's fd is read-only (O_RDONLY: flags & O_ACCMODE == 0).
         for n in fds.dropFirst(4) {
@@ -149,6 +150,8 @@ struct StorageWorkerTests {
         #expect(maps.contains("synthvm-device-rings"))
         #expect(try String(contentsOfFile: "/proc/\(pid)/maps", encoding: .utf8).contains("synthvm-device-rings"))
         try WorkerTests.expectFiltered(pid)
+        // The ring thread and its I/O threads, each filtered (TSYNC: created before the filter).
+        #expect(try JailTests.threads(pid).count == 1 + 4, "the ring thread and StorageService.defaultIOThreads")
         for t in try JailTests.threads(pid) {
             let s = try JailTests.status("/proc/\(pid)/task/\(t)/status")
             #expect(s["CapEff"] == "0000000000000000" && s["CapBnd"] == "0000000000000000", "thread \(t)")
