@@ -43,8 +43,8 @@ public final class VirtualMachine: @unchecked Sendable {
     /// in-flight table (256 entries of 2368 bytes) in the extra area (docs/storage.md, "Restart
     /// state"; StorageService.stateSlotSize and stateExtraBytes()).
     private(set) var storageState: WorkerStateRegion?
-    static let storageStateSlotSize = 4096
-    static let storageStateExtraBytes = (256 * 2368 + 4095) / 4096 * 4096
+    public static let storageStateSlotSize = 4096
+    public static let storageStateExtraBytes = (256 * 2368 + 4095) / 4096 * 4096
     /// The monitor threads' seccomp filters, compiled before any thread of this VM starts.
     let filters: MonitorFilters
     /// COM1, kept for the console input feeder.
