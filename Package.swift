@@ -126,7 +126,8 @@ let package = Package(
         .executableTarget(
             name: "synthvm-bench",
             // synthvm: `synthvm-bench startup` spawns the real binary, built next to the bench.
-            dependencies: ["Monitor", "KVM", "Machine", "CSynthVM", "synthvm"]),
+            dependencies: ["Monitor", "KVM", "Machine", "CSynthVM", "synthvm", "IPC", "VMBus", "Sandbox",
+                           .product(name: "Atomics", package: "swift-atomics")]),
         // Test-only helpers shared by MachineTests and GuestTests: payloads compressed by the
         // system's tools, synthetic bzImages around them.
         .target(name: "TestFixtures", dependencies: ["Machine"], path: "Tests/Fixtures"),
