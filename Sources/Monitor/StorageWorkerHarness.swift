@@ -26,7 +26,8 @@ public final class StorageWorkerHarness {
     /// One VP; guest RAM is `ramBytes` at GPA 0; one disk on `diskFD` (opened by the caller).
     /// The SIEF page is the last page of RAM, SINT2 unmasked (vector 0x30).
     public init(ramBytes: Int, diskFD: Int32, diskBytes: UInt64, cache: StorageWorkerSetup.Disk.Cache = .writeback,
-                policyDirectory: String = MachineConfig.defaultPolicyDirectory, jail: JailConfig? = JailConfig()) throws {
+                policyDirectory: String = MachineConfig.defaultPolicyDirectory, jail: JailConfig? = JailConfig(),
+                arguments: [String] = []) throws {
         ram = try SharedRegion(name: "synthvm-guest-ram", size: ramBytes)
         synic = try SynICRegion.create(vpCount: 1, ringLayout: SynICRouterLink.ringLayout)
         deviceRings = try DeviceRegion.create()
@@ -60,7 +61,7 @@ public final class StorageWorkerHarness {
                       .init(id: WorkerLink.workerStateRegion, fd: state.region.fd.rawValue, size: UInt64(state.region.size)),
                       .init(id: WorkerLink.synicRegion, fd: synic.region.fd.rawValue, size: UInt64(synic.region.size)),
                       .init(id: DeviceRegion.regionID, fd: deviceRings.fd.rawValue, size: UInt64(deviceRings.size))],
-            setup: setup, filter: filter, jail: j)
+            setup: setup, filter: filter, jail: j, arguments: arguments)
         controls = try RecordRing.Producer(region: deviceRings, offset: DeviceRegion.ringOffset(0, layout: DeviceRegion.layout),
                                            layout: DeviceRegion.layout)
         answers = try RecordRing.Consumer(region: deviceRings, offset: DeviceRegion.ringOffset(1, layout: DeviceRegion.layout),

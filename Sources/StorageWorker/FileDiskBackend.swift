@@ -23,7 +23,11 @@ public final class FileDiskBackend: DiskBackend, @unchecked Sendable {
     public let byteCount: UInt64
     /// The calls made (for the worker's statistics). Atomic: the I/O threads call concurrently.
     let counters = (reads: ManagedAtomic<Int>(0), writes: ManagedAtomic<Int>(0), flushes: ManagedAtomic<Int>(0),
-                    punches: ManagedAtomic<Int>(0), errors: ManagedAtomic<Int>(0))
+                    punches: ManagedAtomic<Int>(0), errors: ManagedAtomic<Int>(0), inline: ManagedAtomic<Int>(0))
+    /// Reads and writes done by `performWithoutBlocking` (not counted in `reads`/`writes`).
+    public var inlineTransfers: Int { counters.inline.load(ordering: .relaxed) }
+    /// The kernel said EOPNOTSUPP to RWF_NOWAIT (ring thread only).
+    var noWaitReadsRefused = false, noWaitWritesRefused = false
     public var reads: Int { counters.reads.load(ordering: .relaxed) }
     public var writes: Int { counters.writes.load(ordering: .relaxed) }
     public var flushes: Int { counters.flushes.load(ordering: .relaxed) }
@@ -111,5 +115,41 @@ public final class FileDiskBackend: DiskBackend, @unchecked Sendable {
                 }
             }
         }
+    }
+}
+
+/// A backend that can try an operation without blocking, on the ring thread: a page-cache hit
+/// completes there with no hand-off to an I/O thread (what io_uring does before punting to its
+/// workers). nil: it would block (or it cannot tell): hand it to the pool.
+public protocol NonBlockingDiskBackend: DiskBackend {
+    func performWithoutBlocking(_ io: SCSIDisk.IO, buffer: SCSIDataBuffer) -> SCSIDisk.IOResult?
+}
+
+extension FileDiskBackend: NonBlockingDiskBackend {
+    /// One preadv2/pwritev2 with RWF_NOWAIT for a read or a write without FUA (a FUA write, a
+    /// flush, an unmap block by nature). Anything short of every byte moved is nil and the pool
+    /// does the whole operation again (reads and writes are idempotent). A kernel or file
+    /// system that refuses RWF_NOWAIT (EOPNOTSUPP) is not asked again.
+    public func performWithoutBlocking(_ io: SCSIDisk.IO, buffer: SCSIDataBuffer) -> SCSIDisk.IOResult? {
+        let block = UInt64(SCSIDisk.Configuration.logicalBlockSize)
+        let write: Bool, lba: UInt64, blocks: UInt32
+        switch io {
+        case .read(let l, let b): write = false; lba = l; blocks = b
+        case .write(let l, let b, false): write = true; lba = l; blocks = b
+        default: return nil
+        }
+        if write ? noWaitWritesRefused : noWaitReadsRefused { return nil }
+        let total = Int(UInt64(blocks) * block)
+        var iov = buffer.prefix(total).map { iovec(iov_base: $0.baseAddress, iov_len: $0.count) }
+        guard iov.count <= Self.iovMax else { return nil }
+        let n = iov.withUnsafeMutableBufferPointer { b in
+            svm_rw_nowait(fd, b.baseAddress, Int32(b.count), lba * block, write ? 1 : 0)
+        }
+        if n == -Int(EOPNOTSUPP) {
+            if write { noWaitWritesRefused = true } else { noWaitReadsRefused = true }
+        }
+        guard n == total else { return nil }
+        counters.inline.wrappingIncrement(ordering: .relaxed)
+        return .success
     }
 }

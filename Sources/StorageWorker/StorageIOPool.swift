@@ -98,11 +98,11 @@ public final class StorageIOPool: @unchecked Sendable {
         return ready == threadCount
     }
 
-    /// Hands a job to a thread.
-    public func submit(_ job: Job) {
+    /// Hands jobs to the threads (one lock, one wake-up per job up to the thread count).
+    public func submit(_ jobs: [Job]) {
         pthread_mutex_lock(lock)
-        queue.append(job)
-        pthread_cond_signal(work)
+        queue.append(contentsOf: jobs)
+        if jobs.count == 1 { pthread_cond_signal(work) } else { pthread_cond_broadcast(work) }
         pthread_mutex_unlock(lock)
     }
 

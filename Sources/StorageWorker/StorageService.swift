@@ -45,9 +45,13 @@ public final class StorageService {
         public var ioThreads: Int
         /// Requests a channel may have taken and not completed.
         public var maxInFlight: Int
-        public init(ioThreads: Int = 0, maxInFlight: Int = 128) {
+        /// Try reads and non-FUA writes on the ring thread first with RWF_NOWAIT (a page-cache
+        /// hit completes with no hand-off); the pool gets what would block.
+        public var inlineNonBlocking: Bool
+        public init(ioThreads: Int = 0, maxInFlight: Int = 128, inlineNonBlocking: Bool = true) {
             self.ioThreads = ioThreads
             self.maxInFlight = maxInFlight
+            self.inlineNonBlocking = inlineNonBlocking
         }
     }
 
@@ -92,6 +96,8 @@ public final class StorageService {
     /// Entry -> what its running I/O is for.
     var running: [Int: (relID: UInt32, srb: VStorSRB, io: SCSIDisk.IO)] = [:]
     var finished: [StorageIOPool.Done] = []
+    /// Operations decided this round, handed to the pool together.
+    var jobs: [StorageIOPool.Job] = []
     /// vstor states a predecessor saved, by relid (taken by a restored open).
     var savedVStor: [UInt32: (UInt64, VStorProtocol.Saved)] = [:]
 
@@ -389,6 +395,10 @@ public final class StorageService {
                 let redo = c.redo
                 c.redo = []
                 for i in redo where !dead { decide(i, c) }
+                if let pool, !jobs.isEmpty {
+                    pool.submit(jobs)
+                    jobs.removeAll(keepingCapacity: true)
+                }
                 worked = true
             }
             if dead { return worked }
@@ -398,6 +408,7 @@ public final class StorageService {
             // Room for every completion owed on this channel (written ones are in freeSpace already).
             var room = (c.channel.outbound.freeSpace() - 1) / Self.completionFootprint - c.inFlight
             var takenEntries: [Int] = []
+            var takenRequests: [StorageInflightTable.Request] = []
             if room < 1, c.inFlight < options.maxInFlight {
                 // Ask the guest to signal once it read enough completions.
                 if c.channel.outbound.armForSpace((c.inFlight + 1) * Self.completionFootprint) { room = 1 }
@@ -406,8 +417,10 @@ public final class StorageService {
                 switch inbound.next() {
                 case .packet(let packet):
                     freeEntries.removeLast()
-                    table.recordTake(entry, request(from: packet, relID: c.channel.relID), mark: mark)
+                    let r = request(from: packet, relID: c.channel.relID)
+                    table.recordTake(entry, r, mark: mark)
                     takenEntries.append(entry)
+                    takenRequests.append(r)
                     c.inFlight += 1
                     room -= 1
                     taken += 1
@@ -430,8 +443,13 @@ public final class StorageService {
                 if stop(.takeCommitted) { return true }
                 for i in takenEntries { table.setState(i, .taken) }
                 if stop(.taken) { return true }
-                for i in takenEntries where !dead { decide(i, c) }
+                for (i, r) in zip(takenEntries, takenRequests) where !dead { decide(i, c, request: r) }
                 if dead { return true }
+                if let pool, !jobs.isEmpty {
+                    pool.submit(jobs)
+                    jobs.removeAll(keepingCapacity: true)
+                    _ = stop(.dispatched)
+                }
             }
             if pool != nil { collectFinished() }
             if dead { return true }
@@ -529,8 +547,8 @@ public final class StorageService {
     }
 
     /// Decides a taken request: a completion now, or its I/O on the pool (or here without one).
-    func decide(_ entry: Int, _ c: OpenChannel) {
-        guard let r = table.request(entry) else {
+    func decide(_ entry: Int, _ c: OpenChannel, request: StorageInflightTable.Request? = nil) {
+        guard let r = request ?? table.request(entry) else {
             log("relid \(c.channel.relID): in-flight entry \(entry) unreadable; dropped")
             release(entry, c)
             return
@@ -591,11 +609,13 @@ public final class StorageService {
             complete(VStorProtocol.completion(for: srb, result: .illegalRequest(.invalidFieldInCDB)))
         case .io(let io):
             let backend = backends[Int(srb.lun)]
-            if let pool {
+            if options.inlineNonBlocking, let fast = backend as? NonBlockingDiskBackend,
+               let result = fast.performWithoutBlocking(io, buffer: buffer) {
+                complete(VStorProtocol.completion(for: srb, result: controller.complete(srb, io: io, result: result)))
+            } else if pool != nil {
                 running[entry] = (c.channel.relID, srb, io)
                 c.ioRunning += 1
-                pool.submit(.init(tag: entry, io: io, backend: backend, buffer: buffer))
-                _ = stop(.dispatched)
+                jobs.append(.init(tag: entry, io: io, backend: backend, buffer: buffer))
             } else {
                 let result = SCSIDiskExecutor.perform(io, backend: backend, buffer: buffer)
                 complete(VStorProtocol.completion(for: srb, result: controller.complete(srb, io: io, result: result)))

@@ -68,16 +68,24 @@ struct StorageBenchmark {
         let floor = try Self.ipcFloor(rounds: max(2000, Int(20000 * scale)))
         print("storage: IPC floor (eventfd wake + eventfd signal back, round trip): \(format2(floor / 1000)) µs")
 
-        let worker = try Guest(diskFD: fd, diskBytes: diskBytes, jail: jail)
-        defer { _ = worker.harness.stop() }
-        try worker.handshake()
-        print("storage: the synthvm-storage worker (pid \(worker.harness.link.process.pid), \(jail ? "jailed" : "not jailed"), filtered), "
-              + "file \(diskPath) \(diskBytes >> 20) MiB, page-cached, cache=writeback")
-        for w in workloads() {
+        print("storage: file \(diskPath) \(diskBytes >> 20) MiB, page-cached, cache=writeback; "
+              + "the synthvm-storage worker process (\(jail ? "jailed" : "not jailed"), filtered, \(4) I/O threads)")
+        for poolOnly in [false, true] {
+            let worker = try Guest(diskFD: fd, diskBytes: diskBytes, jail: jail, poolOnly: poolOnly)
+            defer { _ = worker.harness.stop() }
+            try worker.handshake()
+            let engine = poolOnly ? "pool only" : "RWF_NOWAIT on the ring thread, then the pool"
+            print("storage: engine: \(engine)")
+            for w in workloads() { try measure(w, worker: worker, fd: fd, floor: floor, tag: poolOnly ? "pool" : "nowait+pool") }
+            print("storage: \(engine): guest interrupts \(worker.interrupts), doorbell rings \(worker.doorbells)")
+        }
+    }
+
+    func measure(_ w: Workload, worker: Guest, fd: Int32, floor: Double, tag: String) throws {
             let raw = Self.raw(fd: fd, w, diskBytes: diskBytes)
             let ours = try worker.run(w, diskBytes: diskBytes)
             let ratio = raw / ours
-            var line = "storage: \(w.name): worker \(format2(Double(w.requests) / ours * 1e9 / 1000)) k req/s, "
+            var line = "storage: [\(tag)] \(w.name): worker \(format2(Double(w.requests) / ours * 1e9 / 1000)) k req/s, "
                 + "raw \(format2(Double(w.requests) / raw * 1e9 / 1000)) k req/s, ratio \(format2(ratio))"
             if w.blockBytes >= 1 << 20 {
                 line += " (\(format2(Double(w.requests * w.blockBytes) / ours * 1e9 / Double(1 << 30))) GiB/s vs "
@@ -89,8 +97,6 @@ struct StorageBenchmark {
             }
             if w.queueDepth >= 32 || w.blockBytes >= 1 << 20 { line += ratio >= 0.9 ? "; target 0.9 met" : "; target 0.9 NOT met" }
             print(line)
-        }
-        print("storage: worker peak interrupts \(worker.interrupts), doorbell rings \(worker.doorbells)")
     }
 
     // MARK: the floor
@@ -182,9 +188,10 @@ struct StorageBenchmark {
         var interrupts = 0
         var doorbells = 0
 
-        init(diskFD: Int32, diskBytes: Int, jail: Bool) throws {
+        init(diskFD: Int32, diskBytes: Int, jail: Bool, poolOnly: Bool) throws {
             harness = try StorageWorkerHarness(ramBytes: StorageBenchmark.ramBytes, diskFD: diskFD, diskBytes: UInt64(diskBytes),
-                                               jail: jail ? JailConfig() : nil)
+                                               jail: jail ? JailConfig() : nil,
+                                               arguments: poolOnly ? [WorkerCommandLine.benchStoragePoolOnlyArgument] : [])
             let ram = harness.ram
             let host = ram.pointer(at: 0, count: ram.size)!
             let map = VMBusGuestMemoryMap(regions: [.init(gpa: 0..<UInt64(ram.size), host: host)])

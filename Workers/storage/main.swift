@@ -120,7 +120,8 @@ func run() throws {
     do {
         service = try StorageService(disks: disks, map: VMBusGuestMemoryMap(regions: mapRegions),
                                      ram: record.memory.map { $0.base..<($0.base + $0.size) }, signals: signals,
-                                     state: state, options: .init(ioThreads: StorageService.defaultIOThreads),
+                                     state: state, options: .init(ioThreads: StorageService.defaultIOThreads,
+                                                    inlineNonBlocking: !worker.options.benchStoragePoolOnly),
                                      wake: { var one: UInt64 = 1; _ = write(doorbellFD, &one, 8) }) { say($0) }
     } catch { fail("\(error)") }
     guard service.start() else { fail("cannot start the I/O threads") }
