@@ -24,6 +24,8 @@ public final class FileDiskBackend: DiskBackend, @unchecked Sendable {
     /// The calls made (for the worker's statistics). Atomic: the I/O threads call concurrently.
     let counters = (reads: ManagedAtomic<Int>(0), writes: ManagedAtomic<Int>(0), flushes: ManagedAtomic<Int>(0),
                     punches: ManagedAtomic<Int>(0), errors: ManagedAtomic<Int>(0), inline: ManagedAtomic<Int>(0))
+    /// The largest transfer tried on the ring thread (docs/storage.md, "The I/O model").
+    public static let inlineLimit = 64 << 10
     /// Reads and writes done by `performWithoutBlocking` (not counted in `reads`/`writes`).
     public var inlineTransfers: Int { counters.inline.load(ordering: .relaxed) }
     /// The kernel said EOPNOTSUPP to RWF_NOWAIT (ring thread only).
@@ -140,6 +142,8 @@ extension FileDiskBackend: NonBlockingDiskBackend {
         }
         if write ? noWaitWritesRefused : noWaitReadsRefused { return nil }
         let total = Int(UInt64(blocks) * block)
+        // A large copy on the ring thread would serialise what the pool copies in parallel.
+        guard total <= Self.inlineLimit else { return nil }
         var iov = buffer.prefix(total).map { iovec(iov_base: $0.baseAddress, iov_len: $0.count) }
         guard iov.count <= Self.iovMax else { return nil }
         let n = iov.withUnsafeMutableBufferPointer { b in

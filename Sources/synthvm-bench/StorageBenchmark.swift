@@ -11,7 +11,7 @@ import VMBus
 /// about this host's emulator), against raw pread/pwrite on the same file with the same block
 /// size and queue depth, in the same run:
 ///
-/// - 4 KiB random read and write at QD1 and QD32, 1 MiB sequential read and write at QD4:
+/// - 4 KiB random read and write at QD1 and QD32, 1 MiB sequential read and write at QD16:
 ///   throughput ratio worker / raw (targets >= 0.9 at QD32 and for 1 MiB);
 /// - at QD1 the latency added per request in µs, next to the IPC floor measured here: an
 ///   eventfd wake of another thread plus an eventfd signal back (the doorbell and the SINT2
@@ -29,9 +29,10 @@ struct StorageBenchmark {
 
     static let relID: UInt32 = 4
     static let ringPages = 32
-    /// RAM: the two rings, then buffers (32 x 4 KiB and 4 x 1 MiB), the SIEF page last.
+    /// RAM: the two rings, then buffers (32 x 4 KiB and `seqDepth` x 1 MiB), the SIEF page last.
     static let bufferBase = 2 * ringPages
-    static let ramBytes = (bufferBase + 32 + 4 * 256 + 1) * 4096
+    static let seqDepth = 16
+    static let ramBytes = (bufferBase + 32 + seqDepth * 256 + 1) * 4096
 
     struct Workload {
         var name: String
@@ -49,8 +50,10 @@ struct StorageBenchmark {
             .init(name: "4k randwrite qd1", write: true, blockBytes: 4096, queueDepth: 1, sequential: false, requests: n(20000)),
             .init(name: "4k randread qd32", write: false, blockBytes: 4096, queueDepth: 32, sequential: false, requests: n(100_000)),
             .init(name: "4k randwrite qd32", write: true, blockBytes: 4096, queueDepth: 32, sequential: false, requests: n(100_000)),
-            .init(name: "1m seqread qd4", write: false, blockBytes: 1 << 20, queueDepth: 4, sequential: true, requests: n(1024)),
-            .init(name: "1m seqwrite qd4", write: true, blockBytes: 1 << 20, queueDepth: 4, sequential: true, requests: n(1024)),
+            .init(name: "1m seqread qd\(Self.seqDepth)", write: false, blockBytes: 1 << 20, queueDepth: Self.seqDepth,
+                  sequential: true, requests: n(2048)),
+            .init(name: "1m seqwrite qd\(Self.seqDepth)", write: true, blockBytes: 1 << 20, queueDepth: Self.seqDepth,
+                  sequential: true, requests: n(2048)),
         ]
     }
 
@@ -82,7 +85,7 @@ struct StorageBenchmark {
     }
 
     func measure(_ w: Workload, worker: Guest, fd: Int32, floor: Double, tag: String) throws {
-            let raw = Self.raw(fd: fd, w, diskBytes: diskBytes)
+            let raw = try Self.raw(fd: fd, w, diskBytes: diskBytes)
             let ours = try worker.run(w, diskBytes: diskBytes)
             let ratio = raw / ours
             var line = "storage: [\(tag)] \(w.name): worker \(format2(Double(w.requests) / ours * 1e9 / 1000)) k req/s, "
@@ -138,23 +141,28 @@ struct StorageBenchmark {
 
     // MARK: raw pread/pwrite
 
-    /// Nanoseconds for `w.requests` preads or pwrites on `queueDepth` threads (one buffer each).
-    static func raw(fd: Int32, _ w: Workload, diskBytes: Int) -> Double {
+    /// Nanoseconds for `w.requests` preads or pwrites on `queueDepth` threads, each with its own
+    /// buffer in a memfd mapping (shared memory like guest RAM: the same kind of destination
+    /// pages the worker copies to, so the ratio is about SynthVM, not about memory types).
+    static func raw(fd: Int32, _ w: Workload, diskBytes: Int) throws -> Double {
+        let buffers = try SharedRegion(name: "bench-raw-buffers", size: w.queueDepth * w.blockBytes)
         final class Ctx {
-            let fd: Int32, w: Workload, diskBytes: Int, index: Int, count: Int
-            init(fd: Int32, w: Workload, diskBytes: Int, index: Int, count: Int) {
-                self.fd = fd; self.w = w; self.diskBytes = diskBytes; self.index = index; self.count = count
+            let fd: Int32, w: Workload, diskBytes: Int, index: Int, count: Int, buffer: UnsafeMutableRawPointer
+            init(fd: Int32, w: Workload, diskBytes: Int, index: Int, count: Int, buffer: UnsafeMutableRawPointer) {
+                self.fd = fd; self.w = w; self.diskBytes = diskBytes; self.index = index; self.count = count; self.buffer = buffer
             }
         }
+        defer { withExtendedLifetime(buffers) {} }
         let start = nowNanoseconds()
         var threads: [pthread_t] = []
         for q in 0..<w.queueDepth {
             let count = w.requests / w.queueDepth + (q < w.requests % w.queueDepth ? 1 : 0)
             var tid = pthread_t()
-            let ctx = Unmanaged.passRetained(Ctx(fd: fd, w: w, diskBytes: diskBytes, index: q, count: count)).toOpaque()
+            let ctx = Unmanaged.passRetained(Ctx(fd: fd, w: w, diskBytes: diskBytes, index: q, count: count,
+                                                 buffer: buffers.pointer(at: q * w.blockBytes, count: w.blockBytes)!)).toOpaque()
             pthread_create(&tid, nil, { p in
                 let c = Unmanaged<Ctx>.fromOpaque(p!).takeRetainedValue()
-                let buffer = UnsafeMutableRawPointer.allocate(byteCount: c.w.blockBytes, alignment: 4096)
+                let buffer = c.buffer
                 buffer.initializeMemory(as: UInt8.self, repeating: 0x5A, count: c.w.blockBytes)
                 var rng = UInt64(c.index + 1) &* 0x9E37_79B9_7F4A_7C15
                 let blocks = c.diskBytes / c.w.blockBytes
@@ -169,7 +177,6 @@ struct StorageBenchmark {
                     let off = off_t(block * c.w.blockBytes)
                     _ = c.w.write ? pwrite(c.fd, buffer, c.w.blockBytes, off) : pread(c.fd, buffer, c.w.blockBytes, off)
                 }
-                buffer.deallocate()
                 return nil
             }, ctx)
             threads.append(tid)

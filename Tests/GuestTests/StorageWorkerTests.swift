@@ -190,4 +190,30 @@ struct StorageWorkerTests {
         let text = err.drain()
         #expect(text.contains("synthvm-storage: seccomp violation: syscall 41 (socket)\n"), "stderr: \(text)")
     }
+
+    @Test("synthvm-bench storage runs the real worker under a fake storvsc and prints every figure (no timing asserted)")
+    func benchPrintsItsLines() throws {
+        let dir = try Self.scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let p = Process()
+        p.executableURL = CommandLineTests.binary.deletingLastPathComponent().appendingPathComponent("synthvm-bench")
+        p.arguments = ["storage", "--disk", dir + "/bench.img", "--disk-mib", "16", "--scale", "0.001"]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0, "\(text)")
+        let lines = text.split(separator: "\n").map(String.init)
+        #expect(lines.contains { $0.hasPrefix("storage: IPC floor (eventfd wake + eventfd signal back, round trip): ") && $0.hasSuffix(" µs") })
+        for engine in ["nowait+pool", "pool"] {
+            for w in ["4k randread qd1", "4k randwrite qd1", "4k randread qd32", "4k randwrite qd32", "1m seqread qd16", "1m seqwrite qd16"] {
+                let line = lines.first { $0.hasPrefix("storage: [\(engine)] \(w): worker ") }
+                #expect(line?.contains(" k req/s, raw ") == true && line?.contains(", ratio ") == true, "\(engine) \(w): \(text)")
+                if w.hasSuffix("qd1") { #expect(line?.contains("added latency") == true && line?.contains("(floor ") == true) }
+                if !w.hasSuffix("qd1") { #expect(line?.contains("target 0.9") == true) }
+            }
+        }
+    }
 }
