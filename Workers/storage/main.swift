@@ -118,7 +118,8 @@ func run() throws {
     // The I/O threads wake the ring thread through this worker's own doorbell.
     let doorbellFD = setup.doorbell.fd.rawValue
     do {
-        service = try StorageService(disks: disks, map: VMBusGuestMemoryMap(regions: mapRegions),
+        let vstor = VStorProtocol.Configuration(highestVersion: VStorProtocolVersion(rawValue: record.highestProtocolVersion))
+        service = try StorageService(disks: disks, vstor: vstor, map: VMBusGuestMemoryMap(regions: mapRegions),
                                      ram: record.memory.map { $0.base..<($0.base + $0.size) }, signals: signals,
                                      state: state, options: .init(ioThreads: StorageService.defaultIOThreads,
                                                     inlineNonBlocking: !worker.options.benchStoragePoolOnly),
