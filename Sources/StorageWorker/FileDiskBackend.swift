@@ -30,6 +30,8 @@ public final class FileDiskBackend: DiskBackend, @unchecked Sendable {
     public var inlineTransfers: Int { counters.inline.load(ordering: .relaxed) }
     /// The kernel said EOPNOTSUPP to RWF_NOWAIT (ring thread only).
     var noWaitReadsRefused = false, noWaitWritesRefused = false
+    /// Whether the kernel refused RWF_NOWAIT reads on this fd (then the pool does them all).
+    public var nonBlockingReadsRefused: Bool { noWaitReadsRefused }
     public var reads: Int { counters.reads.load(ordering: .relaxed) }
     public var writes: Int { counters.writes.load(ordering: .relaxed) }
     public var flushes: Int { counters.flushes.load(ordering: .relaxed) }

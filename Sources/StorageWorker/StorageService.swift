@@ -72,6 +72,8 @@ public final class StorageService {
         var completions: [(Int, VStorReply, (UInt64, [UInt8])?)] = []
         /// Taken entries to decide (a restored channel starts with its predecessor's).
         var redo: [Int] = []
+        /// Left with packets in the ring after its last round (the shell then polls with a timeout).
+        var unfinished = false
         var reported = false
         init(channel: VMBusChannel, vstor: VStorProtocol) {
             self.channel = channel
@@ -183,7 +185,9 @@ public final class StorageService {
 
     /// Whether a channel has a completion waiting for room (the shell then polls with a timeout).
     /// Room is reserved before a request is taken, so only a guest that cut its ring off leaves one.
-    public var hasPendingCompletions: Bool { channels.values.contains { !$0.completions.isEmpty || !$0.redo.isEmpty } }
+    public var hasPendingCompletions: Bool {
+        channels.values.contains { !$0.completions.isEmpty || !$0.redo.isEmpty || $0.unfinished }
+    }
 
     /// Requests in flight on all channels.
     public var inFlight: Int { channels.values.reduce(0) { $0 + $1.inFlight } }
@@ -367,6 +371,12 @@ public final class StorageService {
             _ = c.channel.takeSignal()
             if serve(c) { worked = true }
         }
+        // A channel served early in the pass may have had its I/O finish while a later one
+        // collected it: write those completions now (no wake-up will come for them again).
+        for relID in channels.keys.sorted() {
+            guard !dead, let c = channels[relID], !c.completions.isEmpty else { continue }
+            writeCompletions(c)
+        }
         return worked
     }
 
@@ -389,6 +399,8 @@ public final class StorageService {
         let inbound = c.channel.inbound
         var worked = false
         var rounds = 0
+        c.unfinished = false
+        defer { if rounds >= 64 { c.unfinished = true } }
         while !dead && rounds < 64 {
             rounds += 1
             if !c.redo.isEmpty {
@@ -453,12 +465,14 @@ public final class StorageService {
             }
             if pool != nil { collectFinished() }
             if dead { return true }
-            if !c.completions.isEmpty {
+            // Completions free entries and room: a take stopped by a limit may go on.
+            let freed = !c.completions.isEmpty
+            if freed {
                 worked = true
                 writeCompletions(c)
                 if dead { return true }
             }
-            if !takenEntries.isEmpty || !c.redo.isEmpty { continue }
+            if !takenEntries.isEmpty || !c.redo.isEmpty || (!empty && freed) { continue }
             if empty {
                 switch inbound.enableInterrupts() {
                 case .readAgain: continue

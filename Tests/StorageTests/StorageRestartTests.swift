@@ -22,26 +22,42 @@ struct StorageRestartTests {
         let ram: SharedRegion
         let map: VMBusGuestMemoryMap
         let signals: VMBusChannelSignals
-        let disk: SharedRegion
+        /// The disk: a memfd, or (`onFile`) an unlinked file in the temporary directory, where
+        /// RWF_NOWAIT works on ext4 and xfs (shmem refuses it: the inline attempt falls back).
+        let diskFD: Int32
+        let memfdDisk: SharedRegion?
         let state: WorkerStateRegion
         let toHost: VMBusRingProducer<VMBusPagedRingMemory>
         let fromHost: VMBusRingConsumer<VMBusPagedRingMemory>
         let log = Log()
         var service: StorageService!
+        var backend: FileDiskBackend!
         /// Completions the guest read: transaction id -> payloads.
         var seen: [UInt64: [[UInt8]]] = [:]
         static let ramSize = 2 << 20
         static let open = ChannelControlRecord(operation: .open, relID: 4, connectionID: 0x2004, targetVP: 0,
                                                downstreamPageOffset: 16, pfns: (0..<32).map { UInt64($0) })
 
-        init() throws {
+        init(onFile: Bool = false) throws {
             ram = try SharedRegion(name: "test-guest-ram", size: Self.ramSize)
             let host = try #require(ram.pointer(at: 0, count: Self.ramSize))
             map = VMBusGuestMemoryMap(regions: [.init(gpa: 0..<UInt64(Self.ramSize), host: host)])
             let synic = try SynICRegion.create(vpCount: 1, ringLayout: try RecordRing.Layout(recordSize: 512, capacity: 8))
             let memory = RegionGuestMemory(region: ram, ranges: [.init(base: 0, size: UInt64(Self.ramSize), offset: 0)])
             signals = VMBusChannelSignals(synic: synic, memory: memory, pollingAvailable: false) { _ in }
-            disk = try SharedRegion(name: "test-disk", size: 1 << 20)
+            if onFile {
+                var template = Array("/tmp/synthvm-storage-test-XXXXXX".utf8CString)
+                let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+                try #require(fd >= 0)
+                template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
+                try #require(ftruncate(fd, 1 << 20) == 0)
+                diskFD = fd
+                memfdDisk = nil
+            } else {
+                let d = try SharedRegion(name: "test-disk", size: 1 << 20)
+                diskFD = d.fd.rawValue
+                memfdDisk = d
+            }
             state = try WorkerStateRegion.create(name: "test-storage-state", kind: WorkerKind.storage.rawValue,
                                                  slotSize: StorageService.stateSlotSize,
                                                  extraBytes: StorageService.stateExtraBytes(entries: 64))
@@ -53,9 +69,9 @@ struct StorageRestartTests {
         /// A new service on the same memory (a successor when `restored`).
         func start(threads: Int, maxInFlight: Int = 128, inline: Bool = false, restored: Bool) throws {
             let log = self.log
+            backend = FileDiskBackend(fd: diskFD, byteCount: 1 << 20)
             service = try StorageService(
-                disks: [(SCSIDisk.Configuration(capacityBlocks: 2048, serial: "t0"),
-                         FileDiskBackend(fd: disk.fd.rawValue, byteCount: 1 << 20))],
+                disks: [(SCSIDisk.Configuration(capacityBlocks: 2048, serial: "t0"), backend)],
                 map: map, ram: [0..<UInt64(Self.ramSize)], signals: signals, state: state,
                 options: .init(ioThreads: threads, maxInFlight: maxInFlight, inlineNonBlocking: inline)) { log.lines.append($0) }
             #expect(service.start())
@@ -124,8 +140,16 @@ struct StorageRestartTests {
         }
 
         func diskBytes(lba: Int, count: Int) -> [UInt8] {
-            Array(UnsafeRawBufferPointer(start: disk.pointer(at: lba * 512, count: count)!, count: count))
+            var out = [UInt8](repeating: 0, count: count)
+            _ = out.withUnsafeMutableBytes { pread(diskFD, $0.baseAddress, count, off_t(lba * 512)) }
+            return out
         }
+
+        func writeDisk(lba: Int, _ bytes: [UInt8]) {
+            _ = bytes.withUnsafeBytes { pwrite(diskFD, $0.baseAddress, bytes.count, off_t(lba * 512)) }
+        }
+
+        deinit { if memfdDisk == nil { close(diskFD) } }
 
         static func pattern(_ count: Int, seed: UInt8) -> [UInt8] { (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ Int(seed)) } }
     }
@@ -136,10 +160,11 @@ struct StorageRestartTests {
          UInt8(truncatingIfNeeded: lba), 0, UInt8(blocks >> 8), UInt8(truncatingIfNeeded: blocks), 0]
     }
 
-    @Test("64 requests at once with 16 in flight at most: each completes once, in any order, with its data")
-    func manyInFlight() throws {
-        let g = try Rig()
-        try g.start(threads: 4, maxInFlight: 16, restored: false)
+    @Test("64 requests at once with 16 in flight at most: each completes once, in any order, with its data",
+          arguments: [(4, false), (4, true), (0, false)])
+    func manyInFlight(threads: Int, inline: Bool) throws {
+        let g = try Rig(onFile: inline)
+        try g.start(threads: threads, maxInFlight: 16, inline: inline, restored: false)
         g.handshake()
         // 32 writes of 2 pages each (one page-crossing at offset 512), then 32 reads of the same.
         var ids: Set<UInt64> = []
@@ -169,6 +194,8 @@ struct StorageRestartTests {
             #expect(g.ramBytes(page: 0x100 + 2 * k, count: 8192) == expected, "read \(k)")
         }
         #expect(g.service.peakInFlight <= 16 && g.service.peakInFlight > 1, "\(g.service.peakInFlight)")
+        // On a file system that takes RWF_NOWAIT (ext4, xfs), the cached reads completed inline.
+        if inline { #expect(g.backend.inlineTransfers > 0 || g.backend.nonBlockingReadsRefused) }
         #expect(g.service.inFlight == 0)
         g.service.stopThreads()
     }
@@ -205,9 +232,9 @@ struct StorageRestartTests {
         var cases = 0
         for point in StorageService.StopPoint.allCases {
             for occurrence in 0..<6 {
-                let g = try Rig()
+                let g = try Rig(onFile: inline)
                 // Data already on the disk for the read.
-                g.disk.pointer(at: 200 * 512, count: 4096)!.copyMemory(from: Rig.pattern(4096, seed: 3), byteCount: 4096)
+                g.writeDisk(lba: 200, Rig.pattern(4096, seed: 3))
                 try g.start(threads: threads, inline: inline, restored: false)
                 g.handshake()
                 g.service.stopAt = (point, occurrence)
