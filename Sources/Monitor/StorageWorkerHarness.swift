@@ -19,7 +19,12 @@ public final class StorageWorkerHarness {
     /// VP 0's SINT2 eventfd: the worker writes it to interrupt the guest.
     public let sint2: Doorbell
     public let supervisor: Supervisor
-    public let link: WorkerLink
+    public private(set) var link: WorkerLink
+    let regions: [WorkerLink.Region]
+    let setup: [WorkerLink.SetupMessage]
+    let filter: SeccompProgram
+    let jail: JailConfig?
+    let arguments: [String]
     public let controls: RecordRing.Producer
     public let answers: RecordRing.Consumer
 
@@ -54,14 +59,17 @@ public final class StorageWorkerHarness {
         ]
         var j = jail
         j?.fileSize = diskBytes
+        self.jail = j
+        self.setup = setup
+        self.filter = filter
+        self.arguments = arguments
+        regions = [.init(id: WorkerLink.guestRAMRegion, fd: ram.fd.rawValue, size: UInt64(ram.size)),
+                   .init(id: WorkerLink.workerStateRegion, fd: state.region.fd.rawValue, size: UInt64(state.region.size)),
+                   .init(id: WorkerLink.synicRegion, fd: synic.region.fd.rawValue, size: UInt64(synic.region.size)),
+                   .init(id: DeviceRegion.regionID, fd: deviceRings.fd.rawValue, size: UInt64(deviceRings.size))]
         supervisor = try Supervisor(onExit: { _ in })
-        link = try WorkerLink(
-            supervisor: supervisor, name: "storage", kind: .storage,
-            regions: [.init(id: WorkerLink.guestRAMRegion, fd: ram.fd.rawValue, size: UInt64(ram.size)),
-                      .init(id: WorkerLink.workerStateRegion, fd: state.region.fd.rawValue, size: UInt64(state.region.size)),
-                      .init(id: WorkerLink.synicRegion, fd: synic.region.fd.rawValue, size: UInt64(synic.region.size)),
-                      .init(id: DeviceRegion.regionID, fd: deviceRings.fd.rawValue, size: UInt64(deviceRings.size))],
-            setup: setup, filter: filter, jail: j, arguments: arguments)
+        link = try WorkerLink(supervisor: supervisor, name: "storage", kind: .storage, regions: regions,
+                              setup: setup, filter: filter, jail: j, arguments: arguments)
         controls = try RecordRing.Producer(region: deviceRings, offset: DeviceRegion.ringOffset(0, layout: DeviceRegion.layout),
                                            layout: DeviceRegion.layout)
         answers = try RecordRing.Consumer(region: deviceRings, offset: DeviceRegion.ringOffset(1, layout: DeviceRegion.layout),
@@ -78,6 +86,25 @@ public final class StorageWorkerHarness {
             _ = answers.tryPop { answer = try? ChannelAnswerRecord.decode($0) }
         }
         return answer
+    }
+
+    /// SIGKILLs the worker (wherever it is in a request's life), waits for it, and starts a
+    /// successor on the same regions, doorbells, eventfds and disk fd: what a supervisor's
+    /// restart does. The caller then hands it the open channels as restored opens (`handOver`).
+    public func restart() throws {
+        supervisor.expectExits()
+        _ = supervisor.kill(worker: "storage")
+        _ = supervisor.awaitExit(of: link.process)
+        link.close()
+        link = try WorkerLink(supervisor: supervisor, name: "storage", kind: .storage, regions: regions,
+                              setup: setup, filter: filter, jail: jail, arguments: arguments)
+    }
+
+    /// Pushes a channel record the worker answers nothing to (a restored open, a modify).
+    public func handOver(_ record: ChannelControlRecord) throws -> Bool {
+        guard case .pushed = controls.tryPush(record.encoded()) else { return false }
+        try storageDoorbell.ring()
+        return true
     }
 
     /// Closes the control socket (the worker exits on end-of-file) and waits for it.
