@@ -246,6 +246,13 @@ public final class StorageService {
             let open = VMBusChannelOpen(relID: control.relID, connectionID: control.connectionID, targetVP: control.targetVP,
                                         ringGPADL: 0, ringPFNs: control.pfns, downstreamPageOffset: control.downstreamPageOffset,
                                         userData: [], restored: control.restored)
+            // A restarted VMBus worker re-announces the channels that were open (restored): one
+            // this worker still serves on the same ring keeps going, requests in flight and all.
+            if control.restored, let c = channels[control.relID], c.channel.open.ringPFNs == control.pfns,
+               c.channel.open.downstreamPageOffset == control.downstreamPageOffset {
+                c.channel.targetVP = control.targetVP
+                return nil
+            }
             if channels[control.relID] != nil { close(relID: control.relID) }
             let status: VMBusStatus
             do {

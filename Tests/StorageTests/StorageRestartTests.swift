@@ -265,6 +265,29 @@ struct StorageRestartTests {
         #expect(cases >= (threads > 0 && !inline ? 12 : 8), "\(cases) stop cases")
     }
 
+    @Test("a restarted VMBus worker re-announces the open channel: the service keeps it, requests in flight complete once")
+    func reannouncedChannelKeepsGoing() throws {
+        let g = try Rig()
+        try g.start(threads: 2, restored: false)
+        g.handshake()
+        var ids: Set<UInt64> = []
+        for k in 0..<16 {
+            g.fill(page: 0x40 + k, count: 4096, seed: UInt8(k))
+            g.send(srbPacket(cdb: Self.rw10(0x2A, lba: UInt32(8 * k), blocks: 8), dataIn: 0, length: 4096),
+                   id: UInt64(k + 1), buffer: (0, 4096, [UInt64(0x40 + k)]))
+            ids.insert(UInt64(k + 1))
+        }
+        g.commit()
+        g.service.serve()
+        var again = Rig.open
+        again.restored = true
+        #expect(g.service.handle(again) == nil)
+        g.run(until: ids)
+        for id in ids { #expect(g.seen[id]?.count == 1 && g.seen[id]?.first?[14] == 0x01, "id \(id)") }
+        for k in 0..<16 { #expect(g.diskBytes(lba: 8 * k, count: 4096) == Rig.pattern(4096, seed: UInt8(k))) }
+        g.service.stopThreads()
+    }
+
     @Test("stopped at every step of the handshake's last packet, the successor answers it once and serves SRBs")
     func restartDuringHandshake() throws {
         for point in StorageService.StopPoint.allCases where ![.dispatched, .ioFinished].contains(point) {
