@@ -67,7 +67,7 @@ public final class StorageWorkerHarness {
                    .init(id: WorkerLink.workerStateRegion, fd: state.region.fd.rawValue, size: UInt64(state.region.size)),
                    .init(id: WorkerLink.synicRegion, fd: synic.region.fd.rawValue, size: UInt64(synic.region.size)),
                    .init(id: DeviceRegion.regionID, fd: deviceRings.fd.rawValue, size: UInt64(deviceRings.size))]
-        supervisor = try Supervisor(onExit: { _ in })
+        supervisor = try Supervisor(onExit: { _ in nil })
         link = try WorkerLink(supervisor: supervisor, name: "storage", kind: .storage, regions: regions,
                               setup: setup, filter: filter, jail: j, arguments: arguments)
         controls = try RecordRing.Producer(region: deviceRings, offset: DeviceRegion.ringOffset(0, layout: DeviceRegion.layout),
