@@ -326,7 +326,10 @@ struct APISocketTests {
                 #expect(f.status == 0, "\(name) \(kind): \(f)")
                 expected[name, default: 0] += 1
                 let n = expected[name]!
-                let w = try Self.awaitWorker(r.socket, name, seconds: 15) { $0["restarts"] == .int(n) && $0["running"] == .bool(true) }
+                // Attached (it beats): jailed and filtered by then.
+                let w = try Self.awaitWorker(r.socket, name, seconds: 15) {
+                    $0["restarts"] == .int(n) && $0["running"] == .bool(true) && $0["heartbeat_age_ms"]?.intValue != nil
+                }
                 #expect(w?["restarts"] == .int(n), "\(name) \(kind): \(String(describing: w))")
                 if let pid = w?["pid"]?.intValue { WorkerRestartTests.expectJailedAndFiltered(Int32(pid)) }
             }

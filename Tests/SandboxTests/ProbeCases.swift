@@ -122,7 +122,7 @@ enum ProbeCases {
     ]
 
     /// Calls that are refused by every policy here, tried as "not in the policy" when absent.
-    static let absentCandidates = ["socket", "openat", "execve", "clone3", "ptrace", "uname"]
+    static let absentCandidates = ["socket", "openat", "execve", "clone3", "uname", "bpf", "process_vm_writev"]
     /// Not a system call at all: the default action applies.
     static let unknownNumber = 1000
 
