@@ -82,7 +82,16 @@ final class WorkerRestarts: @unchecked Sendable {
                     let link = try s.links[index].restarted(supervisor: sup, spawner: spawner, kindIndex: index)
                     s.links[index] = link
                     let ms = Int(((monotonicSeconds() - now) * 1000).rounded())
-                    return (failures + ["restarted \(counted) as pid \(link.process.pid) in \(ms) ms"]).joined(separator: "; ")
+                    var said = "restarted \(counted) as pid \(link.process.pid) in \(ms) ms"
+                    // A device worker gets its open channels from the VMBus worker, which hands
+                    // them over as restored opens when it starts from its saved state: closing its
+                    // control socket makes it leave cleanly (its state saved), and its restart
+                    // follows through this same path.
+                    if link.kind == .storage, let vmbus = s.links.first(where: { $0.kind == .vmbus }) {
+                        vmbus.close()
+                        said += "; the vmbus worker is restarted too, to hand it its open channels"
+                    }
+                    return (failures + [said]).joined(separator: "; ")
                 } catch {
                     // The new process (if any) was killed; its death is reported on its own line.
                     failures.append("restart \(counted) failed: \(error)")

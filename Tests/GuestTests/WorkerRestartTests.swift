@@ -123,6 +123,43 @@ struct WorkerRestartTests {
         #expect(outcome.exitStatus == 0, "\(outcome.reason)")
     }
 
+    @Test("the storage worker killed again and again while the storvsc guest does I/O: every request completes, the data checks out")
+    func storageKilledDuringStorvsc() throws {
+        try GuestHarness.requireKVM()
+        let dir = try StorageWorkerTests.scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (a, b) = try StorvscGuestTests.images(dir)
+        var c = try MachineConfig.load(kernelPath: try GuestHarness.guestPath("storvsc"), commandLine: "seed=11", cpus: 1,
+                                       memory: "256M", serial: "none", hyperv: "default")
+        c.console = .capture
+        c.timeoutSeconds = 240
+        c.vmbus = true
+        c.restartBudget = RestartBudget(restarts: 100, seconds: 60)
+        c.disks = try DiskImage.openAll(try [a + ",serial=ALPHA0", b + ",readonly"].map { (d) throws(MonitorError) in try DiskImage.parse(d) })
+        defer { for d in c.disks { close(d.fd) } }
+        let vm = try VirtualMachine(config: c)
+        let kills = LockedCount()
+        let killer = Thread {
+            var rng = SystemRandomNumberGenerator()
+            // While the guest runs (it takes seconds in a debug build): a kill every 100-400 ms.
+            for _ in 0..<8 {
+                usleep(UInt32.random(in: 100_000...400_000, using: &rng))
+                guard let link = vm.workerLinks.first(where: { $0.kind == .storage }) else { break }
+                link.process.signal(SIGKILL)
+                kills.add()
+            }
+        }
+        killer.start()
+        let outcome = vm.run()
+        let lines = vm.console.captured.split(separator: "\n").map(String.init)
+        #expect(lines.last == "storvsc: ok", "\(vm.console.captured)")
+        #expect(!lines.contains { $0.contains("FAIL") }, "\(vm.console.captured)")
+        #expect(outcome.exitStatus == 0, "\(outcome.reason)")
+        let storage = outcome.workers.filter { $0.name == "storage" }
+        print("storage killed \(kills.value) times during the storvsc guest; \(storage.count - 1) restarts")
+        #expect(storage.count >= 2, "\(storage)")
+    }
+
     @Test("--restart-budget 0/60: a worker death stops the VM with status 6, naming the worker")
     func zeroBudgetStops() throws {
         var c = try WorkerTests.config("bench", cmdline: "pio=100000000 msr=1")
@@ -175,4 +212,12 @@ struct FaultSoakTests {
             #expect(p.terminationStatus == 0 && text.contains("faults: ok"), "\(text)")
         }
     }
+}
+
+/// A counter two threads share.
+final class LockedCount: @unchecked Sendable {
+    private let lock = NSLock()
+    private var n = 0
+    func add() { lock.lock(); n += 1; lock.unlock() }
+    var value: Int { lock.lock(); defer { lock.unlock() }; return n }
 }
