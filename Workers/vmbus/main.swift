@@ -109,7 +109,10 @@ func run() throws {
         return VMBusIntegrationService.Clock(monotonic: now, unixNanoseconds: Int64(ts.tv_sec) &* 1_000_000_000 &+ Int64(ts.tv_nsec),
                                              referenceTime: referenceTime)
     }, log: { say($0) })
-    let service = VMBusService(state: state, configuration: configuration, offers: VMBusWorkerCore.offers(devices.all, remote: [])) { say($0) }
+    // The outbound ring's producer index tells the service which saved replies its predecessor
+    // pushed after its last save (docs/vmbus.md, "Restart").
+    let service = VMBusService(state: state, configuration: configuration, offers: VMBusWorkerCore.offers(devices.all, remote: []),
+                               outboundIndex: { outbound.nextIndex }) { say($0) }
     let core = VMBusWorkerCore(service: service, devices: devices.all, map: VMBusGuestMemoryMap(regions: mapRegions),
                                signals: signals, now: monotonicNanoseconds()) { say($0) }
     let next = try FDPassing.receive(from: controlFD, maxPayload: SeccompProgram.maxEncodedSize, maxFDs: 0)
@@ -135,6 +138,7 @@ func run() throws {
             let open = worker.controlMessage { m in
                 guard (try? GuestShutdownRequest.decode(m.payload)) != nil else { return say("unknown control message") }
                 devices.requestShutdown(now: woke)
+                core.saveIfDevicesChanged()
             }
             if !open {
                 serving = false
@@ -143,7 +147,12 @@ func run() throws {
         }
         _ = try? doorbell.drain()
         while true {
-            let result = inbound.tryPop { record in core.handle(record: record, now: woke) }
+            // The slot is freed only after the record's effect is saved with its number: a
+            // successor is lent it again and skips it (docs/vmbus.md, "Restart").
+            let result = inbound.tryTake { record, index in
+                core.handle(record: record, index: index, now: woke)
+                return .commit
+            }
             guard case .record = result else {
                 if case .corrupted(let why) = result, !reported {
                     reported = true
