@@ -27,6 +27,7 @@ let package = Package(
         .executable(name: "synthvm-bench", targets: ["synthvm-bench"]),
         .executable(name: "synthvm-synic-router", targets: ["synthvm-synic-router"]),
         .executable(name: "synthvm-vmbus", targets: ["synthvm-vmbus"]),
+        .executable(name: "synthvm-storage", targets: ["synthvm-storage"]),
         .executable(name: "synthvm-policy-probe", targets: ["synthvm-policy-probe"]),
         // The pure libraries the fuzz harnesses (Fuzz/, a separate package built by
         // scripts/fuzz.sh with sanitizer coverage) drive: a path dependency sees only products.
@@ -75,6 +76,9 @@ let package = Package(
         // The VMBus worker's service: VMBusServer plus its state in the supervisor's
         // WorkerStateRegion, fed ring records as bytes. No fds, no syscalls; tested in-process.
         .target(name: "VMBusWorker", dependencies: ["VMBus", "IPC", "HyperV", "Partition", "SynICRouting"]),
+        // The storage worker's service: one SCSI controller on the channel the VMBus worker hands
+        // over, disk I/O on monitor-opened fds straight into guest pages; tested in-process.
+        .target(name: "StorageWorker", dependencies: ["Storage", "VMBus", "VMBusWorker", "IPC", "CSynthVM"]),
         // The control socket's protocol (docs/api.md): bounded JSON parser and encoder, request
         // handling against a backend protocol, Prometheus text. Pure, no Foundation: the VM
         // process serves it, `synthvm ctl` speaks it.
@@ -105,6 +109,10 @@ let package = Package(
         .executableTarget(name: "synthvm-vmbus", dependencies: ["IPC", "CSynthVM", "Sandbox", "VMBus", "VMBusWorker",
                                                                "WorkerRuntime", "HyperV", "SynICRouting", "Partition"],
                           path: "Workers/vmbus", linkerSettings: staticSwiftRuntime),
+        .executableTarget(name: "synthvm-storage", dependencies: ["IPC", "CSynthVM", "Sandbox", "Storage", "StorageWorker",
+                                                                 "VMBus", "VMBusWorker", "WorkerRuntime", "SynICRouting",
+                                                                 "Partition"],
+                          path: "Workers/storage", linkerSettings: staticSwiftRuntime),
         // One VM life of `synthvm run`: the launcher execs it afresh for every life (its own
         // address-space layout). Its own small executable: no argument parser, no Foundation.
         .executableTarget(name: "synthvm-vm", dependencies: ["Monitor"], linkerSettings: staticSwiftRuntime),
@@ -112,7 +120,7 @@ let package = Package(
             name: "synthvm",
             // The VM process and the workers are separate executables; depending on them makes
             // `swift run synthvm` and `swift build --product synthvm` build them next to the launcher.
-            dependencies: ["Monitor", "ControlAPI", "synthvm-vm", "synthvm-synic-router", "synthvm-vmbus",
+            dependencies: ["Monitor", "ControlAPI", "synthvm-vm", "synthvm-synic-router", "synthvm-vmbus", "synthvm-storage",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(
             name: "synthvm-bench",
@@ -130,7 +138,8 @@ let package = Package(
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "IPC", "FuzzSeeds"]),
         .testTarget(name: "SynICRoutingTests", dependencies: ["SynICRouting", "IPC", "HyperV", "Partition"]),
         .testTarget(name: "VMBusTests", dependencies: ["VMBus", "VMBusWorker", "HyperV", "IPC", "SynICRouting", "FuzzSeeds", .product(name: "Atomics", package: "swift-atomics")]),
-        .testTarget(name: "StorageTests", dependencies: ["Storage", "VMBus", "IPC", "FuzzSeeds"]),
+        .testTarget(name: "StorageTests", dependencies: ["Storage", "StorageWorker", "VMBus", "VMBusWorker", "SynICRouting",
+                                                       "Partition", "IPC", "FuzzSeeds"]),
         .testTarget(name: "GuestTests", dependencies: ["Monitor", "Machine", "Sandbox", "TestFixtures", "VMBus", "IPC",
                                                       "ControlAPI"]),
     ],

@@ -10,9 +10,10 @@ set -euo pipefail
 # linux-source-6.1 flex bison bc libelf-dev libssl-dev: scripts/build-test-kernel.sh, which the
 # default test suite runs once to build the test kernel (docs/test-kernel.md). Installed here, not by
 # that script, so that apt (root) runs in one place and a test run never needs it.
+# e2fsprogs: mkfs.ext4 -d, e2fsck and dumpe2fs for the test kernel's ext4 root disk (TestKernelDiskTests).
 packages=(gcc binutils make libseccomp-dev libcap-dev acpica-tools zlib1g-dev liblzma-dev liblz4-dev libzstd-dev
           gzip xz-utils lz4 zstd bzip2 libc6-dev libstdc++-12-dev
-          linux-source-6.1 flex bison bc libelf-dev libssl-dev)
+          linux-source-6.1 flex bison bc libelf-dev libssl-dev e2fsprogs)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -93,6 +93,11 @@ int svm_memfd_create(const char *name, unsigned int flags) {
     return r < 0 ? -errno : r;
 }
 
+int svm_punch_hole(int fd, uint64_t offset, uint64_t length) {
+    // FALLOC_FL_KEEP_SIZE 0x01 | FALLOC_FL_PUNCH_HOLE 0x02 (linux/falloc.h)
+    return syscall(SYS_fallocate, fd, 0x03, (off_t)offset, (off_t)length) < 0 ? -errno : 0;
+}
+
 int svm_memfd_create_sealable(const char *name) {
     int r = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
     return r < 0 ? -errno : r;

@@ -47,31 +47,35 @@ int svm_launcher_forward_signals(void) {
     return sigprocmask(SIG_UNBLOCK, &set, NULL) < 0 ? -errno : 0;
 }
 
-int svm_launcher_spawn(const char *path, char *const argv[], int config_fd, int report_fd, int api_fd) {
-    // Where the child's descriptors come from, moved above 3, 4 and 5 first (close-on-exec
-    // copies) so that dup2 onto them can never clobber a source still needed.
-    int config_high = fcntl(config_fd, F_DUPFD_CLOEXEC, 16);
+int svm_launcher_spawn(const char *path, char *const argv[], int config_fd, int report_fd, int api_fd,
+                       const int *extra_fds, int extra_count) {
+    if (extra_count < 0 || extra_count > 64) return -EINVAL;
+    // Where the child's descriptors come from, moved above every target (3, 4, 5, 6 + extra)
+    // first (close-on-exec copies) so that dup2 onto them can never clobber a source still needed.
+    int floor = 16 + extra_count;
+    int config_high = fcntl(config_fd, F_DUPFD_CLOEXEC, floor);
     if (config_high < 0) return -errno;
-    int report_high = -1;
-    if (report_fd >= 0 && (report_high = fcntl(report_fd, F_DUPFD_CLOEXEC, 16)) < 0) {
-        int e = errno;
-        close(config_high);
-        return -e;
+    int report_high = -1, api_high = -1, result[2] = {-1, -1}, result_high = -1, extra_high[64];
+    int opened = 0, e = 0;
+    if (report_fd >= 0 && (report_high = fcntl(report_fd, F_DUPFD_CLOEXEC, floor)) < 0) e = errno;
+    if (!e && api_fd >= 0 && (api_high = fcntl(api_fd, F_DUPFD_CLOEXEC, floor)) < 0) e = errno;
+    for (; !e && opened < extra_count; opened++) {
+        if ((extra_high[opened] = fcntl(extra_fds[opened], F_DUPFD_CLOEXEC, floor)) < 0) e = errno;
+        if (e) break;
     }
-    int api_high = -1;
-    if (api_fd >= 0 && (api_high = fcntl(api_fd, F_DUPFD_CLOEXEC, 16)) < 0) {
-        int e = errno;
-        close(config_high);
-        if (report_high >= 0) close(report_high);
-        return -e;
-    }
-    // The child reports a failed exec here (its errno); a successful exec closes it empty.
-    int result[2];
-    if (pipe2(result, O_CLOEXEC) < 0) {
-        int e = errno;
+    // The child reports a failed exec here (its errno); a successful exec closes it empty. Its
+    // write end goes above every target too: a disk's fd moved onto it would get the errno.
+    if (!e && pipe2(result, O_CLOEXEC) < 0) e = errno;
+    if (!e && (result_high = fcntl(result[1], F_DUPFD_CLOEXEC, floor)) < 0) e = errno;
+    if (result[1] >= 0) close(result[1]);
+    result[1] = result_high;
+    if (e) {
         close(config_high);
         if (report_high >= 0) close(report_high);
         if (api_high >= 0) close(api_high);
+        for (int i = 0; i < opened; i++) close(extra_high[i]);
+        if (result[0] >= 0) close(result[0]);
+        if (result[1] >= 0) close(result[1]);
         return -e;
     }
     // Blocked across the fork and the exec: the VM process keeps them blocked (a signal mask
@@ -90,27 +94,34 @@ int svm_launcher_spawn(const char *path, char *const argv[], int config_fd, int 
         // binary is neither set-id nor file-capable).
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != launcher) _exit(127);  // the launcher died before prctl took effect
-        int e = 0;
-        // fd 5, the control socket, may come without fd 4: then 4 is closed.
+        int ce = 0;
+        // fd 5 (the control socket) and 6... (the disks) may come without fd 4 or 5: those are
+        // then marked close-on-exec.
         if (dup2(config_high, 3) < 0 || (report_high >= 0 && dup2(report_high, 4) < 0)
             || (api_high >= 0 && dup2(api_high, 5) < 0)) {
-            e = errno;
-        } else if (report_high < 0 && api_high >= 0 && close(4) < 0 && errno != EBADF) {
-            e = errno;
-        } else if (syscall(SYS_close_range, api_high >= 0 ? 6 : report_high >= 0 ? 5 : 4, ~0u,
-                           4u /* CLOSE_RANGE_CLOEXEC */) < 0) {
-            e = errno;
+            ce = errno;
+        }
+        for (int i = 0; !ce && i < extra_count; i++) if (dup2(extra_high[i], 6 + i) < 0) ce = errno;
+        if (ce) {
+            // reported below
+        } else if (report_high < 0 && syscall(SYS_close_range, 4, 4, 4u /* CLOSE_RANGE_CLOEXEC */) < 0) {
+            ce = errno;
+        } else if (api_high < 0 && syscall(SYS_close_range, 5, 5, 4u /* CLOSE_RANGE_CLOEXEC */) < 0) {
+            ce = errno;
+        } else if (syscall(SYS_close_range, 6 + extra_count, ~0u, 4u /* CLOSE_RANGE_CLOEXEC */) < 0) {
+            ce = errno;
         } else {
             execve(path, argv, environ);
-            e = errno;
+            ce = errno;
         }
-        (void)!write(result[1], &e, sizeof e);
+        (void)!write(result[1], &ce, sizeof ce);
         _exit(127);
     }
     int fork_errno = errno;
     close(config_high);
     if (report_high >= 0) close(report_high);
     if (api_high >= 0) close(api_high);
+    for (int i = 0; i < extra_count; i++) close(extra_high[i]);
     close(result[1]);
     if (pid < 0) {
         close(result[0]);
@@ -119,7 +130,7 @@ int svm_launcher_spawn(const char *path, char *const argv[], int config_fd, int 
     }
     launcher_child = pid;
     sigprocmask(SIG_SETMASK, &old, NULL);
-    int e = 0;
+    e = 0;
     ssize_t n;
     while ((n = read(result[0], &e, sizeof e)) < 0 && errno == EINTR) {}
     close(result[0]);

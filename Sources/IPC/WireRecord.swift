@@ -70,6 +70,12 @@ public enum WireRecordType: UInt16, Sendable, CaseIterable {
     case channelControl = 12
     /// Device worker -> VMBus worker: a channel opened (with its status) or closed.
     case channelAnswer = 13
+    /// Supervisor -> storage worker, after the region layout: the partition's shape, the device
+    /// rings' geometry and the disks, with its doorbells and the disk fds attached.
+    case storageWorkerSetup = 14
+    /// Supervisor -> VMBus worker, after its SINT2 eventfds: a device served by another worker
+    /// (the storage controller), the device region's rings, with the doorbells attached.
+    case vmbusRemoteDeviceSetup = 15
 }
 
 public enum WireError: Error, Equatable, Sendable, CustomStringConvertible {
@@ -227,6 +233,8 @@ public enum WireMessage: Equatable, Sendable {
     case guestShutdownRequest(GuestShutdownRequest)
     case channelControl(ChannelControlRecord)
     case channelAnswer(ChannelAnswerRecord)
+    case storageWorkerSetup(StorageWorkerSetup)
+    case vmbusRemoteDeviceSetup(VMBusRemoteDeviceSetup)
 
     /// Decodes exactly one record filling `bytes`.
     public static func decode(_ bytes: UnsafeRawBufferPointer) throws(WireError) -> WireMessage {
@@ -246,6 +254,8 @@ public enum WireMessage: Equatable, Sendable {
         case .guestShutdownRequest: return .guestShutdownRequest(try .decodeChecked(header: header, body: body))
         case .channelControl: return .channelControl(try .decodeChecked(header: header, body: body))
         case .channelAnswer: return .channelAnswer(try .decodeChecked(header: header, body: body))
+        case .storageWorkerSetup: return .storageWorkerSetup(try .decodeChecked(header: header, body: body))
+        case .vmbusRemoteDeviceSetup: return .vmbusRemoteDeviceSetup(try .decodeChecked(header: header, body: body))
         }
     }
 
@@ -268,6 +278,8 @@ public enum WireMessage: Equatable, Sendable {
         case .guestShutdownRequest(let r): return r.encoded()
         case .channelControl(let r): return r.encoded()
         case .channelAnswer(let r): return r.encoded()
+        case .storageWorkerSetup(let r): return r.encoded()
+        case .vmbusRemoteDeviceSetup(let r): return r.encoded()
         }
     }
 

@@ -40,6 +40,10 @@ public struct MachineConfig: Sendable {
     /// `--no-vmbus` turns it off.
     public var vmbus = true
 
+    /// The `--disk`s, opened and locked (`DiskImage.openAll`), LUN 0, 1, ... of one SCSI
+    /// controller served by the storage worker (`runsStorage`). Each `fd` is the caller's.
+    public var disks: [DiskImage] = []
+
     /// SIGTERM asks the guest to shut down through the shutdown integration service and stops it
     /// hard after this many seconds (`--shutdown-grace`); 0: SIGTERM stops at once, as SIGINT.
     public var shutdownGraceSeconds = 30
@@ -55,7 +59,24 @@ public struct MachineConfig: Sendable {
     /// publishes before the guest runs (OpenVMM #1850: an event port must exist when the host
     /// answers OPEN). Workers/vmbus offers the integration services in this order: heartbeat,
     /// shutdown, time sync.
-    public static let vmbusRelIDs: ClosedRange<UInt32> = 1...3
+    public static let standardVMBusRelIDs: ClosedRange<UInt32> = 1...3
+    /// The relids of the devices the VMBus worker hosts itself: the standard ones and, when the
+    /// worker is asked for its test-only echo device (`--test-echo-device` in `workerArguments`:
+    /// tests and `synthvm-bench vmbus`), one more, offered after them.
+    public var localVMBusRelIDs: ClosedRange<UInt32> {
+        let standard = Self.standardVMBusRelIDs
+        return workerArguments.contains(WorkerCommandLine.testEchoDeviceArgument)
+            ? standard.lowerBound...(standard.upperBound + 1) : standard
+    }
+    /// The SCSI controller's relid when the storage worker runs (nil otherwise): the VMBus worker
+    /// offers it after its own devices (4 unless the echo device is there); its event
+    /// connection's owner is the storage worker.
+    public var storageRelID: UInt32? { runsStorage ? localVMBusRelIDs.upperBound + 1 : nil }
+    /// The relids whose event connections this VM publishes: the VMBus worker's own devices'
+    /// and the SCSI controller's.
+    public var vmbusRelIDs: ClosedRange<UInt32> {
+        localVMBusRelIDs.lowerBound...(storageRelID ?? localVMBusRelIDs.upperBound)
+    }
     /// Where the workers' seccomp policies (`<name>.policy`) are read from at spawn time. Default:
     /// the package's own `Policies/`, found from this source file's path, which is right for
     /// `swift run synthvm`, `swift test` and a binary run from its build tree.
@@ -91,16 +112,22 @@ public struct MachineConfig: Sendable {
     /// The VMBus worker runs when asked for and the guest has a SynIC (its messages go through the router).
     public var runsVMBus: Bool { vmbus && runsSynICRouter }
 
-    /// Every worker to start, in order (the router first when the SynIC needs it, then VMBus).
+    /// The storage worker runs when the guest has VMBus and there are disks.
+    public var runsStorage: Bool { runsVMBus && !disks.isEmpty }
+
+    /// Every worker to start, in order (the router first when the SynIC needs it, then VMBus,
+    /// then storage).
     public var workerNames: [String] {
         var names = runsSynICRouter ? ["synic-router"] : []
         if runsVMBus { names.append("vmbus") }
+        if runsStorage { names.append("storage") }
         for w in workers where !names.contains(w) { names.append(w) }
         return names
     }
 
     /// Worker names (executable `synthvm-<name>`) and the kind each announces in its hello.
-    public static let knownWorkers: [String: WorkerKind] = ["synic-router": .synicRouter, "vmbus": .vmbus]
+    public static let knownWorkers: [String: WorkerKind] = ["synic-router": .synicRouter, "vmbus": .vmbus,
+                                                                "storage": .storage]
 
     public static let cpuRange = 1...64
     public static let defaultMemory = "256M"

@@ -32,17 +32,21 @@ final class SynICRouterLink: PartitionSynICShared, HypercallConnections, @unchec
     /// The VMBus worker's doorbell (nil unless it runs): rung by the router when it forwards a
     /// control message, and here when the guest signals a channel the worker owns.
     let vmbusDoorbell: Doorbell?
+    /// The storage worker's doorbell (nil unless it runs): rung here when the guest signals the
+    /// SCSI controller's channel (owner 3), and by the VMBus worker after it pushed a hand-over.
+    let storageDoorbell: Doorbell?
     private let rings: [RecordRing.Producer]
     private let testDevice: Mutex<(RecordRing.Producer, UInt64)>
     /// Test-device writes the router did not acknowledge in time (reported once each).
     let testDeviceTimeouts = Atomic<Int>(0)
 
-    init(vpCount: Int, vmbus: Bool) throws(MonitorError) {
+    init(vpCount: Int, vmbus: Bool, storage: Bool = false) throws(MonitorError) {
         do {
             region = try SynICRegion.create(vpCount: vpCount, ringLayout: Self.ringLayout)
             routerDoorbell = try Doorbell()
             replyDoorbell = try Doorbell()
             vmbusDoorbell = vmbus ? try Doorbell() : nil
+            storageDoorbell = storage ? try Doorbell() : nil
             var producers: [RecordRing.Producer] = []
             for vp in 0..<vpCount {
                 producers.append(try RecordRing.Producer(region: region.region, offset: region.ringOffset(vp),
@@ -95,10 +99,12 @@ final class SynICRouterLink: PartitionSynICShared, HypercallConnections, @unchec
         // Every event connection has one flag (what Linux's VMBus and the test device use).
         guard event.flagNumber == 0 else { return .invalidParameter }
         if table.setEventPending(entry) {
-            // A channel of the VMBus worker (or, later, a device worker) is signalled straight to
+            // A channel of the VMBus worker or of the storage worker is signalled straight to
             // its owner: no router hop on the data path. The owner comes from the router-written
             // table, so anything but a known owner goes to the router, which ignores it.
             if entry.owner == UInt32(WorkerKind.vmbus.rawValue), let bell = vmbusDoorbell {
+                try? bell.ring()
+            } else if entry.owner == UInt32(WorkerKind.storage.rawValue), let bell = storageDoorbell {
                 try? bell.ring()
             } else {
                 ringRouter()

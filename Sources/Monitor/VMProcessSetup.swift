@@ -38,10 +38,13 @@ public struct VMProcessSetup: Sendable {
     }
 
     public static let magic: [UInt8] = Array("SVMLIFE\0".utf8)
-    public static let version: UInt32 = 2
+    public static let version: UInt32 = 3
     /// The fds of the VM process: the record, and the crash-report pipe when there is one.
     public static let setupFD: Int32 = 3
     public static let crashReportFD: Int32 = 4
+    /// The disks' fds in the VM process: 6, 7, ... in `config.disks` order (the launcher moves
+    /// them there across exec, whether or not fds 4 and 5 are used).
+    public static let firstDiskFD: Int32 = 6
     /// With `--api-socket`: the control socket's listening socket, created by the launcher once
     /// for every VM life (`MachineConfig.apiSocket` is then this number).
     public static let apiSocketFD: Int32 = 5
@@ -58,7 +61,7 @@ public struct VMProcessSetup: Sendable {
     public static let carriedProperties = [
         "kernel", "kernelName", "modules", "commandLine", "cpuCount", "layout", "console", "consoleInput",
         "consoleEscapes", "haltPollMilliseconds", "handleSignals", "timeoutSeconds", "enlightenments",
-        "onGuestCrash", "workers", "hypervTestDevice", "vmbus", "shutdownGraceSeconds", "policyDirectory", "seccomp", "jail", "workerArguments",
+        "onGuestCrash", "workers", "hypervTestDevice", "vmbus", "disks", "shutdownGraceSeconds", "policyDirectory", "seccomp", "jail", "workerArguments",
         "workerStandardError", "apiSocket", "allowFaultInjection",
     ]
 
@@ -95,6 +98,16 @@ public struct VMProcessSetup: Sendable {
         Self.strings(c.workers, into: &w)
         Self.flag(c.hypervTestDevice, into: &w)
         Self.flag(c.vmbus, into: &w)
+        // Each disk's fd is a number in the VM process: the launcher put it there (`firstDiskFD`).
+        w.u32(UInt32(c.disks.count))
+        for d in c.disks {
+            Self.string(d.path, into: &w)
+            Self.flag(d.readOnly, into: &w)
+            Self.string(d.serial, into: &w)
+            Self.string(d.cache.rawValue, into: &w)
+            w.i32(d.fd)
+            w.u64(d.sizeBytes)
+        }
         w.u32(UInt32(clamping: max(0, c.shutdownGraceSeconds)))
         Self.string(c.policyDirectory, into: &w)
         Self.string(c.seccomp.rawValue, into: &w)
@@ -208,6 +221,21 @@ public struct VMProcessSetup: Sendable {
         config.workers = try strings(&r, "worker name")
         config.hypervTestDevice = try flag(&r, "hyperv-testdev")
         config.vmbus = try flag(&r, "vmbus")
+        let diskCount = try r.u32()
+        guard diskCount <= UInt32(DiskImage.maxDisks) else { throw .tooManyEntries(type: errorLabel, count: diskCount, limit: DiskImage.maxDisks) }
+        for _ in 0..<diskCount {
+            var d = DiskImage(path: try string(&r, "disk path"))
+            d.readOnly = try flag(&r, "disk read-only")
+            d.serial = try string(&r, "disk serial")
+            guard d.serial.isEmpty || StorageWorkerSetup.isValidSerial(d.serial) else { throw invalid("disk serial", 0) }
+            guard let cache = DiskImage.Cache(rawValue: try string(&r, "disk cache")) else { throw invalid("disk cache", 0) }
+            d.cache = cache
+            d.fd = try r.i32()
+            guard d.fd >= 0 else { throw invalid("disk fd", UInt64(UInt32(bitPattern: d.fd))) }
+            d.sizeBytes = try r.u64()
+            guard d.sizeBytes > 0, d.sizeBytes % 512 == 0 else { throw invalid("disk size", d.sizeBytes) }
+            config.disks.append(d)
+        }
         let grace = try r.u32()
         guard grace <= UInt32(Int32.max) else { throw invalid("shutdown grace", UInt64(grace)) }
         config.shutdownGraceSeconds = Int(grace)

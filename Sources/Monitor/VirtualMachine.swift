@@ -117,7 +117,8 @@ public final class VirtualMachine: @unchecked Sendable {
         // The SynIC's interrupt routes, and the message router's shared state when the guest has a SynIC.
         let sintRoutes = config.enlightenments.isOff ? nil : try SINTRoutes(vm: vm, vpCount: config.cpuCount, control: control)
         self.sintRoutes = sintRoutes
-        let routerLink = config.runsSynICRouter ? try SynICRouterLink(vpCount: config.cpuCount, vmbus: config.runsVMBus) : nil
+        let routerLink = config.runsSynICRouter
+            ? try SynICRouterLink(vpCount: config.cpuCount, vmbus: config.runsVMBus, storage: config.runsStorage) : nil
         self.routerLink = routerLink
         partitionEvents = PartitionEventSink(control: control, action: config.onGuestCrash)
         do {
@@ -156,6 +157,16 @@ public final class VirtualMachine: @unchecked Sendable {
                     throw .config("unknown worker \(w) (known: \(MachineConfig.knownWorkers.keys.sorted().joined(separator: ", ")))")
                 }
                 return (w, kind)
+            }
+            // The device region and doorbell the VMBus and storage workers share (made once).
+            var deviceLink: DeviceLink?
+            func storageLink() throws(MonitorError) -> DeviceLink? {
+                guard config.runsStorage, let link = routerLink, let bell = link.storageDoorbell else { return nil }
+                if deviceLink == nil {
+                    do { deviceLink = DeviceLink(rings: try DeviceRegion.create(), storageDoorbell: bell, vmbusDoorbell: try Doorbell()) }
+                    catch { throw .config("storage device region: \(error)") }
+                }
+                return deviceLink
             }
             // A worker that dies is reported (by the supervisor) and the VM keeps running.
             let sup = try Supervisor(onExit: { _ in }, threadFilter: filters.vmm)
@@ -198,6 +209,22 @@ public final class VirtualMachine: @unchecked Sendable {
                                          size: UInt64(link.region.region.size)))
                     setup = Self.vmbusSetup(config: config, link: link, routes: routes,
                                             reference: partition.referenceClock, clock: clock)
+                    if let storage = try storageLink() {
+                        regions.append(storage.region)
+                        setup.append(storage.vmbusSetup)
+                    }
+                }
+                if kind == .storage, let link = routerLink, let routes = sintRoutes, let storage = try storageLink() {
+                    if var j = jail {
+                        j.openFiles = max(j.openFiles, UInt64(64 + config.cpuCount + config.disks.count))
+                        // Writes stay inside each image: RLIMIT_FSIZE is the largest one (0 elsewhere).
+                        j.fileSize = config.disks.map(\.sizeBytes).max() ?? 0
+                        jail = j
+                    }
+                    regions.append(.init(id: WorkerLink.synicRegion, fd: link.region.region.fd.rawValue,
+                                         size: UInt64(link.region.region.size)))
+                    regions.append(storage.region)
+                    setup = Self.storageSetup(config: config, link: link, routes: routes, device: storage)
                 }
                 workerLinks.append(try WorkerLink(
                     supervisor: sup, name: name, kind: kind, regions: regions, setup: setup,
@@ -330,7 +357,8 @@ public final class VirtualMachine: @unchecked Sendable {
         if let fd = config.apiSocket, !control.isStopping {
             do {
                 let backend = VMAPIBackend(control: control, supervisor: supervisor, counters: runners.map(\.published),
-                                           config: config, askGuestToShutDown: { [unowned self] in requestGracefulShutdown() })
+                                           config: config, askGuestToShutDown: { [unowned self] in requestGracefulShutdown() },
+                                           vmbusStatus: { [routerLink, config] in config.runsVMBus ? routerLink?.region.vmbusStatus : nil })
                 let server = try ControlSocketServer(listenFD: fd, backend: backend)
                 try server.start(filter: filters.monitor)
                 api = server
@@ -397,7 +425,7 @@ public final class VirtualMachine: @unchecked Sendable {
                                   fds: Array(fds[first..<(first + n)])))
             first += n
         }
-        if let connections = vmbusConnections(link: link) { messages.append(connections) }
+        if let connections = vmbusConnections(config: config, link: link) { messages.append(connections) }
         return messages
     }
 
@@ -426,16 +454,65 @@ public final class VirtualMachine: @unchecked Sendable {
         return messages
     }
 
+    /// The device region shared by the VMBus and storage workers, with their doorbells.
+    struct DeviceLink {
+        let rings: SharedRegion
+        let storageDoorbell: Doorbell
+        /// The VMBus worker's device doorbell: the storage worker rings it after pushing an answer.
+        let vmbusDoorbell: Doorbell
+
+        var region: WorkerLink.Region {
+            .init(id: DeviceRegion.regionID, fd: rings.fd.rawValue, size: UInt64(rings.size))
+        }
+
+        var vmbusSetup: WorkerLink.SetupMessage {
+            let layout = DeviceRegion.layout
+            return .init(bytes: VMBusRemoteDeviceSetup(owner: .storage, regionID: DeviceRegion.regionID,
+                                                       ringRecordSize: UInt32(layout.recordSize),
+                                                       ringCapacity: UInt32(layout.capacity)).encoded(),
+                         fds: [storageDoorbell.fd.rawValue, vmbusDoorbell.fd.rawValue])
+        }
+    }
+
+    /// The storage worker's setup messages: the partition's shape, the disks (their fds
+    /// attached after the two doorbells), then each VP's SINT2 eventfd in batches (index = VP).
+    static func storageSetup(config: MachineConfig, link: SynICRouterLink, routes: SINTRoutes,
+                             device: DeviceLink) -> [WorkerLink.SetupMessage] {
+        let ranges = config.layout.ramRegions.map {
+            SynICRouterSetup.MemoryRange(base: $0.guestAddress, size: $0.size, offset: $0.backingOffset)
+        }
+        let record = StorageWorkerSetup(
+            vpCount: UInt32(config.cpuCount), sintPolling: config.enlightenments.has(.synicPolling),
+            synicRing: (UInt32(SynICRouterLink.ringLayout.recordSize), UInt32(SynICRouterLink.ringLayout.capacity)),
+            deviceRing: (UInt32(DeviceRegion.layout.recordSize), UInt32(DeviceRegion.layout.capacity)),
+            memory: ranges, disks: config.disks.map(\.setupDisk))
+        var messages = [WorkerLink.SetupMessage(bytes: record.encoded(),
+                                                fds: [device.storageDoorbell.fd.rawValue, device.vmbusDoorbell.fd.rawValue]
+                                                    + config.disks.map(\.fd))]
+        let sint2 = (0..<config.cpuCount).map { routes.eventFDs[$0 * 16 + MachineConfig.vmbusSINT] }
+        var first = 0
+        while first < sint2.count {
+            let n = min(Int(SINTEventFDs.maxPerMessage), sint2.count - first)
+            messages.append(.init(bytes: SINTEventFDs(first: UInt32(first), count: UInt32(n)).encoded(),
+                                  fds: Array(sint2[first..<(first + n)])))
+            first += n
+        }
+        return messages
+    }
+
     /// The connections the router publishes for the VMBus worker: message connections 1 and 4,
-    /// and one event connection per channel it offers (relid | 2 << 12, `VMBusRelID.connectionID`).
-    static func vmbusConnections(link: SynICRouterLink) -> WorkerLink.SetupMessage? {
+    /// and one event connection per channel it offers (relid | 2 << 12, `VMBusRelID.connectionID`);
+    /// the SCSI controller's (relid 4, or 5 after the test-only echo device) is owned by the
+    /// storage worker when it runs.
+    static func vmbusConnections(config: MachineConfig, link: SynICRouterLink) -> WorkerLink.SetupMessage? {
         guard let bell = link.vmbusDoorbell else { return nil }
         let owner = UInt32(WorkerKind.vmbus.rawValue)
         var entries = MachineConfig.vmbusMessageConnections.map {
             RouterConnections.Entry(connectionID: $0, kind: .message, owner: owner, buffers: MachineConfig.vmbusMessageBuffers)
         }
-        for relID in MachineConfig.vmbusRelIDs {
-            entries.append(.init(connectionID: relID | UInt32(MachineConfig.vmbusSINT) << 12, kind: .event, owner: owner, buffers: 0))
+        for relID in config.vmbusRelIDs {
+            let relOwner = relID == config.storageRelID ? UInt32(WorkerKind.storage.rawValue) : owner
+            entries.append(.init(connectionID: relID | UInt32(MachineConfig.vmbusSINT) << 12, kind: .event, owner: relOwner, buffers: 0))
         }
         return .init(bytes: RouterConnections(entries: entries).encoded(), fds: [bell.fd.rawValue])
     }

@@ -14,7 +14,8 @@ public enum Jail {
     ///    namespace, where it would hold a full capability set again;
     /// 2. every mount private, then pivot_root into an empty read-only tmpfs with the old root
     ///    detached (CAP_SYS_ADMIN): no host file is reachable by any path;
-    /// 3. the rlimits (`limits`, plus RLIMIT_CORE 0 and RLIMIT_FSIZE 0), soft and hard;
+    /// 3. the rlimits (`limits`, plus RLIMIT_CORE 0; RLIMIT_FSIZE `limits.fileSize`, 0 but for the
+    ///    storage worker, whose images it writes within their size), soft and hard;
     ///    SIGXFSZ ignored, so a write to a regular file (an operator's `2>log`) fails with
     ///    EFBIG instead of killing the worker;
     /// 4. locked securebits and every capability dropped from every set (CAP_SETPCAP, last);
@@ -29,7 +30,7 @@ public enum Jail {
         try setLimit(Int32(RLIMIT_NOFILE.rawValue), "RLIMIT_NOFILE", limits.openFiles)
         try setLimit(svm_RLIMIT_NPROC, "RLIMIT_NPROC", limits.processes)
         try setLimit(Int32(RLIMIT_CORE.rawValue), "RLIMIT_CORE", 0)
-        try setLimit(Int32(RLIMIT_FSIZE.rawValue), "RLIMIT_FSIZE", 0)
+        try setLimit(Int32(RLIMIT_FSIZE.rawValue), "RLIMIT_FSIZE", limits.fileSize)
         if let a = limits.addressSpace { try setLimit(Int32(RLIMIT_AS.rawValue), "RLIMIT_AS", a) }
         _ = signal(SIGXFSZ, SIG_IGN)
         try Capabilities.dropAll()

@@ -28,6 +28,8 @@ public struct JailConfig: Sendable, Equatable {
     /// RLIMIT_NPROC: threads and processes of the worker's uid in its user namespace, which is
     /// the worker alone (a user namespace per worker).
     public var processes: UInt64 = 16
+    /// RLIMIT_FSIZE (0: the worker writes no regular file). The storage worker's: its largest disk.
+    public var fileSize: UInt64 = 0
     /// RLIMIT_AS is the sum of the regions the worker is handed plus this; nil: no RLIMIT_AS.
     /// Mapping guest RAM takes address space, not memory, so the limit follows the regions;
     /// the headroom is the worker's own memory budget (`MemoryBudget`: what it needs plus a
@@ -72,7 +74,7 @@ public struct JailConfig: Sendable, Equatable {
             let (sum, overflow) = h.addingReportingOverflow(regionBytes)
             return overflow ? UInt64.max : sum
         }
-        return JailLimits(openFiles: openFiles, processes: processes, addressSpace: space)
+        return JailLimits(openFiles: openFiles, processes: processes, addressSpace: space, fileSize: fileSize)
     }
 }
 

@@ -16,6 +16,9 @@
 //                                    to reach the host (JailProbes) and report on stderr
 //   --bench-wake-mailbox 0xGPA       synthvm-bench: the SynIC router records its wake-up times in
 //                                    a mailbox at that guest-physical address
+//   --test-echo-device               tests and synthvm-bench vmbus: the VMBus worker also offers
+//                                    its echo device (VMBusEchoDevice), after the standard ones;
+//                                    the monitor publishes one more relid's event connection
 
 public struct WorkerCommandLine: Sendable, Equatable {
     /// nil: `--no-jail`.
@@ -26,6 +29,9 @@ public struct WorkerCommandLine: Sendable, Equatable {
     public var testExhaustMemory = false
     public var jailProbes: JailProbes.Targets?
     public var benchWakeMailbox: UInt64?
+    public var testEchoDevice = false
+    /// The argument that asks for the echo device (the monitor checks for it too).
+    public static let testEchoDeviceArgument = "--test-echo-device"
 
     public init(jail: JailLimits?) { self.jail = jail }
 
@@ -39,6 +45,7 @@ public struct WorkerCommandLine: Sendable, Equatable {
         var exhaust = false
         var probes: JailProbes.Targets?
         var mailbox: UInt64?
+        var echo = false
         var rest = arguments[...]
         while let a = rest.popFirst() {
             switch a {
@@ -76,6 +83,9 @@ public struct WorkerCommandLine: Sendable, Equatable {
                     throw JailError("\(a) needs a hexadecimal guest-physical address (0x...)")
                 }
                 mailbox = gpa
+            case Self.testEchoDeviceArgument:
+                guard !echo else { throw JailError("\(a) given twice") }
+                echo = true
             default:
                 throw JailError("unknown argument \(a)")
             }
@@ -89,6 +99,7 @@ public struct WorkerCommandLine: Sendable, Equatable {
         c.testExhaustMemory = exhaust
         c.jailProbes = probes
         c.benchWakeMailbox = mailbox
+        c.testEchoDevice = echo
         return c
     }
 

@@ -52,4 +52,16 @@ public struct VMBusChannelOpen: Equatable, Sendable {
     /// True when a restored server re-announces a channel that was already open: the device
     /// keeps serving it and sends no `.openComplete`.
     public var restored: Bool
+
+    public init(relID: UInt32, connectionID: UInt32, targetVP: UInt32, ringGPADL: UInt32, ringPFNs: [UInt64],
+                downstreamPageOffset: UInt32, userData: [UInt8], restored: Bool) {
+        self.relID = relID
+        self.connectionID = connectionID
+        self.targetVP = targetVP
+        self.ringGPADL = ringGPADL
+        self.ringPFNs = ringPFNs
+        self.downstreamPageOffset = downstreamPageOffset
+        self.userData = userData
+        self.restored = restored
+    }
 }

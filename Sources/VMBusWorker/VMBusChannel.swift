@@ -27,7 +27,7 @@ public final class VMBusChannel {
     /// Host-to-guest ring: the device writes it.
     public let outbound: VMBusRingProducer<VMBusPagedRingMemory>
     /// The VP to interrupt (MODIFYCHANNEL may move it).
-    public internal(set) var targetVP: UInt32
+    public var targetVP: UInt32
     let signals: VMBusChannelSignals
     /// Index of the channel's event connection in the shared table, when the router published it.
     let eventEntry: Int?
@@ -41,7 +41,7 @@ public final class VMBusChannel {
         }
     }
 
-    init(open: VMBusChannelOpen, map: VMBusGuestMemoryMap, signals: VMBusChannelSignals) throws(SetupError) {
+    public init(open: VMBusChannelOpen, map: VMBusGuestMemoryMap, signals: VMBusChannelSignals) throws(SetupError) {
         guard let (g2h, h2g) = VMBusChannelRings.split(pfns: open.ringPFNs, downstreamPageOffset: open.downstreamPageOffset)
         else { throw .rings("relid \(open.relID): ring GPADL of \(open.ringPFNs.count) pages split at \(open.downstreamPageOffset)") }
         do {

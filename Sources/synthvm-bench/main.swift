@@ -7,6 +7,7 @@ import Monitor
 // usage: synthvm-bench exits [--guest PATH] [--pio N] [--msr N] [--rounds N]
 //        synthvm-bench hyperv [--guest PATH] [--calls N] [--reads N] [--rounds N]
 //        synthvm-bench synic [--guest PATH] [--calls N] [--rounds N]
+//        synthvm-bench vmbus [--guest PATH] [--calls N] [--batch N] [--batches N] [--rounds N]
 //        synthvm-bench startup [--synthvm PATH] [--qemu PATH] [--rounds N]
 //        synthvm-bench footprint [--synthvm PATH]
 //        synthvm-bench hostile [--synthvm PATH] [--guest PATH] [--seeds N] [--first-seed N] [--ops N]
@@ -16,6 +17,7 @@ func usage() -> Never {
     print("usage: synthvm-bench exits [--guest bench.elf] [--pio N] [--msr N] [--rounds N]")
     print("       synthvm-bench hyperv [--guest hvbench.elf] [--calls N] [--reads N] [--rounds N]")
     print("       synthvm-bench synic [--guest synicbench.elf] [--calls N] [--rounds N]")
+    print("       synthvm-bench vmbus [--guest vmbus.elf] [--calls N] [--batch N] [--batches N] [--rounds N]")
     print("       synthvm-bench startup [--synthvm PATH] [--qemu PATH] [--rounds N]")
     print("       synthvm-bench footprint [--synthvm PATH]")
     print("       synthvm-bench hostile [--synthvm PATH] [--guest hostile.elf] [--seeds N] [--first-seed N] [--ops N]")
@@ -29,12 +31,13 @@ let packageRoot: String = {
 }()
 
 var args = Array(CommandLine.arguments.dropFirst())
-guard let mode = args.first, ["exits", "hyperv", "synic", "startup", "footprint", "hostile"].contains(mode) else { usage() }
+guard let mode = args.first, ["exits", "hyperv", "synic", "vmbus", "startup", "footprint", "hostile"].contains(mode) else { usage() }
 args.removeFirst()
 var guest: String?
 var synthvmPath: String?, qemuPath: String?
 var pio = 20000, msr = 20000, rounds = 5, roundsGiven = false
 var seeds = 20, firstSeed = 1, hostileOps = 5000
+var batch = 32, batches = 200
 while !args.isEmpty {
     let flag = args.removeFirst()
     guard let value = args.first else { usage() }
@@ -50,11 +53,14 @@ while !args.isEmpty {
     case "--msr": msr = Int(value) ?? 0
     case "--rounds": rounds = Int(value) ?? 0; roundsGiven = true
     case "--calls": pio = Int(value) ?? 0
+    case "--batch" where mode == "vmbus": batch = Int(value) ?? 0
+    case "--batches" where mode == "vmbus": batches = Int(value) ?? 0
     case "--reads": msr = Int(value) ?? 0
     default: usage()
     }
 }
-guard pio > 0, msr > 0, rounds > 0, seeds > 0, firstSeed >= 0, hostileOps > 0 else { usage() }
+guard pio > 0, msr > 0, rounds > 0, seeds > 0, firstSeed >= 0, hostileOps > 0, (1...100).contains(batch), batches > 0
+else { usage() }
 
 /// The synthvm binary built next to this one (synthvm-bench depends on the synthvm product, so
 /// `swift run -c release synthvm-bench` builds both in release), or --synthvm.
@@ -94,7 +100,8 @@ if guest == nil {
         print("synthvm-bench: building the bench guest failed (Tests/Guests/build.sh)")
         exit(70)
     }
-    guest = out + ["exits": "/bench.elf", "hyperv": "/hvbench.elf", "synic": "/synicbench.elf", "hostile": "/hostile.elf"][mode]!
+    guest = out + ["exits": "/bench.elf", "hyperv": "/hvbench.elf", "synic": "/synicbench.elf", "vmbus": "/vmbus.elf",
+                  "hostile": "/hostile.elf"][mode]!
 }
 
 if mode == "hostile" {
@@ -111,6 +118,9 @@ if mode == "hostile" {
 do {
     if mode == "exits" {
         try ExitBenchmark(benchGuest: guest!, pio: pio, msr: msr, rounds: rounds).runAndPrint()
+    } else if mode == "vmbus" {
+        try VMBusBenchmark(guest: guest!, n: pio == 20000 ? 2000 : pio, batch: batch, batches: batches, rounds: rounds)
+            .runAndPrint()
     } else if mode == "synic" {
         let calls = pio == 20000 ? 2000 : pio
         // bench.elf (the bare-exit context figure) sits next to the SynIC guest.

@@ -8,6 +8,7 @@ import Monitor
 //   fd 0, 1, 2  the launcher's stdio (COM1 with --serial stdio, the diagnostics)
 //   fd 3        a sealed memfd holding the VMProcessSetup record (the validated MachineConfig)
 //   fd 4        with --crash-report: the pipe the guest's crash report goes into
+//   fd 6...     the --disk images, opened and locked by the launcher (VMProcessSetup.firstDiskFD), handed to the storage worker
 // It builds the VM, runs it on this (the main) thread, which is filtered from the end of setup
 // on (Policies/monitor.policy: no open, no KVM call), and exits with the outcome's status.
 // SIGINT/SIGTERM arrive blocked (the launcher blocked them across fork and exec) and are read

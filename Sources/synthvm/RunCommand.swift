@@ -73,6 +73,19 @@ struct RunCommand: ParsableCommand {
             + "(asking for --vmbus then is an error). --no-vmbus leaves VMBus out."))
     var vmbus: Bool?
 
+    @Option(name: .long, help: ArgumentHelp(
+        "A disk for the guest: a raw image file (sparse allowed; its size a multiple of 512) or a block device, one "
+            + "LUN of a synthetic SCSI controller (storvsc) in command-line order; repeatable (up to 64). Options: "
+            + "readonly (opened read-only; the guest sees it write-protected); serial=STR (VPD page 0x80); "
+            + "cache=writeback (default: writes complete once the host has them, flushes and FUA writes are made "
+            + "durable with fdatasync), cache=direct (O_DIRECT, every write durable before it completes; needs the "
+            + "host file system's O_DIRECT alignment, 512 bytes on most hosts), or cache=unsafe (flushes and FUA are "
+            + "IGNORED: data is lost if the host crashes). The image is locked (flock: exclusive, shared for readonly) "
+            + "so two VMs never write one image. Served by the jailed synthvm-storage worker, which gets only the "
+            + "open descriptor. Needs VMBus. See docs/storage.md.",
+        valueName: "path[,readonly][,serial=STR][,cache=writeback|direct|unsafe]"))
+    var disk: [String] = []
+
     @Option(name: .long, help: ArgumentHelp("Write a JSON report here when the guest reports a crash (Hyper-V crash MSRs).",
                                             valueName: "path"))
     var crashReport: String?
@@ -156,6 +169,17 @@ struct RunCommand: ParsableCommand {
             fail("--vmbus needs the synic enlightenment (--hyperv \(hyperv) has none)", status: StopReason.usageStatus)
         }
         config.vmbus = vmbus ?? true
+        if !disk.isEmpty {
+            guard config.runsVMBus else {
+                fail("--disk needs VMBus (the synic enlightenment, and no --no-vmbus)", status: StopReason.usageStatus)
+            }
+            do {
+                // Opened and locked here, before any VM process or jail; kept open for every VM life.
+                config.disks = try DiskImage.openAll(try disk.map { (d) throws(MonitorError) in try DiskImage.parse(d) })
+            } catch {
+                fail("\(error)", status: StopReason.usageStatus)
+            }
+        }
         guard (0...86_400).contains(shutdownGrace) else {
             fail("--shutdown-grace \(shutdownGrace) is out of range (0...86400 seconds)", status: StopReason.usageStatus)
         }

@@ -6,7 +6,8 @@ import Monitor
 /// (built next to `synthvm`) started by this one (the launcher), so each life has an
 /// address-space layout of its own (ASLR) and none inherits the launcher's heap. The launcher
 /// hands it the validated configuration as a `VMProcessSetup` record in a sealed memfd (its fd
-/// 3) and, with `--crash-report`, the pipe for the report (fd 4); stdio stays. The VM process
+/// 3), with `--crash-report` the pipe for the report (fd 4), and the `--disk`s' fds (5, 6, ...,
+/// opened and locked here once for all lives); stdio stays. The VM process
 /// builds the VM and then runs it on its main thread (`VirtualMachine.runOnCallingThread`), so
 /// once it runs every one of its threads is under a seccomp filter and none can open a file,
 /// start a process or make a setup ioctl again. The launcher holds no KVM descriptor and no
@@ -57,7 +58,12 @@ struct VMProcessLauncher {
                      status: StopReason.setupFailureStatus)
             }
             config.apiSocket = apiSocket != nil ? VMProcessSetup.apiSocketFD : nil
-            let setup = VMProcessSetup(config: config, restartOnReset: restartOnReset, stats: stats,
+            // The disks' fds (opened and locked by `synthvm run`, kept here for every life) become
+            // fds 6, 7, ... of the VM process, and the record says so.
+            let diskFDs = config.disks.map(\.fd)
+            var lifeConfig = config
+            for i in lifeConfig.disks.indices { lifeConfig.disks[i].fd = VMProcessSetup.firstDiskFD + Int32(i) }
+            let setup = VMProcessSetup(config: lifeConfig, restartOnReset: restartOnReset, stats: stats,
                                        hasCrashReportPipe: report[1] >= 0)
             let setupFD = setup.writeToSealedMemfd()
             if setupFD < 0 {
@@ -66,7 +72,8 @@ struct VMProcessLauncher {
             }
             // argv is the executable alone: everything else is in the record.
             var argv: [UnsafeMutablePointer<CChar>?] = [strdup(executable), nil]
-            let pid = svm_launcher_spawn(executable, &argv, setupFD, report[1], apiSocket?.fd ?? -1)
+            let pid = svm_launcher_spawn(executable, &argv, setupFD, report[1], apiSocket?.fd ?? -1, diskFDs,
+                                         Int32(diskFDs.count))
             free(argv[0])
             close(setupFD)
             if pid < 0 {

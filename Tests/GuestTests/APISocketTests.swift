@@ -123,7 +123,9 @@ struct APISocketTests {
         #expect(status["state"] == .string("running"))
         #expect(status["vcpus"] == .int(1))
         #expect(status["pid"] == .int(Int64(r.vm)))
-        #expect(status["guest_heartbeat"] == .null)
+        // A guest with VMBus but no hv_utils: nothing answered, no shutdown channel.
+        #expect(status["guest_heartbeat"]?["answered"] == .int(0) && status["guest_heartbeat"]?["age_ms"] == .null)
+        #expect(status["guest_heartbeat"]?["shutdown_negotiated"] == .bool(false))
         let workers = try #require(status["workers"]?.arrayValue)
         let router = try #require(workers.first { $0["name"] == .string("synic-router") }, "\(workers)")
         let children = VMProcessTests.children(of: r.vm)
@@ -299,10 +301,17 @@ struct APISocketTests {
         let path = Self.socketPath("api-linux.sock")
         unlink(path)
         nonisolated(unsafe) var reply: Ctl?
+        nonisolated(unsafe) var heartbeat: JSONValue?
         let boot = try TestKernelTests.boot(kernel, cpus: 1, timeout: 300, awaiting: TestKernelTests.icLines,
                                             extra: ["--api-socket", path]) { _ in
+            // The heartbeat IC's view of the guest, before it is asked to shut down.
+            heartbeat = (try? Self.ctlJSON(path, ["status"]))?["return"]?["guest_heartbeat"]
             reply = try? Self.ctl([path, "shutdown"])
         }
+        // hv_utils negotiated the shutdown IC before the root wait; the first heartbeat request
+        // goes out 5 s after negotiation, so "answered" may still be 0 here.
+        #expect(heartbeat?["shutdown_negotiated"] == .bool(true), "\(String(describing: heartbeat))")
+        #expect(heartbeat?["answered"] != nil && heartbeat?["sequence"] != nil, "\(String(describing: heartbeat))")
         let tail = "last serial lines:\n" + boot.lines.suffix(15).joined(separator: "\n")
         #expect(boot.reachedRootWait, "\(tail)")
         #expect(reply?.status == 0 && reply?.stdout == "the guest was asked to shut down\n", "\(String(describing: reply))")

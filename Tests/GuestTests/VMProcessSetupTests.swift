@@ -34,6 +34,13 @@ struct VMProcessSetupTests {
         c.workers = ["synic-router", "x"]
         c.hypervTestDevice = true
         c.vmbus = true
+        var d0 = DiskImage(path: "/images/root.ext4", serial: "ROOT0")
+        d0.fd = 6
+        d0.sizeBytes = 64 << 20
+        var d1 = DiskImage(path: "/images/data,1.img", readOnly: true, cache: .direct)
+        d1.fd = 7
+        d1.sizeBytes = 512
+        c.disks = [d0, d1]
         c.policyDirectory = "/etc/synthvm/policies"
         c.seccomp = SeccompMode(rawValue: "log")!
         c.jail = nil
@@ -61,6 +68,7 @@ struct VMProcessSetupTests {
         #expect(c.kernel.bzImage?.header.payloadRange == 0x3B20..<0x15E65)
         #expect(c.kernel.bzImage?.compression == .zstd)
         #expect(c.modules.map(\.name) == ["initrd.cpio", "m2"] && c.modules[0].bytes == [1, 2, 3])
+        #expect(c.disks == setup.config.disks && c.disks.map(\.fd) == [6, 7] && c.disks[1].readOnly && c.disks[1].cache == .direct)
         #expect(c.console == .file("/tmp/com1 log") && c.layout.ramSize == 64 << 20 && c.cpuCount == 3)
         #expect(c.enlightenments == setup.config.enlightenments && !c.enlightenments.has(.crash))
         #expect(c.timeoutSeconds == 41 && c.jail == nil && c.workerStandardError == 9 && c.seccomp.rawValue == "log")
@@ -89,7 +97,7 @@ struct VMProcessSetupTests {
         magic[0] ^= 1
         #expect(throws: MonitorError.self) { try VMProcessSetup.decode(magic) }
         var version = bytes
-        version[8] = 3
+        version[8] = UInt8(VMProcessSetup.version + 1)
         #expect(throws: MonitorError.self) { try VMProcessSetup.decode(version) }
         // Single-byte changes anywhere decode or fail cleanly; a length field made huge fails.
         var rng = SystemRandomNumberGenerator()

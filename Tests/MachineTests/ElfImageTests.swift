@@ -1,3 +1,4 @@
+import FuzzSeeds
 import Testing
 
 @testable import Machine
@@ -101,17 +102,6 @@ private let kernel32 = makeElf(
         ProgramHeader(flags: 6, offset: 0x180, vaddr: 0x10_1000, paddr: 0x10_1000, filesz: 0x80, memsz: 0x1000),
     ], fileSize: 0x200)
 
-/// SplitMix64: a tiny deterministic generator so fuzz failures reproduce.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// What a successful parse guarantees a loader; checked after every fuzzed parse.
 private func checkInvariants(_ image: ElfImage, fileSize: Int) {

@@ -1,3 +1,4 @@
+import FuzzSeeds
 import Testing
 import TestFixtures
 

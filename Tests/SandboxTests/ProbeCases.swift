@@ -67,6 +67,9 @@ enum ProbeCases {
     static let templates: [String: [UInt64]] = [
         "read": [badFD, 0, 0], "write": [badFD, 0, 0], "close": [badFD],
         "pread64": [badFD, 0, 0, 0], "pwrite64": [badFD, 0, 0, 0],
+        // The storage worker's disk calls: not a descriptor, EBADF, nothing read, written or punched.
+        "preadv": [badFD, 0, 0, 0, 0], "pwritev": [badFD, 0, 0, 0, 0], "fdatasync": [badFD],
+        "fallocate": [badFD, 3, 0, 4096],
         "ioctl": [badFD, 0, 0], "fcntl": [badFD, 0, 0], "fstat": [badFD, 0],
         "newfstatat": [badFD, 0, 0, 0], "sendmsg": [badFD, 0, 0], "recvmsg": [badFD, 0, 0],
         // Not a socket: EBADF before the kernel looks at anything else.

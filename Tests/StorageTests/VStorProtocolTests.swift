@@ -1,3 +1,4 @@
+import FuzzSeeds
 import IPC
 import Testing
 @testable import Storage

@@ -1,3 +1,4 @@
+import FuzzSeeds
 import Glibc
 import Testing
 @testable import VMBus

@@ -22,7 +22,8 @@
 // Before any of it, the worker enters its jail (`--jail`, Sandbox's Jail.enter: docs/security.md)
 // unless the operator said `--no-jail`. Test-only arguments (the supervisor sets argv, the guest
 // cannot), as the router's: `--test-forbidden-syscall`, `--test-crash-after-ms N`,
-// `--test-print HEX`, `--test-exhaust-memory`, `--test-jail-probes`.
+// `--test-print HEX`, `--test-exhaust-memory`, `--test-jail-probes`; and `--test-echo-device`
+// (VMBusEchoDevice offered after the standard devices: tests, synthvm-bench vmbus).
 import CSynthVM
 import Glibc
 import HyperV
@@ -62,6 +63,79 @@ func receiveSetup() throws -> (VMBusWorkerSetup, doorbell: Doorbell, router: Doo
         sint2 += b.fds
     }
     return (setup, Doorbell(adopting: m.fds[0]), Doorbell(adopting: m.fds[1]), sint2)
+}
+
+/// The device another worker serves, and the device region's rings and doorbells.
+final class RemoteDeviceLink {
+    let device: VMBusRemoteDevice
+    let controls: RecordRing.Producer
+    let answers: RecordRing.Consumer
+    let deviceDoorbell: Doorbell
+    let answerDoorbell: Doorbell
+    var reported = false
+
+    init(device: VMBusRemoteDevice, controls: RecordRing.Producer, answers: RecordRing.Consumer,
+         deviceDoorbell: Doorbell, answerDoorbell: Doorbell) {
+        self.device = device
+        self.controls = controls
+        self.answers = answers
+        self.deviceDoorbell = deviceDoorbell
+        self.answerDoorbell = answerDoorbell
+    }
+
+    /// The device worker's answers to the core, then the core's hand-overs to the device worker.
+    func exchange(core: VMBusWorkerCore, now: UInt64) {
+        _ = try? answerDoorbell.drain()
+        while true {
+            let result = answers.tryPop { bytes in
+                do { core.deviceAnswered(try ChannelAnswerRecord.decode(bytes), from: device.owner, now: now) } catch {
+                    say("bad channel answer from \(device.owner): \(error)")
+                }
+            }
+            guard case .record = result else {
+                if case .corrupted(let why) = result, !reported {
+                    reported = true
+                    say("device answer ring cut off: \(why)")
+                }
+                break
+            }
+        }
+        flush()
+    }
+
+    func flush() {
+        var wake = false
+        device.flush { record in
+            guard case .pushed(let wasEmpty) = controls.tryPush(record.encoded()) else { return false }
+            wake = wake || wasEmpty
+            return true
+        }
+        if wake { try? deviceDoorbell.ring() }
+    }
+}
+
+/// `VMBusRemoteDeviceSetup` (with the two doorbells), if that is what `message` is.
+func remoteDevice(_ message: FDPassing.Message, regions: [UInt32: SharedRegion]) throws -> RemoteDeviceLink? {
+    guard message.payload.count >= WireHeader.size,
+          UInt16(message.payload[0]) | UInt16(message.payload[1]) << 8 == WireRecordType.vmbusRemoteDeviceSetup.rawValue
+    else { return nil }
+    let setup: VMBusRemoteDeviceSetup
+    do { setup = try VMBusRemoteDeviceSetup.decode(message.payload) } catch { fail("bad remote device setup: \(error)") }
+    guard message.fds.count == 2 else { fail("remote device setup came with \(message.fds.count) fds, expected 2") }
+    guard let region = regions[setup.regionID] else { fail("the layout lacks region \(setup.regionID) (device rings)") }
+    let layout: RecordRing.Layout
+    do { layout = try RecordRing.Layout(recordSize: Int(setup.ringRecordSize), capacity: Int(setup.ringCapacity)) } catch {
+        fail("bad device ring layout: \(error)")
+    }
+    guard layout.maxRecordLength >= ChannelControlRecord.maxEncodedSize else { fail("device ring records too small") }
+    // The SCSI controller (class ba6163d9-04a1-4d29-b605-72e2ffb1dc7f; a fixed instance GUID).
+    let offer = VMBusOffer(interfaceType: VMBusGUID("ba6163d9-04a1-4d29-b605-72e2ffb1dc7f") ?? .zero,
+                           interfaceInstance: VMBusGUID("5356534d-0000-4000-8000-53544f524147") ?? .zero)
+    return RemoteDeviceLink(
+        device: VMBusRemoteDevice(offer: offer, owner: setup.owner),
+        controls: try RecordRing.Producer(region: region, offset: DeviceRegion.ringOffset(0, layout: layout), layout: layout),
+        answers: try RecordRing.Consumer(region: region, offset: DeviceRegion.ringOffset(1, layout: layout), layout: layout),
+        deviceDoorbell: Doorbell(adopting: message.fds[0]), answerDoorbell: Doorbell(adopting: message.fds[1]))
 }
 
 func run() throws {
@@ -109,13 +183,20 @@ func run() throws {
         return VMBusIntegrationService.Clock(monotonic: now, unixNanoseconds: Int64(ts.tv_sec) &* 1_000_000_000 &+ Int64(ts.tv_nsec),
                                              referenceTime: referenceTime)
     }, log: { say($0) })
+    // The test-only echo device (tests, synthvm-bench vmbus) comes after the standard ones.
+    let hosted = devices.all + (worker.options.testEchoDevice ? [VMBusEchoDevice { say($0) }] : [])
+    // A device another worker serves (the storage worker's SCSI controller), when the supervisor
+    // says so before the filter: offered after the local devices, handed over through the device region.
+    var next = try FDPassing.receive(from: controlFD, maxPayload: SeccompProgram.maxEncodedSize, maxFDs: 2)
+    let storage = try remoteDevice(next, regions: regions)
+    if storage != nil { next = try FDPassing.receive(from: controlFD, maxPayload: SeccompProgram.maxEncodedSize, maxFDs: 0) }
+    let remote = storage.map { [$0.device] } ?? []
     // The outbound ring's producer index tells the service which saved replies its predecessor
     // pushed after its last save (docs/vmbus.md, "Restart").
-    let service = VMBusService(state: state, configuration: configuration, offers: VMBusWorkerCore.offers(devices.all, remote: []),
+    let service = VMBusService(state: state, configuration: configuration, offers: VMBusWorkerCore.offers(hosted, remote: remote),
                                outboundIndex: { outbound.nextIndex }) { say($0) }
-    let core = VMBusWorkerCore(service: service, devices: devices.all, map: VMBusGuestMemoryMap(regions: mapRegions),
+    let core = VMBusWorkerCore(service: service, devices: hosted, remote: remote, map: VMBusGuestMemoryMap(regions: mapRegions),
                                signals: signals, now: monotonicNanoseconds()) { say($0) }
-    let next = try FDPassing.receive(from: controlFD, maxPayload: SeccompProgram.maxEncodedSize, maxFDs: 0)
     let program = worker.seccompProgram(next)
 
     try worker.attach(program, hello: hello)
@@ -124,12 +205,13 @@ func run() throws {
     // left only by exit() is what Swift 6.3.1 miscompiles: docs/toolchain.md).
     var fds = [pollfd(fd: controlFD, events: Int16(POLLIN), revents: 0),
                pollfd(fd: doorbell.fd.rawValue, events: Int16(POLLIN), revents: 0)]
+    if let storage { fds.append(pollfd(fd: storage.answerDoorbell.fd.rawValue, events: Int16(POLLIN), revents: 0)) }
     var reported = false
     var serving = true
     while serving {
         let now = monotonicNanoseconds()
         var timeout: Int32 = -1
-        if !core.outbound.isEmpty { timeout = 1 }
+        if !core.outbound.isEmpty || !(storage?.device.pending.isEmpty ?? true) { timeout = 1 }
         if let d = core.nextDeadline { timeout = d <= now ? 0 : Int32(min((d - now) / 1_000_000 + 1, 60_000)) }
         for i in fds.indices { fds[i].revents = 0 }
         if poll(&fds, nfds_t(fds.count), timeout) < 0 && errno != EINTR { fail("poll: \(String(cString: strerror(errno)))") }
@@ -161,6 +243,7 @@ func run() throws {
                 break
             }
         }
+        if let storage { storage.exchange(core: core, now: woke) }
         core.serveChannels(now: woke)
         var wake = false
         core.pushOutbound { record in

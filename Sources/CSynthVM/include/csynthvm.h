@@ -72,6 +72,9 @@ int svm_memfd_create(const char *name, unsigned int flags);
 int svm_memfd_create_sealable(const char *name);
 // Seals a memfd's size (F_SEAL_SHRINK | F_SEAL_GROW) so a peer cannot resize it under us.
 int svm_memfd_seal_size(int fd);
+// fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length): the storage
+// worker's UNMAP (glibc declares fallocate only under _GNU_SOURCE). 0, or -errno.
+int svm_punch_hole(int fd, uint64_t offset, uint64_t length);
 // The memfd seal bits (fcntl.h only defines them under _GNU_SOURCE).
 extern const int svm_F_SEAL_SEAL;
 extern const int svm_F_SEAL_SHRINK;
@@ -182,7 +185,10 @@ int svm_launcher_forward_signals(void);
 // default actions back, and the child gets SIGKILL when the launcher dies (PR_SET_PDEATHSIG,
 // checked against the race with the launcher's exit). Returns the child's pid once the exec has
 // succeeded, or -errno (of fork, or of the child's failed exec, the child reaped).
-int svm_launcher_spawn(const char *path, char *const argv[], int config_fd, int report_fd, int api_fd);
+// api_fd (the control socket; -1: none) becomes fd 5, and extra_fds (extra_count of them, at
+// most 64: the disks) fds 6, 7, ... of the child.
+int svm_launcher_spawn(const char *path, char *const argv[], int config_fd, int report_fd, int api_fd,
+                       const int *extra_fds, int extra_count);
 // Waits for the VM process `pid`: its exit status (0-255), or -signal if a signal ended it, or
 // -1000 - errno if waiting failed.
 int svm_launcher_wait(int pid);

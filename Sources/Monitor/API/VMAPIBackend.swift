@@ -3,6 +3,7 @@ import ControlAPI
 import Glibc
 import HyperV
 import Sandbox
+import SynICRouting
 
 /// The control socket's view of one VM (`APIBackend`): what `status` and `metrics` report and
 /// what `fault`, `shutdown` and `stop` do. Called on the `synthvm-api` thread only; everything it
@@ -21,9 +22,14 @@ final class VMAPIBackend: APIBackend, @unchecked Sendable {
     /// it has negotiated that channel; false when it cannot be asked.
     let askGuestToShutDown: @Sendable () -> Bool
 
+    /// What the VMBus worker publishes (the heartbeat IC's answers); nil without VMBus.
+    let vmbusStatus: @Sendable () -> SynICRegion.VMBusStatus?
+
     init(control: VMControl, supervisor: Supervisor?, counters: [PublishedCounters], config: MachineConfig,
-         askGuestToShutDown: @escaping @Sendable () -> Bool = { false }) {
+         askGuestToShutDown: @escaping @Sendable () -> Bool = { false },
+         vmbusStatus: @escaping @Sendable () -> SynICRegion.VMBusStatus? = { nil }) {
         self.askGuestToShutDown = askGuestToShutDown
+        self.vmbusStatus = vmbusStatus
         self.control = control
         self.supervisor = supervisor
         self.counters = counters
@@ -58,7 +64,21 @@ final class VMAPIBackend: APIBackend, @unchecked Sendable {
     func status() -> APIStatus {
         APIStatus(state: control.isStopping ? "stopping" : "running", uptimeSeconds: monotonicSeconds() - started,
                   vcpus: vcpuCount, pid: getpid(), faultInjection: faultInjectionAllowed, workers: workers(),
-                  guestHeartbeat: nil)
+                  guestHeartbeat: guestHeartbeat())
+    }
+
+    /// The heartbeat IC's view of the guest: answers so far, the last sequence number, how long
+    /// ago (null before the first answer); nil (JSON null) without VMBus.
+    func guestHeartbeat() -> JSONValue? {
+        guard let s = vmbusStatus() else { return nil }
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        let now = UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+        let age: JSONValue = s.heartbeats == 0 || s.heartbeatMonotonicNs > now
+            ? .null : .int(Int64((now - s.heartbeatMonotonicNs) / 1_000_000))
+        return .object([("answered", .int(Int64(clamping: s.heartbeats))),
+                        ("sequence", .int(Int64(clamping: s.heartbeatSequence))), ("age_ms", age),
+                        ("shutdown_negotiated", .bool(s.flags & SynICRegion.VMBusStatus.shutdownNegotiated != 0))])
     }
 
     func metricsText() -> String {
