@@ -98,7 +98,13 @@ public func fuzzRouter(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
             let vp = UInt32(input.u8() % 4), sint = Int(input.u8() % 17)
             let message = HvMessage(type: HvMessageType(rawValue: input.u32()), payload: input.take(Int(input.u8())))
             _ = router.post(message, vp: vp, sint: sint)
-        case 8:
+        case 9:
+            // A kill and a successor on the same regions; before it, a predecessor that parsed
+            // guest bytes may have scribbled on its state region (hostile for the successor).
+            for _ in 0..<Int(input.u8() % 4) {
+                let bytes = input.take(Int(input.u8() % 16))
+                try? router.state.region.write(bytes, at: Int(input.u32()) % max(1, router.state.region.size - bytes.count))
+            }
             restart()
         default:
             let ring = Int(input.u8() % 4)

@@ -1,5 +1,4 @@
 import IPC
-import VMBus
 
 /// Everything the VMBus worker keeps in its `WorkerStateRegion`, written in one `save` so a
 /// successor sees the pieces agree: the server's state, how far the inbound ring's records are
