@@ -460,6 +460,8 @@ public final class MessageRouter {
         let q = state.queue(vp: vp, sint: sint)
         var head = q.head.load(ordering: .relaxed)
         let tail = q.tail.load(ordering: .relaxed)
+        // Empty: nothing to offer (`rescan` publishes the mask once for all SINTs).
+        if head == tail { return }
         var entry: RouterStateRegion.Entry?
         while head != tail {
             if let e = state.readEntry(at: state.entryOffset(vp: vp, sint: sint, head)), !stale(e) {

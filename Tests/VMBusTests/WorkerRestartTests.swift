@@ -162,6 +162,8 @@ struct WorkerRestartTests {
         var negotiations: [UInt32: Int]
         var heartbeats: Int
         var shutdowns: Int
+        /// What the monitor reads in the VMBus status: the request went out (kept across a restart).
+        var shutdownSent: Bool
         var kills: Int
         var reached: Int
         var log: [String]
@@ -206,6 +208,7 @@ struct WorkerRestartTests {
         let negotiations = g.mapValues { ic in ic.requests.filter { $0.payload.count >= 28 && $0.payload[12] == 0 && $0.payload[13] == 0 }.count }
         return Outcome(replies: w.replies, negotiations: negotiations,
                        heartbeats: g[1]!.requests.count, shutdowns: g[2]!.shutdownFlags.count,
+                       shutdownSent: worker.devices.status.flags & SynICRegion.VMBusStatus.shutdownSent != 0,
                        kills: k.kills, reached: k.reached, log: w.log)
     }
 
@@ -230,6 +233,7 @@ struct WorkerRestartTests {
             #expect(o.shutdowns == 1, "killed at point \(point)\n\(o.log.joined(separator: "\n"))")
             #expect(o.heartbeats == reference.heartbeats, "killed at point \(point): IC requests \(o.heartbeats)")
             #expect(o.negotiations == reference.negotiations, "killed at point \(point): NEGOTIATEs \(o.negotiations)")
+            #expect(o.shutdownSent, "killed at point \(point)")
             #expect(o.log.allSatisfy { !$0.contains("does not restore") && !$0.contains("does not decode") }, "\(o.log)")
         }
     }
