@@ -193,7 +193,8 @@ def wire_seeds():
     write("wire", "storage-worker-setup", record(14, u32(2) + u32(1) + u32(512) + u32(64) + u32(2048) + u32(32) + u32(1) + u32(2)
                                                  + u64(0) + u64(1 << 30) + u64(0)
                                                  + u64(64 << 20) + u32(0) + u32(0) + serial
-                                                 + u64(8 << 20) + u32(1) + u32(2) + b"\0" * 64))
+                                                 + u64(8 << 20) + u32(1) + u32(2) + b"\0" * 64
+                                                 + u32(0x0600), version=2))
     write("wire", "vmbus-remote-device-setup", record(15, u32(3) + u32(3) + u32(2048) + u32(32)))
 
 

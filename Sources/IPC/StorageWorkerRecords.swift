@@ -51,12 +51,18 @@ public enum DeviceRegion {
 ///      then disks of 80 bytes: 0 u64 size in bytes (> 0, a multiple of 512)
 ///         8 u32 flags (bit 0 read-only)   12 u32 cache mode (0 writeback, 1 direct, 2 unsafe)
 ///        16 u8[64] serial (printable ASCII, zero-padded; all zero: none)
+///      then u32 the highest vstor protocol version the controller accepts (one of
+///         `protocolVersions`; `--disk ...,protocol=`)
 /// ```
 public struct StorageWorkerSetup: WireRecord, Equatable {
     public static let recordType = WireRecordType.storageWorkerSetup
-    public static let version: UInt16 = 1
+    public static let version: UInt16 = 2
     public static let maxDisks = 64
     public static let serialBytes = 64
+    /// The vstor protocol versions the storage worker accepts, newest first (Storage's
+    /// `VStorProtocolVersion.accepted`; a test checks they agree): Win10 6.2, Win8.1 6.0, Win8
+    /// 5.1, Win7 4.2, Win6 2.0.
+    public static let protocolVersions: [UInt16] = [0x0602, 0x0600, 0x0501, 0x0402, 0x0200]
 
     public struct Disk: Equatable, Sendable {
         public enum Cache: UInt32, Sendable {
@@ -83,20 +89,26 @@ public struct StorageWorkerSetup: WireRecord, Equatable {
     public var deviceRing: (recordSize: UInt32, capacity: UInt32)
     public var memory: [SynICRouterSetup.MemoryRange]
     public var disks: [Disk]
+    /// The newest vstor version the controller accepts (newer ones get REVISION_MISMATCH, so the
+    /// guest settles on this one or older).
+    public var highestProtocolVersion: UInt16
 
     public init(vpCount: UInt32, sintPolling: Bool, synicRing: (recordSize: UInt32, capacity: UInt32),
-                deviceRing: (recordSize: UInt32, capacity: UInt32), memory: [SynICRouterSetup.MemoryRange], disks: [Disk]) {
+                deviceRing: (recordSize: UInt32, capacity: UInt32), memory: [SynICRouterSetup.MemoryRange], disks: [Disk],
+                highestProtocolVersion: UInt16 = 0x0602) {
         self.vpCount = vpCount
         self.sintPolling = sintPolling
         self.synicRing = synicRing
         self.deviceRing = deviceRing
         self.memory = memory
         self.disks = disks
+        self.highestProtocolVersion = highestProtocolVersion
     }
 
     public static func == (a: Self, b: Self) -> Bool {
         a.vpCount == b.vpCount && a.sintPolling == b.sintPolling && a.synicRing == b.synicRing
             && a.deviceRing == b.deviceRing && a.memory == b.memory && a.disks == b.disks
+            && a.highestProtocolVersion == b.highestProtocolVersion
     }
 
     /// A serial the record can carry: printable ASCII, at most 64 bytes.
@@ -125,6 +137,7 @@ public struct StorageWorkerSetup: WireRecord, Equatable {
             let serial = Array(d.serial.utf8.prefix(Self.serialBytes))
             w.raw(serial + [UInt8](repeating: 0, count: Self.serialBytes - serial.count))
         }
+        w.u32(UInt32(highestProtocolVersion))
     }
 
     public static func decodeBody(_ r: inout WireReader) throws(WireError) -> StorageWorkerSetup {
@@ -161,8 +174,13 @@ public struct StorageWorkerSetup: WireRecord, Equatable {
             disks.append(Disk(sizeBytes: size, readOnly: diskFlags & 1 != 0, cache: cache,
                               serial: String(decoding: serialRaw[..<length], as: UTF8.self)))
         }
+        let highest = try r.u32()
+        guard highest <= 0xFFFF, protocolVersions.contains(UInt16(highest)) else {
+            throw .invalidField(type: t, field: "protocol version", value: UInt64(highest))
+        }
         return StorageWorkerSetup(vpCount: vpCount, sintPolling: flags & 1 != 0, synicRing: (synicSize, synicCapacity),
-                                  deviceRing: (deviceSize, deviceCapacity), memory: ranges, disks: disks)
+                                  deviceRing: (deviceSize, deviceCapacity), memory: ranges, disks: disks,
+                                  highestProtocolVersion: UInt16(highest))
     }
 }
 

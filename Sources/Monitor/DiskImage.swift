@@ -1,7 +1,7 @@
 import Glibc
 import IPC
 
-/// One `--disk PATH[,readonly][,serial=STR][,cache=writeback|direct|unsafe]`: a raw image (a
+/// One `--disk PATH[,readonly][,serial=STR][,cache=writeback|direct|unsafe][,protocol=0xNNNN]`: a raw image (a
 /// regular file, sparse allowed) or a block device, one LUN of the VM's SCSI controller in
 /// command-line order (docs/storage.md, "Disks on the command line").
 ///
@@ -28,6 +28,10 @@ public struct DiskImage: Equatable, Sendable {
     /// VPD page 0x80; empty: the worker makes one ("synthvm-disk<LUN>").
     public var serial = ""
     public var cache = Cache.writeback
+    /// `protocol=`: the newest vstor protocol version the SCSI controller may agree (one of
+    /// `StorageWorkerSetup.protocolVersions`); nil: the newest. One controller serves every disk,
+    /// so it takes the lowest any disk gives (`controllerProtocolVersion`).
+    public var protocolVersion: UInt16?
     /// The open descriptor (owned by whoever opened it; -1 before `open`).
     public var fd: Int32 = -1
     public var sizeBytes: UInt64 = 0
@@ -48,7 +52,9 @@ public struct DiskImage: Equatable, Sendable {
     public static func parse(_ spec: String) throws(MonitorError) -> DiskImage {
         var parts = spec.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
         let path = parts.removeFirst()
-        guard !path.isEmpty else { throw .config("--disk \(spec): expected PATH[,readonly][,serial=STR][,cache=writeback|direct|unsafe]") }
+        guard !path.isEmpty else {
+            throw .config("--disk \(spec): expected PATH[,readonly][,serial=STR][,cache=writeback|direct|unsafe][,protocol=0xNNNN]")
+        }
         var disk = DiskImage(path: path)
         var seen: Set<String> = []
         for p in parts {
@@ -66,8 +72,16 @@ public struct DiskImage: Equatable, Sendable {
                     throw .config("--disk \(spec): cache must be writeback, direct or unsafe")
                 }
                 disk.cache = c
+            } else if p.hasPrefix("protocol=") {
+                let value = p.dropFirst(9)
+                guard value.hasPrefix("0x"), let v = UInt16(value.dropFirst(2), radix: 16),
+                      StorageWorkerSetup.protocolVersions.contains(v) else {
+                    throw .config("--disk \(spec): protocol must be one of "
+                                  + StorageWorkerSetup.protocolVersions.map { "0x" + hex4($0) }.joined(separator: ", "))
+                }
+                disk.protocolVersion = v
             } else {
-                throw .config("--disk \(spec): unknown option \"\(p)\" (expected readonly, serial=STR, cache=writeback|direct|unsafe)")
+                throw .config("--disk \(spec): unknown option \"\(p)\" (expected readonly, serial=STR, cache=writeback|direct|unsafe, protocol=0xNNNN)")
             }
         }
         return disk
@@ -145,6 +159,17 @@ public struct DiskImage: Equatable, Sendable {
             throw error
         }
         return (out, st)
+    }
+
+    /// The newest vstor version the controller serving `disks` accepts: the lowest `protocol=`
+    /// given, else the newest this host has.
+    public static func controllerProtocolVersion(_ disks: [DiskImage]) -> UInt16 {
+        disks.compactMap(\.protocolVersion).min() ?? StorageWorkerSetup.protocolVersions[0]
+    }
+
+    static func hex4(_ v: UInt16) -> String {
+        let s = String(v, radix: 16)
+        return String(repeating: "0", count: max(0, 4 - s.count)) + s
     }
 
     /// For the setup record.

@@ -38,7 +38,7 @@ public struct VMProcessSetup: Sendable {
     }
 
     public static let magic: [UInt8] = Array("SVMLIFE\0".utf8)
-    public static let version: UInt32 = 3
+    public static let version: UInt32 = 4
     /// The fds of the VM process: the record, and the crash-report pipe when there is one.
     public static let setupFD: Int32 = 3
     public static let crashReportFD: Int32 = 4
@@ -107,6 +107,7 @@ public struct VMProcessSetup: Sendable {
             Self.string(d.cache.rawValue, into: &w)
             w.i32(d.fd)
             w.u64(d.sizeBytes)
+            w.u16(d.protocolVersion ?? 0)
         }
         w.u32(UInt32(clamping: max(0, c.shutdownGraceSeconds)))
         Self.string(c.policyDirectory, into: &w)
@@ -234,6 +235,9 @@ public struct VMProcessSetup: Sendable {
             guard d.fd >= 0 else { throw invalid("disk fd", UInt64(UInt32(bitPattern: d.fd))) }
             d.sizeBytes = try r.u64()
             guard d.sizeBytes > 0, d.sizeBytes % 512 == 0 else { throw invalid("disk size", d.sizeBytes) }
+            let proto = try r.u16()
+            guard proto == 0 || StorageWorkerSetup.protocolVersions.contains(proto) else { throw invalid("disk protocol", UInt64(proto)) }
+            d.protocolVersion = proto == 0 ? nil : proto
             config.disks.append(d)
         }
         let grace = try r.u32()

@@ -485,7 +485,8 @@ public final class VirtualMachine: @unchecked Sendable {
             vpCount: UInt32(config.cpuCount), sintPolling: config.enlightenments.has(.synicPolling),
             synicRing: (UInt32(SynICRouterLink.ringLayout.recordSize), UInt32(SynICRouterLink.ringLayout.capacity)),
             deviceRing: (UInt32(DeviceRegion.layout.recordSize), UInt32(DeviceRegion.layout.capacity)),
-            memory: ranges, disks: config.disks.map(\.setupDisk))
+            memory: ranges, disks: config.disks.map(\.setupDisk),
+            highestProtocolVersion: DiskImage.controllerProtocolVersion(config.disks))
         var messages = [WorkerLink.SetupMessage(bytes: record.encoded(),
                                                 fds: [device.storageDoorbell.fd.rawValue, device.vmbusDoorbell.fd.rawValue]
                                                     + config.disks.map(\.fd))]

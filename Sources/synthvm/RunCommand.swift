@@ -81,9 +81,11 @@ struct RunCommand: ParsableCommand {
             + "durable with fdatasync), cache=direct (O_DIRECT, every write durable before it completes; needs the "
             + "host file system's O_DIRECT alignment, 512 bytes on most hosts), or cache=unsafe (flushes and FUA are "
             + "IGNORED: data is lost if the host crashes). The image is locked (flock: exclusive, shared for readonly) "
-            + "so two VMs never write one image. Served by the jailed synthvm-storage worker, which gets only the "
-            + "open descriptor. Needs VMBus. See docs/storage.md.",
-        valueName: "path[,readonly][,serial=STR][,cache=writeback|direct|unsafe]"))
+            + "so two VMs never write one image. protocol=0x0602|0x0600|0x0501|0x0402|0x0200 caps the vstor protocol "
+            + "version the controller agrees (default 0x0602; the controller serves all disks, so the lowest given "
+            + "counts). Served by the jailed synthvm-storage worker, which gets only the open descriptor. Needs "
+            + "VMBus. See docs/storage.md.",
+        valueName: "path[,readonly][,serial=STR][,cache=writeback|direct|unsafe][,protocol=0xNNNN]"))
     var disk: [String] = []
 
     @Option(name: .long, help: ArgumentHelp("Write a JSON report here when the guest reports a crash (Hyper-V crash MSRs).",

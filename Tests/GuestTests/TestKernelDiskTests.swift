@@ -157,6 +157,30 @@ struct TestKernelDiskTests {
         #expect((sb["Last mount time"] ?? "n/a") != "n/a", "\(sb)")
     }
 
+    @Test("a disk served at an older protocol (--disk ...,protocol=0x0600): Linux agrees 0x0600, mounts its root read-write, the image is fsck-clean")
+    func olderProtocol() throws {
+        try GuestHarness.requireKVM()
+        let dir = try StorageWorkerTests.scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let image = try Self.rootImage(dir, megabytes: 64)
+        let run = try Self.boot(disks: [image + ",protocol=0x0600"])
+        let tail = "last serial lines:\n" + run.lines.suffix(30).joined(separator: "\n") + "\nstderr:\n" + run.stderr
+        print("test-kernel-disk: protocol 0x0600: synthvm status \(run.status) after \(String(format: "%.1f", run.seconds)) s")
+        // storvsc tried 0x0602 first (REVISION_MISMATCH), then 0x0600.
+        #expect(run.stderr.contains("synthvm-storage: relid 4: vstor: protocol 0x0600, 1 LUN(s)"), "\(tail)")
+        #expect(!run.stderr.contains("vstor: protocol 0x0602"), "\(tail)")
+        #expect(run.lines.contains { $0.contains("sd 0:0:0:0: [sda] 131072 512-byte logical blocks: (67.1 MB/64.0 MiB)") }, "\(tail)")
+        #expect(run.lines.contains { $0.contains("[sda] Write Protect is off") }, "\(tail)")
+        #expect(run.lines.contains { $0.contains(Self.mounted) }, "\(tail)")
+        #expect(run.lines.contains { $0.contains("VFS: Mounted root (ext4 filesystem) on device 8:0.") }, "read-write root\n\(tail)")
+        #expect(run.lines.contains { $0.contains("No working init found") }, "\(tail)")
+        #expect(run.status == 8, "\(tail)")
+        Self.expectClean(run)
+        let fsck = try Self.tool("e2fsck", ["-fn", image])
+        #expect(fsck.status == 0, "\(fsck.output)")
+        #expect(try Self.superblock(image)["Mount count"] == "1")
+    }
+
     @Test("two disks, the second read-only: both appear with their sizes, sdb write-protected")
     func twoDisks() throws {
         try GuestHarness.requireKVM()

@@ -40,6 +40,7 @@ struct VMProcessSetupTests {
         var d1 = DiskImage(path: "/images/data,1.img", readOnly: true, cache: .direct)
         d1.fd = 7
         d1.sizeBytes = 512
+        d1.protocolVersion = 0x0501
         c.disks = [d0, d1]
         c.policyDirectory = "/etc/synthvm/policies"
         c.seccomp = SeccompMode(rawValue: "log")!
@@ -69,6 +70,7 @@ struct VMProcessSetupTests {
         #expect(c.kernel.bzImage?.compression == .zstd)
         #expect(c.modules.map(\.name) == ["initrd.cpio", "m2"] && c.modules[0].bytes == [1, 2, 3])
         #expect(c.disks == setup.config.disks && c.disks.map(\.fd) == [6, 7] && c.disks[1].readOnly && c.disks[1].cache == .direct)
+        #expect(c.disks[0].protocolVersion == nil && c.disks[1].protocolVersion == 0x0501)
         #expect(c.console == .file("/tmp/com1 log") && c.layout.ramSize == 64 << 20 && c.cpuCount == 3)
         #expect(c.enlightenments == setup.config.enlightenments && !c.enlightenments.has(.crash))
         #expect(c.timeoutSeconds == 41 && c.jail == nil && c.workerStandardError == 9 && c.seccomp.rawValue == "log")

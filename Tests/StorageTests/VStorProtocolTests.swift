@@ -19,6 +19,8 @@ struct VStorLayoutTests {
 
     @Test func versionsAndTheirSizes() {
         #expect(VStorProtocolVersion.accepted.map(\.rawValue) == [0x0602, 0x0600, 0x0501, 0x0402, 0x0200])
+        // What `--disk ...,protocol=` may ask for (the setup record carries it to the worker).
+        #expect(VStorProtocolVersion.accepted.map(\.rawValue) == StorageWorkerSetup.protocolVersions)
         for v in VStorProtocolVersion.accepted {
             let win8 = v >= .win8
             #expect(v.srbSize == (win8 ? 0x34 : 0x24))

@@ -109,7 +109,8 @@ func run() throws {
     }
     let service: StorageService
     do {
-        service = try StorageService(disks: disks, map: VMBusGuestMemoryMap(regions: mapRegions),
+        let vstor = VStorProtocol.Configuration(highestVersion: VStorProtocolVersion(rawValue: record.highestProtocolVersion))
+        service = try StorageService(disks: disks, vstor: vstor, map: VMBusGuestMemoryMap(regions: mapRegions),
                                      ram: record.memory.map { $0.base..<($0.base + $0.size) }, signals: signals) { say($0) }
     } catch { fail("\(error)") }
     let next = try FDPassing.receive(from: controlFD, maxPayload: SeccompProgram.maxEncodedSize, maxFDs: 0)
