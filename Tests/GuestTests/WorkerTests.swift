@@ -157,7 +157,7 @@ struct WorkerTests {
         let text = n > 0 ? String(decoding: bytes[0..<n], as: UTF8.self) : ""
         // The worker's own last words, relayed, then the supervisor's line with the limit it hit:
         // 64 MiB of guest RAM, the SynIC region (168 KiB for one VP) and the router's state region
-        // (84 KiB), plus the default budget of its own.
+        // (108 KiB), plus the default budget of its own.
         #expect(text.contains("synthvm: worker synic-router (pid \(pid)): synthvm-synic-router: out of memory: "
                               + "its memory budget (RLIMIT_AS) is used up\n"), "stderr: \(text)")
         #expect(text.contains("synthvm: worker synic-router (pid \(pid)) exceeded its memory budget (RLIMIT_AS 128.3 MiB: "
