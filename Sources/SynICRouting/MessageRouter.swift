@@ -458,23 +458,10 @@ public final class MessageRouter {
     /// 6. pop (head = n + 1); 7. unlock; raise the SINT.
     func deliverHead(vp: UInt32, sint: Int) {
         let q = state.queue(vp: vp, sint: sint)
-        var head = q.head.load(ordering: .relaxed)
-        let tail = q.tail.load(ordering: .relaxed)
         // Empty: nothing to offer (`rescan` publishes the mask once for all SINTs).
-        if head == tail { return }
-        var entry: RouterStateRegion.Entry?
-        while head != tail {
-            if let e = state.readEntry(at: state.entryOffset(vp: vp, sint: sint, head)), !stale(e) {
-                entry = e
-                break
-            }
-            // Its connection went away (its buffer with it), or it does not read back.
-            dropped += 1
-            head &+= 1
-            q.head.store(head, ordering: .releasing)
-            step("deliver: stale entry popped")
-        }
-        guard let entry else {
+        if q.head.load(ordering: .relaxed) == q.tail.load(ordering: .relaxed) { return }
+        let (head, tail, live) = dropDeadHead(vp: vp, sint: sint)
+        guard let entry = live else {
             publishPending(vp: vp)
             return
         }
@@ -496,6 +483,25 @@ public final class MessageRouter {
         finishDelivery(vp: vp, sint: sint, head: head, entry: entry, registers: regs)
     }
 
+    /// Pops entries at the head of (vp, sint)'s queue whose connection went away (their buffer
+    /// with it) or that do not read back; returns the head, the tail and the first live entry.
+    /// Called wherever the head moves, so a queue never holds only dead entries (the pending mask
+    /// says "something to deliver").
+    @discardableResult
+    func dropDeadHead(vp: UInt32, sint: Int) -> (UInt64, UInt64, RouterStateRegion.Entry?) {
+        let q = state.queue(vp: vp, sint: sint)
+        var head = q.head.load(ordering: .relaxed)
+        let tail = q.tail.load(ordering: .relaxed)
+        while head != tail {
+            if let e = state.readEntry(at: state.entryOffset(vp: vp, sint: sint, head)), !stale(e) { return (head, tail, e) }
+            dropped += 1
+            head &+= 1
+            q.head.store(head, ordering: .releasing)
+            step("deliver: dead entry popped")
+        }
+        return (head, tail, nil)
+    }
+
     /// Steps 5-7 of `deliverHead`.
     func finishDelivery(vp: UInt32, sint: Int, head: UInt64, entry: RouterStateRegion.Entry, registers regs: SynICRegisters) {
         let q = state.queue(vp: vp, sint: sint)
@@ -509,6 +515,7 @@ public final class MessageRouter {
         step("deliver: popped")
         region.unlockSlot(vp: vp, sint: sint, owner: .router)
         step("deliver: unlocked")
+        dropDeadHead(vp: vp, sint: sint)
         delivered += 1
         publishPending(vp: vp)
         if regs.interrupt(for: sint, pollingAvailable: pollingAvailable) != nil { raiseSINT(vp, sint) }
@@ -643,7 +650,10 @@ public final class MessageRouter {
                 journal.store(0, ordering: .releasing)
             }
         }
-        for vp in 0..<UInt32(vpCount) { publishPending(vp: vp) }
+        for vp in 0..<UInt32(vpCount) {
+            for sint in 0..<HvSynIC.sintCount { dropDeadHead(vp: vp, sint: sint) }
+            publishPending(vp: vp)
+        }
     }
 
     /// The dead router held (vp, sint)'s slot lock: its write of the queue's head was cut short
