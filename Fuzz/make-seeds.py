@@ -207,6 +207,10 @@ def ring_seeds():
           + pop + pop + pop + push(b"") + push(b"x" * 56) + pop)
     write("ring", "full", u8(0) + u8(1) + u8(0) + push(b"a") + push(b"b") + push(b"c") + pop + pop + pop)
     write("ring", "reattach", u8(1) + u8(3) + u8(0) + push(b"keep") + u8(4) + pop + u8(5) + push(b"more") + pop)
+    # tryTake: kept (lent again), a consumer killed before committing (reattach), then committed.
+    take = lambda commit: u8(7) + u8(commit)
+    write("ring", "take", u8(1) + u8(2) + u8(0) + push(b"first") + push(b"second") + take(0) + take(0) + u8(4)
+          + take(1) + take(0) + u8(4) + take(1) + take(1))
     write("ring", "scribbled", u8(1) + u8(2) + u8(2) + push(b"abc") + u8(3) + u8(0) + u32(0xFFFF)
           + pop + u8(6) + u8(0) + u64(1 << 40) + push(b"z"))
 
