@@ -78,7 +78,8 @@ let package = Package(
         .target(name: "VMBusWorker", dependencies: ["VMBus", "IPC", "HyperV", "Partition", "SynICRouting"]),
         // The storage worker's service: one SCSI controller on the channel the VMBus worker hands
         // over, disk I/O on monitor-opened fds straight into guest pages; tested in-process.
-        .target(name: "StorageWorker", dependencies: ["Storage", "VMBus", "VMBusWorker", "IPC", "CSynthVM"]),
+        .target(name: "StorageWorker", dependencies: ["Storage", "VMBus", "VMBusWorker", "IPC", "CSynthVM",
+                                                     .product(name: "Atomics", package: "swift-atomics")]),
         // The control socket's protocol (docs/api.md): bounded JSON parser and encoder, request
         // handling against a backend protocol, Prometheus text. Pure, no Foundation: the VM
         // process serves it, `synthvm ctl` speaks it.
@@ -125,7 +126,8 @@ let package = Package(
         .executableTarget(
             name: "synthvm-bench",
             // synthvm: `synthvm-bench startup` spawns the real binary, built next to the bench.
-            dependencies: ["Monitor", "KVM", "Machine", "CSynthVM", "synthvm"]),
+            dependencies: ["Monitor", "KVM", "Machine", "CSynthVM", "synthvm", "IPC", "VMBus", "Sandbox",
+                           .product(name: "Atomics", package: "swift-atomics")]),
         // Test-only helpers shared by MachineTests and GuestTests: payloads compressed by the
         // system's tools, synthetic bzImages around them.
         .target(name: "TestFixtures", dependencies: ["Machine"], path: "Tests/Fixtures"),

@@ -18,6 +18,7 @@
 #include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/syscall.h>
 #include <termios.h>
 #include <time.h>
@@ -96,6 +97,12 @@ int svm_memfd_create(const char *name, unsigned int flags) {
 int svm_punch_hole(int fd, uint64_t offset, uint64_t length) {
     // FALLOC_FL_KEEP_SIZE 0x01 | FALLOC_FL_PUNCH_HOLE 0x02 (linux/falloc.h)
     return syscall(SYS_fallocate, fd, 0x03, (off_t)offset, (off_t)length) < 0 ? -errno : 0;
+}
+
+long svm_rw_nowait(int fd, const void *iov, int count, uint64_t offset, int write) {
+    ssize_t r = write ? pwritev2(fd, (const struct iovec *)iov, count, (off_t)offset, RWF_NOWAIT)
+                      : preadv2(fd, (const struct iovec *)iov, count, (off_t)offset, RWF_NOWAIT);
+    return r < 0 ? -errno : (long)r;
 }
 
 int svm_memfd_create_sealable(const char *name) {

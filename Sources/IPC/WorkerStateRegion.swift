@@ -8,10 +8,15 @@ import Atomics
 ///
 /// ```
 ///    0  header (supervisor): u32 magic "SVWS", u16 layout version, u16 worker kind,
-///       u64 region size, u32 slot size
+///       u64 region size, u32 slot size, u32 extra bytes (0: none)
 ///   64  u64 generation (worker; 0: nothing saved yet; slot = generation % 2)
 /// 4096  slot 0 | slot 1, slotSize bytes each: u32 length, u32 reserved (0), then length bytes
+///  ...  the extra area, at the next 4096-byte boundary after the slots, extra bytes (zeros
+///       from the supervisor; the worker's own layout: the storage worker's in-flight table)
 /// ```
+///
+/// The extra area is for state written in place, request by request, where a whole-state copy
+/// per change would cost too much (the storage worker's in-flight table: docs/storage.md).
 ///
 /// The reader treats everything after the header as hostile (its writer parsed guest bytes): a
 /// length past the slot is an error, never a trap, and the bytes are for the caller to decode as
@@ -26,22 +31,33 @@ public final class WorkerStateRegion: @unchecked Sendable {
     public let region: SharedRegion
     public let kind: UInt16
     public let slotSize: Int
+    /// Bytes of the extra area (0: none) and where it starts.
+    public let extraBytes: Int
+    public let extraOffset: Int
     let generation: UnsafeAtomic<UInt64>
 
-    /// The region size for slots of `slotSize` bytes.
-    public static func size(slotSize: Int) -> Int { slotsOffset + 2 * slotSize }
+    /// The region size for slots of `slotSize` bytes and an extra area of `extraBytes`.
+    public static func size(slotSize: Int, extraBytes: Int = 0) -> Int {
+        extraBytes == 0 ? slotsOffset + 2 * slotSize : extraStart(slotSize: slotSize) + extraBytes
+    }
 
-    /// Supervisor: a new sealed memfd named `name`, formatted, generation 0.
-    public static func create(name: String, kind: UInt16, slotSize: Int) throws(IPCError) -> WorkerStateRegion {
+    static func extraStart(slotSize: Int) -> Int { (slotsOffset + 2 * slotSize + 4095) / 4096 * 4096 }
+
+    /// Supervisor: a new sealed memfd named `name`, formatted, generation 0, the extra area zero.
+    public static func create(name: String, kind: UInt16, slotSize: Int, extraBytes: Int = 0) throws(IPCError) -> WorkerStateRegion {
         guard slotSize > slotHeader, slotSize % 8 == 0, slotSize <= 1 << 24 else {
             throw .invalidArgument("worker state slot of \(slotSize) bytes")
         }
-        let r = try SharedRegion(name: name, size: size(slotSize: slotSize))
+        guard extraBytes >= 0, extraBytes % 4096 == 0, extraBytes <= 1 << 26 else {
+            throw .invalidArgument("worker state extra area of \(extraBytes) bytes")
+        }
+        let r = try SharedRegion(name: name, size: size(slotSize: slotSize, extraBytes: extraBytes))
         try r.store(magic, at: 0)
         try r.store(layoutVersion, at: 4)
         try r.store(kind, at: 6)
         try r.store(UInt64(r.size), at: 8)
         try r.store(UInt32(slotSize), at: 16)
+        try r.store(UInt32(extraBytes), at: 20)
         return try WorkerStateRegion(region: r, kind: kind)
     }
 
@@ -51,15 +67,25 @@ public final class WorkerStateRegion: @unchecked Sendable {
             throw .regionTooSmall(size: region.size, required: Self.slotsOffset)
         }
         let slot = Int(try region.load(UInt32.self, at: 16))
+        let extra = Int(try region.load(UInt32.self, at: 20))
         guard try region.load(UInt32.self, at: 0) == Self.magic, try region.load(UInt16.self, at: 4) == Self.layoutVersion,
               try region.load(UInt16.self, at: 6) == kind,
               try region.load(UInt64.self, at: 8) == UInt64(region.size),
-              slot > Self.slotHeader, region.size == Self.size(slotSize: slot)
+              slot > Self.slotHeader, slot <= 1 << 24, extra <= 1 << 26, region.size == Self.size(slotSize: slot, extraBytes: extra)
         else { throw .invalidArgument("worker state region header does not match (kind \(kind), \(region.size) bytes)") }
         self.region = region
         self.kind = kind
         slotSize = slot
+        extraBytes = extra
+        extraOffset = extra == 0 ? region.size : Self.extraStart(slotSize: slot)
         generation = try region.atomic(UInt64.self, at: Self.generationOffset)
+    }
+
+    /// The extra area, mapped (nil when there is none). Its bytes are the worker's to lay out and
+    /// as hostile to a successor as the slots.
+    public var extra: UnsafeMutableRawBufferPointer? {
+        guard extraBytes > 0, let p = region.pointer(at: extraOffset, count: extraBytes) else { return nil }
+        return UnsafeMutableRawBufferPointer(start: p, count: extraBytes)
     }
 
     /// The largest state a slot holds.

@@ -42,6 +42,12 @@ public final class VirtualMachine: @unchecked Sendable {
     private(set) var routerState: RouterStateRegion?
     /// Its slot size: the saved state of a connection with a few dozen channels and GPADLs.
     static let vmbusStateSlotSize = 256 << 10
+    /// The storage worker's restart state: the vstor state of each channel in the slot, the
+    /// in-flight table (256 entries of 2368 bytes) in the extra area (docs/storage.md, "Restart
+    /// state"; StorageService.stateSlotSize and stateExtraBytes()).
+    private(set) var storageState: WorkerStateRegion?
+    public static let storageStateSlotSize = 4096
+    public static let storageStateExtraBytes = (256 * 2368 + 4095) / 4096 * 4096
     /// The monitor threads' seccomp filters, compiled before any thread of this VM starts.
     let filters: MonitorFilters
     /// COM1, kept for the console input feeder.
@@ -221,6 +227,15 @@ public final class VirtualMachine: @unchecked Sendable {
                         j.fileSize = config.disks.map(\.sizeBytes).max() ?? 0
                         jail = j
                     }
+                    let state: WorkerStateRegion
+                    do {
+                        state = try WorkerStateRegion.create(name: "synthvm-storage-state", kind: WorkerKind.storage.rawValue,
+                                                             slotSize: Self.storageStateSlotSize,
+                                                             extraBytes: Self.storageStateExtraBytes)
+                    } catch { throw .config("storage state region: \(error)") }
+                    storageState = state
+                    regions.append(.init(id: WorkerLink.workerStateRegion, fd: state.region.fd.rawValue,
+                                         size: UInt64(state.region.size)))
                     regions.append(.init(id: WorkerLink.synicRegion, fd: link.region.region.fd.rawValue,
                                          size: UInt64(link.region.region.size)))
                     regions.append(storage.region)

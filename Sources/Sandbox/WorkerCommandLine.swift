@@ -19,6 +19,8 @@
 //   --test-echo-device               tests and synthvm-bench vmbus: the VMBus worker also offers
 //                                    its echo device (VMBusEchoDevice), after the standard ones;
 //                                    the monitor publishes one more relid's event connection
+//   --bench-storage-pool-only        synthvm-bench storage: the storage worker sends every read
+//                                    and write to its I/O threads (no RWF_NOWAIT attempt first)
 
 public struct WorkerCommandLine: Sendable, Equatable {
     /// nil: `--no-jail`.
@@ -30,6 +32,8 @@ public struct WorkerCommandLine: Sendable, Equatable {
     public var jailProbes: JailProbes.Targets?
     public var benchWakeMailbox: UInt64?
     public var testEchoDevice = false
+    public var benchStoragePoolOnly = false
+    public static let benchStoragePoolOnlyArgument = "--bench-storage-pool-only"
     /// The argument that asks for the echo device (the monitor checks for it too).
     public static let testEchoDeviceArgument = "--test-echo-device"
 
@@ -46,6 +50,7 @@ public struct WorkerCommandLine: Sendable, Equatable {
         var probes: JailProbes.Targets?
         var mailbox: UInt64?
         var echo = false
+        var poolOnly = false
         var rest = arguments[...]
         while let a = rest.popFirst() {
             switch a {
@@ -86,6 +91,9 @@ public struct WorkerCommandLine: Sendable, Equatable {
             case Self.testEchoDeviceArgument:
                 guard !echo else { throw JailError("\(a) given twice") }
                 echo = true
+            case Self.benchStoragePoolOnlyArgument:
+                guard !poolOnly else { throw JailError("\(a) given twice") }
+                poolOnly = true
             default:
                 throw JailError("unknown argument \(a)")
             }
@@ -100,6 +108,7 @@ public struct WorkerCommandLine: Sendable, Equatable {
         c.jailProbes = probes
         c.benchWakeMailbox = mailbox
         c.testEchoDevice = echo
+        c.benchStoragePoolOnly = poolOnly
         return c
     }
 

@@ -310,6 +310,10 @@ public struct VStorProtocol: Sendable {
 public struct VStorReply: Hashable, Sendable {
     public var transactionID: UInt64
     public var packet: VStorPacketBytes
+    public init(transactionID: UInt64, packet: VStorPacketBytes) {
+        self.transactionID = transactionID
+        self.packet = packet
+    }
 }
 
 @inline(__always)

@@ -1,3 +1,4 @@
+import Atomics
 import CSynthVM
 import Glibc
 import Storage
@@ -15,18 +16,33 @@ import Storage
 /// aligned to the file system's (or device's) logical block size, 512 bytes on most hosts and
 /// 4096 on 4Kn devices. Guest buffers are 512-byte sectors in 4 KiB pages, so a 512-byte host
 /// qualifies; an unaligned request fails with EINVAL and the guest sees MEDIUM ERROR.
+/// Thread-safe: the worker's I/O threads call it concurrently (the fd's offset is never used:
+/// every call is positional).
 public final class FileDiskBackend: DiskBackend, @unchecked Sendable {
     public let fd: Int32
     public let byteCount: UInt64
-    /// The calls made (for the worker's statistics).
-    public private(set) var reads = 0, writes = 0, flushes = 0, punches = 0
+    /// The calls made (for the worker's statistics). Atomic: the I/O threads call concurrently.
+    let counters = (reads: ManagedAtomic<Int>(0), writes: ManagedAtomic<Int>(0), flushes: ManagedAtomic<Int>(0),
+                    punches: ManagedAtomic<Int>(0), errors: ManagedAtomic<Int>(0), inline: ManagedAtomic<Int>(0))
+    /// The largest transfer tried on the ring thread (docs/storage.md, "The I/O model").
+    public static let inlineLimit = 64 << 10
+    /// Reads and writes done by `performWithoutBlocking` (not counted in `reads`/`writes`).
+    public var inlineTransfers: Int { counters.inline.load(ordering: .relaxed) }
+    /// The kernel said EOPNOTSUPP to RWF_NOWAIT (ring thread only).
+    var noWaitReadsRefused = false, noWaitWritesRefused = false
+    /// Whether the kernel refused RWF_NOWAIT reads on this fd (then the pool does them all).
+    public var nonBlockingReadsRefused: Bool { noWaitReadsRefused }
+    public var reads: Int { counters.reads.load(ordering: .relaxed) }
+    public var writes: Int { counters.writes.load(ordering: .relaxed) }
+    public var flushes: Int { counters.flushes.load(ordering: .relaxed) }
+    public var punches: Int { counters.punches.load(ordering: .relaxed) }
+    public var errors: Int { counters.errors.load(ordering: .relaxed) }
 
     /// IOV_MAX (UIO_MAXIOV) on Linux.
     static let iovMax = 1024
 
     /// Where host I/O errors are reported (the first `errorReportLimit`; the guest sees MEDIUM ERROR).
     let log: (String) -> Void
-    public private(set) var errors = 0
     static let errorReportLimit = 16
     let name: String
 
@@ -38,7 +54,7 @@ public final class FileDiskBackend: DiskBackend, @unchecked Sendable {
     }
 
     func failed(_ what: String, _ e: Int32) -> DiskIOError {
-        errors += 1
+        let errors = counters.errors.wrappingIncrementThenLoad(ordering: .relaxed)
         if errors <= Self.errorReportLimit {
             log("\(name): \(what) failed: \(String(cString: strerror(e))) (MEDIUM ERROR to the guest)"
                 + (errors == Self.errorReportLimit ? "; further errors not reported" : ""))
@@ -47,26 +63,26 @@ public final class FileDiskBackend: DiskBackend, @unchecked Sendable {
     }
 
     public func read(at offset: UInt64, into buffers: [UnsafeMutableRawBufferPointer]) throws(DiskIOError) {
-        reads += 1
+        counters.reads.wrappingIncrement(ordering: .relaxed)
         try transfer(at: offset, buffers.map { iovec(iov_base: $0.baseAddress, iov_len: $0.count) }, write: false)
     }
 
     public func write(at offset: UInt64, from buffers: [UnsafeRawBufferPointer], fua: Bool) throws(DiskIOError) {
-        writes += 1
+        counters.writes.wrappingIncrement(ordering: .relaxed)
         try transfer(at: offset, buffers.map { iovec(iov_base: UnsafeMutableRawPointer(mutating: $0.baseAddress), iov_len: $0.count) },
                      write: true)
         if fua { try flush() }
     }
 
     public func flush() throws(DiskIOError) {
-        flushes += 1
+        counters.flushes.wrappingIncrement(ordering: .relaxed)
         while fdatasync(fd) != 0 {
             if errno != EINTR { throw failed("fdatasync", errno) }
         }
     }
 
     public func punchHole(at offset: UInt64, count: UInt64) throws(DiskIOError) {
-        punches += 1
+        counters.punches.wrappingIncrement(ordering: .relaxed)
         guard count > 0 else { return }
         // FALLOC_FL_PUNCH_HOLE (2) | FALLOC_FL_KEEP_SIZE (1): the size stays, the range reads zeros.
         while case let r = svm_punch_hole(fd, offset, count), r != 0 {
@@ -103,5 +119,43 @@ public final class FileDiskBackend: DiskBackend, @unchecked Sendable {
                 }
             }
         }
+    }
+}
+
+/// A backend that can try an operation without blocking, on the ring thread: a page-cache hit
+/// completes there with no hand-off to an I/O thread (what io_uring does before punting to its
+/// workers). nil: it would block (or it cannot tell): hand it to the pool.
+public protocol NonBlockingDiskBackend: DiskBackend {
+    func performWithoutBlocking(_ io: SCSIDisk.IO, buffer: SCSIDataBuffer) -> SCSIDisk.IOResult?
+}
+
+extension FileDiskBackend: NonBlockingDiskBackend {
+    /// One preadv2/pwritev2 with RWF_NOWAIT for a read or a write without FUA (a FUA write, a
+    /// flush, an unmap block by nature). Anything short of every byte moved is nil and the pool
+    /// does the whole operation again (reads and writes are idempotent). A kernel or file
+    /// system that refuses RWF_NOWAIT (EOPNOTSUPP) is not asked again.
+    public func performWithoutBlocking(_ io: SCSIDisk.IO, buffer: SCSIDataBuffer) -> SCSIDisk.IOResult? {
+        let block = UInt64(SCSIDisk.Configuration.logicalBlockSize)
+        let write: Bool, lba: UInt64, blocks: UInt32
+        switch io {
+        case .read(let l, let b): write = false; lba = l; blocks = b
+        case .write(let l, let b, false): write = true; lba = l; blocks = b
+        default: return nil
+        }
+        if write ? noWaitWritesRefused : noWaitReadsRefused { return nil }
+        let total = Int(UInt64(blocks) * block)
+        // A large copy on the ring thread would serialise what the pool copies in parallel.
+        guard total <= Self.inlineLimit else { return nil }
+        var iov = buffer.prefix(total).map { iovec(iov_base: $0.baseAddress, iov_len: $0.count) }
+        guard iov.count <= Self.iovMax else { return nil }
+        let n = iov.withUnsafeMutableBufferPointer { b in
+            svm_rw_nowait(fd, b.baseAddress, Int32(b.count), lba * block, write ? 1 : 0)
+        }
+        if n == -Int(EOPNOTSUPP) {
+            if write { noWaitWritesRefused = true } else { noWaitReadsRefused = true }
+        }
+        guard n == total else { return nil }
+        counters.inline.wrappingIncrement(ordering: .relaxed)
+        return .success
     }
 }

@@ -126,6 +126,10 @@ public final class VMBusRingConsumer<Memory: VMBusRingMemory>: @unchecked Sendab
         return freeNow - freed <= pending && freeNow > pending ? .signal : .noSignal
     }
 
+    /// read_index as this side last published it (a restarted reader compares it with what it
+    /// recorded before a batch: the storage worker's in-flight table).
+    public var publishedIndex: UInt32 { published }
+
     /// Asks the writer for signals again, then re-checks the ring (after a full fence), so an
     /// answer of `.sleep` cannot race a packet published meanwhile.
     public func enableInterrupts() -> WaitResult {

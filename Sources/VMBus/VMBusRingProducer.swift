@@ -157,6 +157,18 @@ public final class VMBusRingProducer<Memory: VMBusRingMemory>: @unchecked Sendab
         return VMBusRingMath.free(write: cursor, read: seenRead, size: size) > packetBytes
     }
 
+    /// write_index as this side last published it (a restarted writer compares it with what it
+    /// recorded before a batch: the storage worker's in-flight table).
+    public var publishedIndex: UInt32 { published }
+
+    /// Bytes free for writing now (read_index re-read). A packet of footprint f fits while this
+    /// is greater than f; the reader only ever frees more.
+    public func freeSpace() -> Int {
+        if cutOff { return 0 }
+        if let why = observeRead() { _ = fail(why); return 0 }
+        return VMBusRingMath.free(write: cursor, read: seenRead, size: size)
+    }
+
     /// Bytes the uncommitted batch holds.
     public var uncommitted: Int { VMBusRingMath.distance(published, cursor, size: size) }
 

@@ -11,6 +11,7 @@ import Monitor
 //        synthvm-bench startup [--synthvm PATH] [--qemu PATH] [--rounds N]
 //        synthvm-bench footprint [--synthvm PATH]
 //        synthvm-bench hostile [--synthvm PATH] [--guest PATH] [--seeds N] [--first-seed N] [--ops N]
+//        synthvm-bench storage [--disk PATH] [--disk-mib N] [--scale X] [--no-jail]
 // The bench guest is Tests/Guests/bench.c; by default it is built with Tests/Guests/build.sh.
 
 func usage() -> Never {
@@ -21,6 +22,7 @@ func usage() -> Never {
     print("       synthvm-bench startup [--synthvm PATH] [--qemu PATH] [--rounds N]")
     print("       synthvm-bench footprint [--synthvm PATH]")
     print("       synthvm-bench hostile [--synthvm PATH] [--guest hostile.elf] [--seeds N] [--first-seed N] [--ops N]")
+    print("       synthvm-bench storage [--disk PATH] [--disk-mib N] [--scale X] [--no-jail]")
     exit(64)
 }
 
@@ -31,6 +33,30 @@ let packageRoot: String = {
 }()
 
 var args = Array(CommandLine.arguments.dropFirst())
+if args.first == "storage" {
+    // The real storage worker against raw pread/pwrite (StorageBenchmark.swift); no guest, no KVM.
+    var disk = packageRoot + "/.build/bench-disk.img", mib = 256, scale = 1.0, jail = true
+    args.removeFirst()
+    while let flag = args.first {
+        args.removeFirst()
+        if flag == "--no-jail" { jail = false; continue }
+        guard let value = args.first else { usage() }
+        args.removeFirst()
+        switch flag {
+        case "--disk": disk = value
+        case "--disk-mib": mib = Int(value) ?? 0
+        case "--scale": scale = Double(value) ?? 0
+        default: usage()
+        }
+    }
+    guard mib >= 8, mib <= 1 << 20, scale > 0 else { usage() }
+    mkdir(packageRoot + "/.build", 0o755)
+    do { try StorageBenchmark(diskPath: disk, diskBytes: mib << 20, scale: scale, jail: jail).runAndPrint() } catch {
+        print("synthvm-bench: \(error)")
+        exit(70)
+    }
+    exit(0)
+}
 guard let mode = args.first, ["exits", "hyperv", "synic", "vmbus", "startup", "footprint", "hostile"].contains(mode) else { usage() }
 args.removeFirst()
 var guest: String?

@@ -133,7 +133,8 @@ struct StorageWorkerTests {
         let held = try fds.dropFirst(4).map {
             String(try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\($0)").split(separator: " ")[0])
         }.sorted()
-        #expect(held == ([dir + "/a.img", dir + "/b.img", "/memfd:synthvm-device-rings", "/memfd:synthvm-guest-ram", "/memfd:synthvm-synic"]
+        #expect(held == ([dir + "/a.img", dir + "/b.img", "/memfd:synthvm-device-rings", "/memfd:synthvm-guest-ram", "/memfd:synthvm-storage-state",
+                                         "/memfd:synthvm-synic"]
                          + [String](repeating: "anon_inode:[eventfd]", count: 2 + cpus)).sorted(), "\(held)")
         // The read-only disk's fd is read-only (O_RDONLY: flags & O_ACCMODE == 0).
         for n in fds.dropFirst(4) {
@@ -149,6 +150,8 @@ struct StorageWorkerTests {
         #expect(maps.contains("synthvm-device-rings"))
         #expect(try String(contentsOfFile: "/proc/\(pid)/maps", encoding: .utf8).contains("synthvm-device-rings"))
         try WorkerTests.expectFiltered(pid)
+        // The ring thread and its I/O threads, each filtered (TSYNC: created before the filter).
+        #expect(try JailTests.threads(pid).count == 1 + 4, "the ring thread and StorageService.defaultIOThreads")
         for t in try JailTests.threads(pid) {
             let s = try JailTests.status("/proc/\(pid)/task/\(t)/status")
             #expect(s["CapEff"] == "0000000000000000" && s["CapBnd"] == "0000000000000000", "thread \(t)")
@@ -186,5 +189,31 @@ struct StorageWorkerTests {
         #expect(w.exit?.description.hasPrefix("killed by signal 31 (SIGSYS)") == true, "\(String(describing: w.exit))")
         let text = err.drain()
         #expect(text.contains("synthvm-storage: seccomp violation: syscall 41 (socket)\n"), "stderr: \(text)")
+    }
+
+    @Test("synthvm-bench storage runs the real worker under a fake storvsc and prints every figure (no timing asserted)")
+    func benchPrintsItsLines() throws {
+        let dir = try Self.scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let p = Process()
+        p.executableURL = CommandLineTests.binary.deletingLastPathComponent().appendingPathComponent("synthvm-bench")
+        p.arguments = ["storage", "--disk", dir + "/bench.img", "--disk-mib", "16", "--scale", "0.001"]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0, "\(text)")
+        let lines = text.split(separator: "\n").map(String.init)
+        #expect(lines.contains { $0.hasPrefix("storage: IPC floor (eventfd wake + eventfd signal back, round trip): ") && $0.hasSuffix(" µs") })
+        for engine in ["nowait+pool", "pool"] {
+            for w in ["4k randread qd1", "4k randwrite qd1", "4k randread qd32", "4k randwrite qd32", "1m seqread qd16", "1m seqwrite qd16"] {
+                let line = lines.first { $0.hasPrefix("storage: [\(engine)] \(w): worker ") }
+                #expect(line?.contains(" k req/s, raw ") == true && line?.contains(", ratio ") == true, "\(engine) \(w): \(text)")
+                if w.hasSuffix("qd1") { #expect(line?.contains("added latency") == true && line?.contains("(floor ") == true) }
+                if !w.hasSuffix("qd1") { #expect(line?.contains("target 0.9") == true) }
+            }
+        }
     }
 }

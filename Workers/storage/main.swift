@@ -5,10 +5,13 @@
 // `--disk`s, with exactly one fd: 3, a SEQPACKET control socket. Handshake: it announces itself
 // (WorkerHello, kind .storage); receives the region layout (region 0 guest RAM, 1 the SynIC
 // region, 3 the device region it shares with the VMBus worker) and maps each after checking its
-// seals; receives `StorageWorkerSetup` with its doorbell, the VMBus worker's device doorbell and
+// seals (region 2, when the supervisor gives it, is its `WorkerStateRegion`: the vstor state of
+// each channel in its slot and the in-flight table in its extra area, docs/storage.md "Restart
+// state"); receives `StorageWorkerSetup` with its doorbell, the VMBus worker's device doorbell and
 // one fd per disk, then each VP's SINT2 eventfd in `SINTEventFDs` batches; builds its
-// `StorageService`; receives its seccomp filter (Policies/storage.policy) and installs it;
-// answers "attached".
+// `StorageService` and starts its I/O threads (before the filter: TSYNC puts every thread under
+// it, and the policy has no clone); receives its seccomp filter (Policies/storage.policy) and
+// installs it; answers "attached".
 //
 // Then it serves, filtered, sleeping in poll() on the control socket and its doorbell. The VMBus
 // worker hands the controller's channel over with `ChannelControlRecord`s (ring 0 of the device
@@ -107,12 +110,22 @@ func run() throws {
         disks.append((SCSIDisk.Configuration(capacityBlocks: d.sizeBytes / 512, readOnly: d.readOnly, serial: serial, cacheMode: cache),
                       FileDiskBackend(fd: fd.rawValue, byteCount: d.sizeBytes, name: "LUN \(i)", log: { say($0) })))
     }
+    var state: WorkerStateRegion?
+    if let r = regions[StorageService.stateRegionID] {
+        do { state = try WorkerStateRegion(region: r, kind: WorkerKind.storage.rawValue) } catch { fail("state region: \(error)") }
+    }
     let service: StorageService
+    // The I/O threads wake the ring thread through this worker's own doorbell.
+    let doorbellFD = setup.doorbell.fd.rawValue
     do {
         let vstor = VStorProtocol.Configuration(highestVersion: VStorProtocolVersion(rawValue: record.highestProtocolVersion))
         service = try StorageService(disks: disks, vstor: vstor, map: VMBusGuestMemoryMap(regions: mapRegions),
-                                     ram: record.memory.map { $0.base..<($0.base + $0.size) }, signals: signals) { say($0) }
+                                     ram: record.memory.map { $0.base..<($0.base + $0.size) }, signals: signals,
+                                     state: state, options: .init(ioThreads: StorageService.defaultIOThreads,
+                                                    inlineNonBlocking: !worker.options.benchStoragePoolOnly),
+                                     wake: { var one: UInt64 = 1; _ = write(doorbellFD, &one, 8) }) { say($0) }
     } catch { fail("\(error)") }
+    guard service.start() else { fail("cannot start the I/O threads") }
     let next = try FDPassing.receive(from: controlFD, maxPayload: SeccompProgram.maxEncodedSize, maxFDs: 0)
     let program = worker.seccompProgram(next)
 

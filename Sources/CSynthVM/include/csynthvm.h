@@ -75,6 +75,10 @@ int svm_memfd_seal_size(int fd);
 // fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length): the storage
 // worker's UNMAP (glibc declares fallocate only under _GNU_SOURCE). 0, or -errno.
 int svm_punch_hole(int fd, uint64_t offset, uint64_t length);
+// preadv2 / pwritev2 (write != 0) with RWF_NOWAIT on `count` struct iovecs at `offset`: the
+// storage worker's non-blocking attempt on its ring thread (glibc declares them only under
+// _GNU_SOURCE). The bytes moved, or -errno (-EAGAIN: it would block).
+long svm_rw_nowait(int fd, const void *iov, int count, uint64_t offset, int write);
 // The memfd seal bits (fcntl.h only defines them under _GNU_SOURCE).
 extern const int svm_F_SEAL_SEAL;
 extern const int svm_F_SEAL_SHRINK;
