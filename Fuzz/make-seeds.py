@@ -147,6 +147,9 @@ def router_seeds():
     write("synic-router", "routes", head + td(1, 0, 0, 2) + td(3, 0, 0, 2) + rpublish(0, 0x04) + td(3, 0, 0, 2) + td(2, 0, 0, 2))
     write("synic-router", "host-message", head + rhost(0, 2, 1, b"x" * 32) + rhost(0, 2, 1, b"y") + rpublish(0, 0x01)
           + rscribble(slot(0, 2), bytes(4)) + reom(0) + rpublish(0, 0))
+    # Killed with a message in the slot and another queued; the successor finishes and continues.
+    write("synic-router", "restart", head + td(4, 7, 1, 3) + rpost(7, 0, 0x1234, b"abc") + rhost(1, 3, 1, b"q")
+          + u8(9) + u8(0) + rscribble(slot(1, 3), bytes(4)) + reom(1) + u8(9) + u8(1) + u8(4) + u32(128) + b"\xff\xff\xff\xff")
     write("synic-router", "stale-record", head + td(4, 3, 0, 0) + u8(8) + u8(0) + u32(0) + u32(3) + u32(0)
           + u32(1) + u32(9) + u8(1) + b"z")
     # A compromised monitor: a posted-message record for a live connection with a stale
@@ -205,6 +208,10 @@ def ring_seeds():
           + pop + pop + pop + push(b"") + push(b"x" * 56) + pop)
     write("ring", "full", u8(0) + u8(1) + u8(0) + push(b"a") + push(b"b") + push(b"c") + pop + pop + pop)
     write("ring", "reattach", u8(1) + u8(3) + u8(0) + push(b"keep") + u8(4) + pop + u8(5) + push(b"more") + pop)
+    # tryTake: kept (lent again), a consumer killed before committing (reattach), then committed.
+    take = lambda commit: u8(7) + u8(commit)
+    write("ring", "take", u8(1) + u8(2) + u8(0) + push(b"first") + push(b"second") + take(0) + take(0) + u8(4)
+          + take(1) + take(0) + u8(4) + take(1) + take(1))
     write("ring", "scribbled", u8(1) + u8(2) + u8(2) + push(b"abc") + u8(3) + u8(0) + u32(0xFFFF)
           + pop + u8(6) + u8(0) + u64(1 << 40) + push(b"z"))
 
@@ -381,6 +388,11 @@ def vmbus_server_seeds():
           + vs_open(1, 1, 0, offset=1) + vs_open(1, 1, 0, vp=4) + vs_unload(1))
     blob = vmbus_saved_state()
     write("vmbus-server", "saved-state", hdr + vs_saved(blob) + vs_round_trip() + vs_flip([(20, 1), (200, 0x80)]))
+    # The worker's envelope (VMBusWorkerSaved) around a connected server with one IC device's
+    # state, then damaged at a few offsets.
+    worker = (u8(18) + u8(1) + u8(7) + bytes(range(8)) + u8(0) + u64(5) + u64(3) + u8(3)
+              + u16(8) + u8(1) + u16(30) + u8(0xFF) + u16(60) + u8(0x10))
+    write("vmbus-server", "worker-state", hdr + connect + ring + vs_open_complete(1) + worker)
     # Findings, replayed on every run (their regression tests are in Tests/VMBusTests).
     # GPADL_TEARDOWN of an open channel's ring, then a reset: the device let go of that channel
     # while another was still closing, and the ring GPADL stayed behind, tearing down, in no

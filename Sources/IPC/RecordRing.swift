@@ -225,6 +225,11 @@ public enum RecordRing {
         /// The first problem found, if the ring is cut off.
         public private(set) var corruption: Corruption?
 
+        /// Records published so far (the producer index): the number the next push gets. A
+        /// producer that must not push a record twice across a restart saves it with the state
+        /// that says what it still has to push (the VMBus worker: docs/vmbus.md, "Restart").
+        public var nextIndex: UInt64 { head }
+
         /// Copies `bytes` (at most `layout.maxRecordLength`, a precondition on our own
         /// argument) into the next slot and publishes it.
         public func tryPush(_ bytes: UnsafeRawBufferPointer) -> PushResult {
@@ -319,6 +324,51 @@ public enum RecordRing {
         public func tryPop(into buffer: UnsafeMutableRawBufferPointer) -> PopResult {
             precondition(buffer.count >= view.layout.maxRecordLength,
                          "pop buffer of \(buffer.count) bytes is smaller than a record (\(view.layout.maxRecordLength))")
+            let r = copyNext(into: buffer)
+            if case .record = r { commitNext() }
+            return r
+        }
+
+        /// The next record's number (the consumer index: records before it are taken). A worker
+        /// saves it with the effect of a record (`tryTake`) to know, after a restart, which records
+        /// its predecessor had already acted on.
+        public var nextIndex: UInt64 { tail }
+
+        /// What `tryTake`'s body decides about the record it was lent.
+        public enum TakeDecision: Equatable, Sendable {
+            /// Its effect is durable (or it is to be dropped): free the slot.
+            case commit
+            /// Not now (no room for its effect yet): the slot stays taken and the next call lends
+            /// the same record again.
+            case keep
+        }
+
+        /// Lends `body` the next record (copied out of the slot, as `tryPop(_:)`) with its number,
+        /// and frees the slot only when `body` answers `.commit`, after `body` has returned. So a
+        /// consumer that dies inside `body` — before or after making the record's effect durable —
+        /// leaves the record in the ring: its successor is lent it again, with the same number,
+        /// and tells "already done" from "not done" by the number it saved with the effect.
+        /// Between the copy and the commit the producer cannot reuse the slot (the index still
+        /// covers it), but the copy is what `body` gets: parse the copy, never the slot.
+        public func tryTake(_ body: (UnsafeRawBufferPointer, _ index: UInt64) -> TakeDecision) -> PopResult {
+            let r = copyNext(into: scratch)
+            guard case .record(let n) = r else { return r }
+            if body(UnsafeRawBufferPointer(rebasing: scratch[0..<n]), tail) == .commit {
+                // `body` ran no ring call of ours (one thread, one consumer): `tail` is unchanged.
+                commitNext()
+            }
+            return r
+        }
+
+        /// Frees the record `copyNext` copied.
+        @inline(__always)
+        private func commitNext() {
+            tail &+= 1
+            view.consumer.store(tail, ordering: .releasing)
+        }
+
+        /// Copies the next record into `buffer` after every check, without freeing its slot.
+        private func copyNext(into buffer: UnsafeMutableRawBufferPointer) -> PopResult {
             if cutOff { return .cutOff }
             if let why = check() { return fail(why) }
             if seenHead == tail {
@@ -339,8 +389,6 @@ public enum RecordRing {
             if length > 0 {
                 buffer.baseAddress!.copyMemory(from: slot + RecordRing.slotHeaderSize, byteCount: Int(length))
             }
-            tail &+= 1
-            view.consumer.store(tail, ordering: .releasing)
             return .record(length: Int(length))
         }
 

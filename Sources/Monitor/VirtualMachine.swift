@@ -44,6 +44,9 @@ public final class VirtualMachine: @unchecked Sendable {
     let routerLink: SynICRouterLink?
     /// The VMBus worker's restart state (`VMBusServer.Saved`, written by the worker); nil unless it runs.
     private(set) var vmbusState: WorkerStateRegion?
+    /// The SynIC router's restart state (queues, held messages, routes): created here, handed
+    /// to the router as region 2, and to a restarted router the same way.
+    private(set) var routerState: RouterStateRegion?
     /// Its slot size: the saved state of a connection with a few dozen channels and GPADLs.
     static let vmbusStateSlotSize = 256 << 10
     /// The storage worker's restart state: the vstor state of each channel in the slot, the
@@ -212,6 +215,13 @@ public final class VirtualMachine: @unchecked Sendable {
                     }
                     regions.append(.init(id: WorkerLink.synicRegion, fd: link.region.region.fd.rawValue,
                                          size: UInt64(link.region.region.size)))
+                    let state: RouterStateRegion
+                    do { state = try RouterStateRegion.create(vpCount: config.cpuCount) } catch {
+                        throw .config("router state region: \(error)")
+                    }
+                    routerState = state
+                    regions.append(.init(id: WorkerLink.workerStateRegion, fd: state.region.fd.rawValue,
+                                         size: UInt64(state.region.size)))
                     setup = Self.routerSetup(config: config, link: link, routes: routes)
                 }
                 if kind == .vmbus, let link = routerLink, let routes = sintRoutes, let partition,

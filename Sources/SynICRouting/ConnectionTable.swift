@@ -12,7 +12,9 @@ import IPC
 /// ```
 ///  0 u32 sequence (seqlock: odd while the router writes the entry)
 ///  4 u32 connection id   8 u32 kind (0 never used, 1 message, 2 event, 3 removed)
-/// 12 u32 message buffers (capacity)   16 u32 owner (0: the router)   20 u32 reserved
+/// 12 u32 message buffers (capacity)   16 u32 owner (0: the router)
+/// 20 u32 router data (the monitor ignores it): for the test device's connections, bit 31 set,
+///    the target VP in bits 8-23 and the SINT in bits 0-7 (a restarted router reads its routes here)
 /// 24 u32 buffers in flight (monitor +1 per accepted message, router -1 when it is done with it)
 /// 28 u32 event pending (monitor sets 1 on HvSignalEvent, the owner swaps it back to 0)
 /// ```
@@ -122,7 +124,7 @@ public struct ConnectionTable: Sendable {
     // MARK: The router's side (the only writer of ids, kinds and sequences)
 
     /// Writes entry `index` under its seqlock; buffers in flight and the pending flag start at 0.
-    func write(_ index: Int, id: UInt32, kind: UInt32, capacity: UInt32, owner: UInt32) {
+    func write(_ index: Int, id: UInt32, kind: UInt32, capacity: UInt32, owner: UInt32, routerData: UInt32 = 0) {
         let seq = u32(index, 0)
         let s = seq.load(ordering: .relaxed)
         seq.store(s | 1, ordering: .relaxed)
@@ -131,6 +133,7 @@ public struct ConnectionTable: Sendable {
         u32(index, 8).store(kind, ordering: .relaxed)
         u32(index, 12).store(capacity, ordering: .relaxed)
         u32(index, 16).store(owner, ordering: .relaxed)
+        u32(index, 20).store(routerData, ordering: .relaxed)
         u32(index, 24).store(0, ordering: .relaxed)
         u32(index, 28).store(0, ordering: .relaxed)
         seq.store((s | 1) &+ 1, ordering: .releasing)
@@ -138,12 +141,13 @@ public struct ConnectionTable: Sendable {
 
     /// Router: publishes connection `id` and returns its entry index, or nil when the table is
     /// full. The caller knows `id` is not live (it keeps its own map).
-    public func insert(id: UInt32, kind: Kind, capacity: UInt32, owner: UInt32 = 0) -> Int? {
+    public func insert(id: UInt32, kind: Kind, capacity: UInt32, owner: UInt32 = 0, routerData: UInt32 = 0) -> Int? {
         var i = Self.home(id)
         for _ in 0..<Self.slots {
             let k = u32(i, 8).load(ordering: .relaxed)
             if k == Self.neverUsed || k == Self.removed {
-                write(i, id: id, kind: kind.rawValue, capacity: min(capacity, Self.maxCapacity), owner: owner)
+                write(i, id: id, kind: kind.rawValue, capacity: min(capacity, Self.maxCapacity), owner: owner,
+                      routerData: routerData)
                 return i
             }
             i = (i + 1) % Self.slots
@@ -155,6 +159,18 @@ public struct ConnectionTable: Sendable {
     public func remove(index: Int) {
         guard (0..<Self.slots).contains(index) else { return }
         write(index, id: 0, kind: Self.removed, capacity: 0, owner: 0)
+    }
+
+    /// Router, after a restart: every live entry with its router data (the table is the router's
+    /// own connection map; a predecessor wrote it, so callers check what they use).
+    public func liveEntries() -> [(entry: Entry, routerData: UInt32)] {
+        var out: [(Entry, UInt32)] = []
+        for i in 0..<Self.slots {
+            guard let (seq, id, rawKind, capacity, owner) = read(i), let kind = Kind(rawValue: rawKind) else { continue }
+            out.append((Entry(index: i, generation: seq, connectionID: id, kind: kind, capacity: min(capacity, Self.maxCapacity),
+                              owner: owner), u32(i, 20).load(ordering: .acquiring)))
+        }
+        return out
     }
 
     /// Router: the entry's current generation (to check a posted message against).

@@ -32,22 +32,40 @@ public struct RouterRingService {
     /// problem.
     public mutating func serveOnce(_ router: MessageRouter, testDeviceApplied: (UInt64) -> Void,
                                    report: (String) -> Void) {
+        // Records are taken with `tryTake`: the slot is freed only after the record's effect is
+        // in the router's state region (with the ring's applied mark), so a router killed at any
+        // point leaves each record either still in the ring or marked done (docs/processes.md,
+        // "Restart state"). A record kept for lack of room stops that ring until the next turn.
         for (i, ring) in consumers.enumerated() {
-            while true {
-                let result = ring.tryPop { record in
+            var kept = false
+            while !kept {
+                let result = ring.tryTake { record, index in
                     if i == testDeviceRing {
-                        guard let w = try? TestDeviceWriteRecord.decode(record) else { report("bad test-device record"); return }
-                        router.handleTestDevice(value: w.value)
-                        testDeviceApplied(w.sequence)
-                    } else {
-                        do {
-                            if let problem = router.handle(try PostedMessageRecord.decode(record), fromRing: i) {
-                                report("ring \(i): \(problem)")
-                            }
-                        } catch {
-                            report("ring \(i): bad record: \(error)")
+                        guard let w = try? TestDeviceWriteRecord.decode(record) else {
+                            report("bad test-device record")
+                            return .commit
                         }
+                        // Applied and acknowledged by a predecessor: the acknowledgement is the mark.
+                        if w.sequence > router.region.testDeviceAck {
+                            router.handleTestDevice(value: w.value)
+                            router.stepHook?("ring: test-device write applied")
+                        }
+                        testDeviceApplied(w.sequence)
+                        router.stepHook?("ring: test-device write acknowledged")
+                        return .commit
                     }
+                    do {
+                        let outcome = router.take(try PostedMessageRecord.decode(record), fromRing: i, index: index)
+                        if let problem = outcome.problem { report("ring \(i): \(problem)") }
+                        if outcome.keep {
+                            kept = true
+                            return .keep
+                        }
+                    } catch {
+                        report("ring \(i): bad record: \(error)")
+                    }
+                    router.stepHook?("ring: record done, not committed")
+                    return .commit
                 }
                 guard case .record = result else {
                     if case .corrupted(let why) = result, reported.insert(i).inserted { report("ring \(i) cut off: \(why)") }
@@ -56,13 +74,21 @@ public struct RouterRingService {
             }
         }
         if let ring = vmbusOutbound {
-            while true {
-                let result = ring.tryPop { record in
+            var kept = false
+            while !kept {
+                let result = ring.tryTake { record, index in
                     do {
-                        if let problem = router.handleFromVMBus(try HostMessageRecord.decode(record)) { report("vmbus ring: \(problem)") }
+                        let outcome = router.takeFromVMBus(try HostMessageRecord.decode(record), index: index)
+                        if let problem = outcome.problem { report("vmbus ring: \(problem)") }
+                        if outcome.keep {
+                            kept = true
+                            return .keep
+                        }
                     } catch {
                         report("vmbus ring: bad record: \(error)")
                     }
+                    router.stepHook?("vmbus ring: record done, not committed")
+                    return .commit
                 }
                 guard case .record = result else {
                     if case .corrupted(let why) = result, reported.insert(-1).inserted { report("vmbus ring cut off: \(why)") }

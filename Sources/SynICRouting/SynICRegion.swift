@@ -172,6 +172,12 @@ public final class SynICRegion: @unchecked Sendable {
         return false
     }
 
+    /// Who holds SINTx's slot lock of `vp` (0: free). A restarted router looks for its own.
+    public func slotLockOwner(vp: UInt32, sint: Int) -> UInt32 {
+        guard Int(vp) < vpCount, (0..<HvSynIC.sintCount).contains(sint) else { return 0 }
+        return u32(block(vp) + 168 + 4 * sint).load(ordering: .acquiring)
+    }
+
     public func unlockSlot(vp: UInt32, sint: Int, owner: SlotOwner) {
         guard Int(vp) < vpCount, (0..<HvSynIC.sintCount).contains(sint) else { return }
         _ = u32(block(vp) + 168 + 4 * sint).compareExchange(expected: owner.rawValue, desired: 0, ordering: .releasing)

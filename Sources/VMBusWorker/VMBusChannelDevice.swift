@@ -19,4 +19,16 @@ public protocol VMBusChannelDevice: AnyObject {
     var deadline: UInt64? { get }
     /// The guest closed the channel (or reset the bus): forget the rings.
     func close()
+    /// Restart state (docs/vmbus.md, "Restart"): the bytes a successor needs to continue the open
+    /// channel, saved with the server's state whenever they change; nil when there is nothing.
+    func savedState() -> [UInt8]?
+    /// A restarted worker re-opens a channel its predecessor had open: continue from `saved`
+    /// (what `savedState()` gave the predecessor; hostile bytes, nil if none) instead of starting
+    /// the device's protocol again. The answer is not sent to the guest (it had it).
+    func open(_ channel: VMBusChannel, restoring saved: [UInt8]?, now: UInt64) -> VMBusStatus
+}
+
+extension VMBusChannelDevice {
+    public func savedState() -> [UInt8]? { nil }
+    public func open(_ channel: VMBusChannel, restoring saved: [UInt8]?, now: UInt64) -> VMBusStatus { open(channel, now: now) }
 }

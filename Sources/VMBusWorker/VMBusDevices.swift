@@ -40,7 +40,8 @@ public final class VMBusDevices {
         var s = SynICRegion.VMBusStatus()
         if let sd = shutdown {
             if sd.pump != nil, sd.service.phase == .ready { s.flags |= SynICRegion.VMBusStatus.shutdownNegotiated }
-            if shutdownRequested { s.flags |= SynICRegion.VMBusStatus.shutdownSent }
+            // The IC's own count survives a restart (its saved state); the flag here does not.
+            if shutdownRequested || sd.service.shutdown.requests > 0 { s.flags |= SynICRegion.VMBusStatus.shutdownSent }
             switch sd.service.shutdown.state {
             case .accepted: s.flags |= SynICRegion.VMBusStatus.shutdownAccepted
             case .refused: s.flags |= SynICRegion.VMBusStatus.shutdownRefused

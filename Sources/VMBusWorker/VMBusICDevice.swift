@@ -47,6 +47,39 @@ public final class VMBusICDevice: VMBusChannelDevice {
         return .success
     }
 
+    /// The open channel's IC state (`VMBusIntegrationService.Saved`): negotiated versions, the
+    /// outstanding request, the transaction counter, the heartbeat sequence, a pending shutdown.
+    public func savedState() -> [UInt8]? { pump?.save().encoded() }
+
+    /// Continues the predecessor's negotiation: no NEGOTIATE is sent again; an outstanding request
+    /// gets a whole period from now. State that does not decode (or is another kind's) is
+    /// reported and the channel starts afresh, as on a first open.
+    public func open(_ channel: VMBusChannel, restoring saved: [UInt8]?, now: UInt64) -> VMBusStatus {
+        guard let saved else { return open(channel, now: now) }
+        let restored: VMBusIntegrationService
+        do {
+            let s = try VMBusIntegrationService.Saved(decoding: saved)
+            guard s.kind == kind else {
+                log("\(kind): the saved state of relid \(channel.relID) is a \(s.kind)'s; starting afresh")
+                return open(channel, now: now)
+            }
+            restored = VMBusIntegrationService(restoring: s, timing: timing, clock(now))
+        } catch {
+            log("\(kind): the saved state of relid \(channel.relID) does not decode (\(error)); starting afresh")
+            return open(channel, now: now)
+        }
+        do {
+            pump = try VMBusICChannel(service: restored, guestToHost: channel.inbound.memory,
+                                      hostToGuest: channel.outbound.memory)
+        } catch {
+            log("\(kind): cannot attach to the rings of relid \(channel.relID): \(error)")
+            return .unsuccessful
+        }
+        self.channel = channel
+        service = restored
+        return .success
+    }
+
     public func serve(now: UInt64) {
         guard let pump else { return }
         var result = pump.pump(clock(now))

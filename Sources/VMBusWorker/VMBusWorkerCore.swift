@@ -51,11 +51,45 @@ public final class VMBusWorkerCore {
         self.signals = signals
         self.log = log
         carryOut(service.takePendingAfterRestore(), now: now)
+        service.deviceStates = { [unowned self] in self.deviceStates() }
+        savedDevices = deviceStates()
+        service.save(log: log)
+    }
+
+    /// The open local devices' restart states, by relid.
+    func deviceStates() -> [UInt32: [UInt8]] {
+        var out: [UInt32: [UInt8]] = [:]
+        for relID in channels.keys { if let s = devices[relID]?.savedState() { out[relID] = s } }
+        return out
+    }
+
+    /// The device states last written to the state region.
+    var savedDevices: [UInt32: [UInt8]] = [:]
+    /// Inbound records a predecessor had already acted on, freed without acting.
+    public private(set) var inboundSkipped = 0
+
+    /// Saves when a device's state changed since the last save (after serving channels, after a
+    /// shutdown request): a successor continues heartbeats and a pending request from there.
+    public func saveIfDevicesChanged() {
+        let now = deviceStates()
+        guard now != savedDevices else { return }
+        savedDevices = now
+        service.save(log: log)
     }
 
     /// One forwarded control message (a `PostedMessageRecord`, decoded in place).
     public func handle(record: UnsafeRawBufferPointer, now: UInt64) {
         carryOut(service.handle(record: record, log: log), now: now)
+    }
+
+    /// One inbound ring record lent by `RecordRing.Consumer.tryTake` with its number: acted on and
+    /// saved (with the number) unless a predecessor already did. Then the caller commits it.
+    public func handle(record: UnsafeRawBufferPointer, index: UInt64, now: UInt64) {
+        guard index >= service.inboundNext else {
+            inboundSkipped += 1
+            return
+        }
+        carryOut(service.handle(record: record, index: index, log: log), now: now)
     }
 
     func carryOut(_ actions: [VMBusServerAction], now: UInt64) {
@@ -101,7 +135,9 @@ public final class VMBusWorkerCore {
             log("cannot open relid \(o.relID): \(error)")
             return .unsuccessful
         }
-        let status = device.open(channel, now: now)
+        // A channel the predecessor had open continues from its device's saved state.
+        let status = o.restored ? device.open(channel, restoring: service.restoredDevices[o.relID], now: now)
+                                : device.open(channel, now: now)
         if status.isSuccess { channels[o.relID] = channel }
         return status
     }
@@ -149,6 +185,7 @@ public final class VMBusWorkerCore {
             let signalled = channel.takeSignal()
             if signalled || (device.deadline.map { $0 <= now } ?? false) { device.serve(now: now) }
         }
+        saveIfDevicesChanged()
     }
 
     /// The earliest deadline of an open channel's device.

@@ -112,7 +112,8 @@ struct JailTests {
         #expect(try Self.limit(pid, "Max core file size").map { [$0.0, $0.1] } == ["0", "0"])
         #expect(try Self.limit(pid, "Max file size").map { [$0.0, $0.1] } == ["0", "0"])
         let synicRegion = try #require(vm.routerLink).region.region.size
-        let space = "\(UInt64(64 << 20) + UInt64(synicRegion) + UInt64(WorkerHeartbeat.slotSize) + MemoryBudget.defaultHeadroom)"
+        let routerState = UInt64(try #require(vm.routerState).region.size)
+        let space = "\(UInt64(64 << 20) + UInt64(synicRegion) + routerState + UInt64(WorkerHeartbeat.slotSize) + MemoryBudget.defaultHeadroom)"
         #expect(try Self.limit(pid, "Max address space").map { [$0.0, $0.1] } == [space, space])
         let outcome = vm.run()
         #expect(outcome.exitStatus == 0)

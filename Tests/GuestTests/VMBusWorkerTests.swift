@@ -49,17 +49,21 @@ struct VMBusWorkerTests {
                                   "/memfd:synthvm-vmbus-state"] + eventfds)
         // The router beside it holds the VMBus worker's doorbell too (it forwards control messages).
         let router = try #require(vm.workerLinks.first { $0.kind == .synicRouter }).process.pid
-        #expect(try held(router) == ["/memfd:synthvm-guest-ram", "/memfd:synthvm-heartbeats", "/memfd:synthvm-synic"]
+        #expect(try held(router) == ["/memfd:synthvm-guest-ram", "/memfd:synthvm-heartbeats", "/memfd:synthvm-router-state",
+                                     "/memfd:synthvm-synic"]
                 + [String](repeating: "anon_inode:[eventfd]", count: 3 + 16 * cpus))
         let maps = try String(contentsOfFile: "/proc/\(pid)/maps", encoding: .utf8)
         #expect(maps.contains("synthvm-guest-ram"), "guest RAM not mapped by the worker")
         #expect(maps.contains("synthvm-synic"), "the SynIC region not mapped by the worker")
         #expect(maps.contains("synthvm-vmbus-state"), "the state region not mapped by the worker")
-        // It saved a fresh server's state (disconnected, no channels) before it attached.
+        // It saved a fresh server's state (disconnected, no channels) before it attached: once
+        // when the service starts, once when its devices are in place (VMBusWorkerSaved).
         let state = try #require(vm.vmbusState)
         let saved = try #require(try state.load())
-        #expect(saved.generation == 1)
-        let decoded = try VMBusServer.Saved(decoding: saved.bytes)
+        #expect(saved.generation == 2)
+        let worker = try VMBusWorkerSaved(decoding: saved.bytes)
+        #expect(worker.inboundNext == 0 && worker.outboundBase == 0 && worker.devices.isEmpty)
+        let decoded = worker.server
         // Three offers (the integration services: heartbeat, shutdown, time sync), none open.
         #expect(decoded.channels.count == 3 && decoded.outbound.isEmpty)
         try WorkerTests.expectFiltered(pid)

@@ -42,16 +42,17 @@ struct WorkerTests {
         let vm = try VirtualMachine(config: c)
         let link = try #require(vm.workerLinks.first)
         // After the handshake: stdin/stdout/stderr, the control socket (3), the guest-RAM,
-        // heartbeat and SynIC memfds (kept for their mappings), its doorbell and reply eventfds,
-        // and one eventfd per (VP, SINT). Nothing of the monitor's leaked in.
+        // heartbeat, SynIC and router-state memfds (kept for their mappings), its doorbell and
+        // reply eventfds, and one eventfd per (VP, SINT). Nothing of the monitor's leaked in.
         let fds = try Self.openFDs(link.process.pid)
-        #expect(fds.count == 4 + 3 + 2 + 16 * cpus && Array(fds.prefix(4)) == [0, 1, 2, 3], "fds \(fds)")
+        #expect(fds.count == 4 + 4 + 2 + 16 * cpus && Array(fds.prefix(4)) == [0, 1, 2, 3], "fds \(fds)")
         var kinds: [String: Int] = [:]
         for fd in fds.dropFirst(4) {
             let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(link.process.pid)/fd/\(fd)")) ?? "?"
             kinds[target.hasPrefix("/memfd:") ? String(target.split(separator: " ")[0]) : target, default: 0] += 1
         }
         #expect(kinds == ["/memfd:synthvm-guest-ram": 1, "/memfd:synthvm-heartbeats": 1, "/memfd:synthvm-synic": 1,
+                          "/memfd:synthvm-router-state": 1,
                           "anon_inode:[eventfd]": 2 + 16 * cpus],
                 "\(kinds)")
         let maps = try String(contentsOfFile: "/proc/\(link.process.pid)/maps", encoding: .utf8)
@@ -162,11 +163,12 @@ struct WorkerTests {
         let n = read(p[0], &bytes, bytes.count)
         let text = n > 0 ? String(decoding: bytes[0..<n], as: UTF8.self) : ""
         // The worker's own last words, relayed, then the supervisor's line with the limit it hit:
-        // 64 MiB of guest RAM and the SynIC region (168 KiB for one VP), plus the default budget of its own.
+        // 64 MiB of guest RAM, the SynIC region (168 KiB for one VP) and the router's state region
+        // (108 KiB), plus the default budget of its own.
         #expect(text.contains("synthvm: worker synic-router (pid \(pid)): synthvm-synic-router: out of memory: "
                               + "its memory budget (RLIMIT_AS) is used up\n"), "stderr: \(text)")
-        #expect(text.contains("synthvm: worker synic-router (pid \(pid)) exceeded its memory budget (RLIMIT_AS 128.2 MiB: "
-                              + "64.2 MiB of shared regions and 64 MiB of its own)\n"), "stderr: \(text)")
+        #expect(text.contains("synthvm: worker synic-router (pid \(pid)) exceeded its memory budget (RLIMIT_AS 128.3 MiB: "
+                              + "64.3 MiB of shared regions and 64 MiB of its own)\n"), "stderr: \(text)")
     }
 
     @Test("a ring the monitor side scribbles on is reported and cut off by the router, which keeps serving")

@@ -126,12 +126,21 @@ func run() throws {
             consumers.append(try RecordRing.Consumer(region: shared, offset: region.ringOffset(i), layout: ringLayout))
         }
         let sintFDs = r.sintFDs.map(\.rawValue)
-        router = MessageRouter(region: region, memory: RegionGuestMemory(region: ram, ranges: r.setup.memory),
-                               pollingAvailable: r.setup.flags.contains(.sintPolling),
-                               testDevice: r.setup.flags.contains(.testDevice)) { vp, sint in
+        // Region 2: the restart state the supervisor keeps (queues, held messages, routes). A
+        // predecessor's work in it is recovered here; without it (an older monitor) the state is
+        // private and dies with this process.
+        var state: RouterStateRegion?
+        if let s = regions[2] {
+            do { state = try RouterStateRegion(region: s, vpCount: region.vpCount) } catch { fail("bad router state region: \(error)") }
+        }
+        let built = try MessageRouter(region: region, memory: RegionGuestMemory(region: ram, ranges: r.setup.memory),
+                                      pollingAvailable: r.setup.flags.contains(.sintPolling),
+                                      testDevice: r.setup.flags.contains(.testDevice), state: state) { vp, sint in
             var one: UInt64 = 1
             _ = write(sintFDs[Int(vp) * HvSynIC.sintCount + sint], &one, 8)
         }
+        for line in built.recovered { say("restart: \(line)") }
+        router = built
         if let published, let router {
             for id in router.publish(published.entries) { say("cannot publish connection 0x\(String(id, radix: 16))") }
             if let bell = vmbusDoorbell {
@@ -139,6 +148,7 @@ func run() throws {
                                                       layout: ringLayout)
                 vmbusOutbound = try RecordRing.Consumer(region: shared, offset: region.ringOffset(region.vmbusOutboundRing),
                                                         layout: ringLayout)
+                router.vmbusInboundIndex = { inbound.nextIndex }
                 router.forwardToVMBus = { record in
                     switch inbound.tryPush(record.encoded()) {
                     case .pushed(let wasEmpty):

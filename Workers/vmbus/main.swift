@@ -191,7 +191,10 @@ func run() throws {
     let storage = try remoteDevice(next, regions: regions)
     if storage != nil { next = try FDPassing.receive(from: controlFD, maxPayload: SeccompProgram.maxEncodedSize, maxFDs: 0) }
     let remote = storage.map { [$0.device] } ?? []
-    let service = VMBusService(state: state, configuration: configuration, offers: VMBusWorkerCore.offers(hosted, remote: remote)) { say($0) }
+    // The outbound ring's producer index tells the service which saved replies its predecessor
+    // pushed after its last save (docs/vmbus.md, "Restart").
+    let service = VMBusService(state: state, configuration: configuration, offers: VMBusWorkerCore.offers(hosted, remote: remote),
+                               outboundIndex: { outbound.nextIndex }) { say($0) }
     let core = VMBusWorkerCore(service: service, devices: hosted, remote: remote, map: VMBusGuestMemoryMap(regions: mapRegions),
                                signals: signals, now: monotonicNanoseconds()) { say($0) }
     let program = worker.seccompProgram(next)
@@ -217,6 +220,7 @@ func run() throws {
             let open = worker.controlMessage { m in
                 guard (try? GuestShutdownRequest.decode(m.payload)) != nil else { return say("unknown control message") }
                 devices.requestShutdown(now: woke)
+                core.saveIfDevicesChanged()
             }
             if !open {
                 serving = false
@@ -225,7 +229,12 @@ func run() throws {
         }
         _ = try? doorbell.drain()
         while true {
-            let result = inbound.tryPop { record in core.handle(record: record, now: woke) }
+            // The slot is freed only after the record's effect is saved with its number: a
+            // successor is lent it again and skips it (docs/vmbus.md, "Restart").
+            let result = inbound.tryTake { record, index in
+                core.handle(record: record, index: index, now: woke)
+                return .commit
+            }
             guard case .record = result else {
                 if case .corrupted(let why) = result, !reported {
                     reported = true

@@ -35,7 +35,7 @@ public func fuzzRing(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     var ops = 0
     while !input.isEmpty, ops < 512 {
         ops += 1
-        switch input.u8() % 7 {
+        switch input.u8() % 8 {
         case 0:
             let record = input.take(Int(input.u8()) % (layout.maxRecordLength + 1))
             switch producer.tryPush(record) {
@@ -65,6 +65,21 @@ public func fuzzRing(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
             if let c = try? RecordRing.Consumer(region: region, offset: offset, layout: layout) { consumer = c }
         case 5:
             if let p = try? RecordRing.Producer(region: region, offset: offset, layout: layout) { producer = p }
+        case 7:
+            // Take with a later commit (or a keep): the same record until it is committed.
+            let commit = input.bool()
+            var lent: [UInt8] = []
+            switch consumer.tryTake({ bytes, _ in lent = Array(bytes); return commit ? .commit : .keep }) {
+            case .record(let length):
+                precondition(length == lent.count, "took \(length) bytes, lent \(lent.count)")
+                if !scribbled {
+                    precondition(!inFlight.isEmpty, "a record came out of an empty ring")
+                    precondition(lent == inFlight.first, "a record came out changed")
+                    if commit { inFlight.removeFirst() }
+                }
+            case .empty: precondition(scribbled || inFlight.isEmpty, "empty with \(inFlight.count) in flight")
+            case .corrupted, .cutOff: precondition(scribbled, "the ring reported corruption nobody caused")
+            }
         default:
             let at = offset + (input.bool() ? 128 : 256)
             scribble(at: at, input.take(8))

@@ -37,21 +37,31 @@ public func fuzzRouter(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     let vpCount = 1 + Int(input.u8() % 3)
     let region = try! SynICRegion.create(vpCount: vpCount, ringLayout: ringLayout)
     let memory = FuzzMemory(size: 0x3_0000)
-    let router = MessageRouter(region: region, memory: memory, pollingAvailable: input.bool(), testDevice: true) { vp, sint in
+    let polling = input.bool()
+    func raise(_ vp: UInt32, _ sint: Int) {
         precondition(Int(vp) < vpCount && (0..<HvSynIC.sintCount).contains(sint), "SINT raised for no such VP/SINT")
     }
+    var router = try! MessageRouter(region: region, memory: memory, pollingAvailable: polling, testDevice: true, raiseSINT: raise)
     // Ring i < vpCount is VP i's; ring vpCount is the test device's.
     let rings = (0...vpCount).map { i in
         (try! RecordRing.Producer(region: region.region, offset: region.ringOffset(i), layout: ringLayout),
          try! RecordRing.Consumer(region: region.region, offset: region.ringOffset(i), layout: ringLayout))
     }
     var service = RouterRingService(consumers: rings.map(\.1), testDeviceRing: region.testDeviceRing)
+    /// A restart: a successor router (and ring consumers) over the same regions.
+    func restart() {
+        router = try! MessageRouter(region: region, memory: memory, pollingAvailable: polling, testDevice: true,
+                                    state: router.state, raiseSINT: raise)
+        service = RouterRingService(consumers: (0...vpCount).map { i in
+            try! RecordRing.Consumer(region: region.region, offset: region.ringOffset(i), layout: ringLayout)
+        }, testDeviceRing: region.testDeviceRing)
+    }
     for vp in 0..<vpCount { publish(region, vp: UInt32(vp), form: 0) }
     var sequence: UInt64 = 0
     var ops = 0
     while !input.isEmpty, ops < 256 {
         ops += 1
-        switch input.u8() % 9 {
+        switch input.u8() % 10 {
         case 0:
             sequence += 1
             _ = rings[vpCount].0.tryPush(TestDeviceWriteRecord(vp: 0, value: input.u32(), sequence: sequence).encoded())
@@ -88,6 +98,14 @@ public func fuzzRouter(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
             let vp = UInt32(input.u8() % 4), sint = Int(input.u8() % 17)
             let message = HvMessage(type: HvMessageType(rawValue: input.u32()), payload: input.take(Int(input.u8())))
             _ = router.post(message, vp: vp, sint: sint)
+        case 9:
+            // A kill and a successor on the same regions; before it, a predecessor that parsed
+            // guest bytes may have scribbled on its state region (hostile for the successor).
+            for _ in 0..<Int(input.u8() % 4) {
+                let bytes = input.take(Int(input.u8() % 16))
+                try? router.state.region.write(bytes, at: Int(input.u32()) % max(1, router.state.region.size - bytes.count))
+            }
+            restart()
         default:
             let ring = Int(input.u8() % 4)
             let record = PostedMessageRecord(vp: input.u32() % 4, connectionID: input.u32() % 8, entry: input.u32() % 300,

@@ -148,7 +148,7 @@ public func fuzzVMBusServer(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32
 }
 
 func operation(_ h: inout Harness, _ input: inout FuzzInput) {
-    switch input.u8() % 18 {
+    switch input.u8() % 19 {
     case 0:
         let c = input.u8()
         let connection: UInt32 = [VMBusMessageConnection.id, VMBusMessageConnection.id4, 0, UInt32(c >> 2)][Int(c & 3)]
@@ -204,6 +204,24 @@ func operation(_ h: inout Harness, _ input: inout FuzzInput) {
         h.roundTrip()
     case 16:
         h.hostileSaved(input.take(Int(input.u16() % 2048)))
+    case 18:
+        // The VMBus worker's envelope around the server's state (VMBusWorkerSaved): its own bytes
+        // round-trip; damaged bytes never trap, and what decodes re-encodes to the same bytes.
+        var devices: [UInt32: [UInt8]] = [:]
+        for _ in 0..<Int(input.u8() % 4) {
+            let bytes = input.take(1 + Int(input.u8()))
+            if !bytes.isEmpty { devices[1 + UInt32(input.u8() % 8)] = bytes }
+        }
+        let saved = VMBusWorkerSaved(inboundNext: input.u64(), outboundBase: input.u64(), server: h.server.save(), devices: devices)
+        var bytes = saved.encoded()
+        precondition((try? VMBusWorkerSaved(decoding: bytes)) == saved, "the worker's own state does not round-trip")
+        for _ in 0..<Int(input.u8() % 8) {
+            let at = Int(input.u16()) % bytes.count
+            bytes[at] ^= input.u8()
+        }
+        if let decoded = try? VMBusWorkerSaved(decoding: bytes) {
+            precondition(decoded.encoded() == bytes, "a decoded worker state re-encodes differently")
+        }
     default:
         var bytes = h.server.save().encoded()
         for _ in 0..<Int(input.u8() % 8) {
