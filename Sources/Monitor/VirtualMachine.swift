@@ -474,14 +474,7 @@ public final class VirtualMachine: @unchecked Sendable {
                                       ringCapacity: UInt32(SynICRouterLink.ringLayout.capacity), memory: ranges)
         var messages = [WorkerLink.SetupMessage(bytes: record.encoded(), fds: [link.routerDoorbell.fd.rawValue,
                                                                            link.replyDoorbell.fd.rawValue])]
-        let fds = routes.eventFDs
-        var first = 0
-        while first < fds.count {
-            let n = min(Int(SINTEventFDs.maxPerMessage), fds.count - first)
-            messages.append(.init(bytes: SINTEventFDs(first: UInt32(first), count: UInt32(n)).encoded(),
-                                  fds: Array(fds[first..<(first + n)])))
-            first += n
-        }
+        messages += sintBatches(routes.eventFDs)
         if let connections = vmbusConnections(config: config, link: link) { messages.append(connections) }
         return messages
     }
@@ -500,12 +493,19 @@ public final class VirtualMachine: @unchecked Sendable {
             tscAtReferenceZero: reference.tscAtCreation, guestTSCOffset: clock.offset, memory: ranges)
         var messages = [WorkerLink.SetupMessage(bytes: record.encoded(), fds: [link.vmbusDoorbell?.fd.rawValue ?? -1,
                                                                            link.routerDoorbell.fd.rawValue])]
-        let sint2 = (0..<config.cpuCount).map { routes.eventFDs[$0 * 16 + MachineConfig.vmbusSINT] }
+        messages += sintBatches((0..<config.cpuCount).map { routes.eventFDs[$0 * 16 + MachineConfig.vmbusSINT] })
+        return messages
+    }
+
+    /// `fds` in `SINTEventFDs` batches (one message carries at most 253 fds): index `first + i`
+    /// is `fds[first + i]` (vp * 16 + sint for the router, the VP for SINT2-only workers).
+    static func sintBatches(_ fds: [Int32]) -> [WorkerLink.SetupMessage] {
+        var messages: [WorkerLink.SetupMessage] = []
         var first = 0
-        while first < sint2.count {
-            let n = min(Int(SINTEventFDs.maxPerMessage), sint2.count - first)
+        while first < fds.count {
+            let n = min(Int(SINTEventFDs.maxPerMessage), fds.count - first)
             messages.append(.init(bytes: SINTEventFDs(first: UInt32(first), count: UInt32(n)).encoded(),
-                                  fds: Array(sint2[first..<(first + n)])))
+                                  fds: Array(fds[first..<(first + n)])))
             first += n
         }
         return messages
@@ -547,14 +547,7 @@ public final class VirtualMachine: @unchecked Sendable {
         var messages = [WorkerLink.SetupMessage(bytes: record.encoded(),
                                                 fds: [device.storageDoorbell.fd.rawValue, device.vmbusDoorbell.fd.rawValue]
                                                     + config.disks.map(\.fd))]
-        let sint2 = (0..<config.cpuCount).map { routes.eventFDs[$0 * 16 + MachineConfig.vmbusSINT] }
-        var first = 0
-        while first < sint2.count {
-            let n = min(Int(SINTEventFDs.maxPerMessage), sint2.count - first)
-            messages.append(.init(bytes: SINTEventFDs(first: UInt32(first), count: UInt32(n)).encoded(),
-                                  fds: Array(sint2[first..<(first + n)])))
-            first += n
-        }
+        messages += sintBatches((0..<config.cpuCount).map { routes.eventFDs[$0 * 16 + MachineConfig.vmbusSINT] })
         return messages
     }
 
