@@ -85,7 +85,7 @@ guest64 synicbench synicbench.c synictest.c synictest_asm.S mp.c mp_asm.S
 guest64 memflood memflood.c
 guest64 hostile hostile.c hostile_asm.S synictest.c synictest_asm.S mp.c mp_asm.S
 guest64 vmbus vmbus.c vmbus_guest.c synictest.c synictest_asm.S mp.c mp_asm.S
-guest64 storvsc storvsc.c vmbus_guest.c synictest.c synictest_asm.S mp.c mp_asm.S
+guest64 storvsc storvsc.c storvsc_guest.c vmbus_guest.c synictest.c synictest_asm.S mp.c mp_asm.S
 
 # 32-bit multiboot guest (mbstart.S first: the multiboot header must be in the first 8 KiB)
 compile -m32 "$OBJ/rt32-mbstart.o" "$SRC/runtime/mbstart.S"
