@@ -258,14 +258,17 @@ struct FaultSoak {
             if failure != nil || p.batches >= atLastKill.batches + 2 { break }
             Self.sleepMs(20)
         }
-        let (progress, failure) = Self.guestProgress(readFile(outPath))
-        let progressing = progress.batches >= atLastKill.batches + 2 && progress.echoes > atLastKill.echoes
-            && progress.writes > atLastKill.writes
+        let seen = Self.guestProgress(readFile(outPath)).0
+        let progressing = seen.batches >= atLastKill.batches + 2 && seen.echoes > atLastKill.echoes
+            && seen.writes > atLastKill.writes
         _ = try? request(socket, #"{"execute":"stop"}"#)
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
         reaped = true
         unlink(socket)
+        // The guest ran on until the stop: what it did is read again now that it cannot go on
+        // (the image check needs the last batch it finished, not the last one seen above).
+        let (progress, failure) = Self.guestProgress(readFile(outPath))
         for name in workers {
             let sorted = (latencies[name] ?? []).sorted()
             let median = sorted.isEmpty ? 0 : sorted[sorted.count / 2]
