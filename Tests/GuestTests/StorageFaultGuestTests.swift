@@ -33,7 +33,11 @@ struct StorageFaultGuestTests {
             return false
         }
 
-        func metrics() throws -> String { try APISocketTests.ctl([socket, "metrics"]).stdout }
+        func metrics() throws -> String {
+            let r = try APISocketTests.ctl([socket, "metrics"])
+            #expect(r.status == 0, "synthvm ctl metrics: \(r)")
+            return r.stdout
+        }
     }
 
     static func start(_ name: String, faults: Int, seed: Int) throws -> VM {
@@ -148,12 +152,14 @@ struct StorageFaultGuestTests {
         // Now the errors, then the end.
         #expect(try APISocketTests.ctl([vm.socket, "fault", "storage", "io-error", "3"]).status == 0)
         #expect(vm.await("storvsc: faults: io-error: "), "\(vm.text)")
-        #expect(vm.await("storvsc: ok"), "\(vm.text)")
-        // The last metrics before it ends: the guest stops at "ok" (its VM ends soon after).
+        // The last metrics: while the guest lingers (its VM ends with it).
+        #expect(vm.await("storvsc: faults: done; lingering"), "\(vm.text)")
         let m3 = try vm.metrics()
+        #expect(vm.await("storvsc: ok"), "\(vm.text)")
         let (_, code, stderr) = vm.run.finish()
         stopped = true
         #expect(code == 0, "\(stderr)\n\(vm.text)")
+        if code != 0 { print(stderr) }
         if let d3 = try? Self.disk0(m3, path: vm.a) {
             #expect(d3.errors == 3 && d3.count == d3.total && d3.infBucket == d3.count && d3.total >= d2.total, "\(d3)")
             print("storage metrics after the run (disk 0):\n" + m3.split(separator: "\n").filter { $0.contains("disk=\"0\"") && !$0.contains("_bucket") }
@@ -205,7 +211,7 @@ struct StorageFaultGuestTests {
         #expect(stderr.contains("synthvm: worker storage (pid ") && stderr.contains("exited with status 75; restarted"), "\(stderr)")
         #expect(stderr.contains("request(s) to redo"), "\(stderr)")
         // The torn write's LBA holds its full data, as every other write's does.
-        let lba = tornLine.flatMap { StorvscGuestTests.field(String($0), "lba") }
+        let lba = tornLine.flatMap { l in l.range(of: " lba ").flatMap { UInt64(l[$0.upperBound...].prefix { $0.isNumber }) } }
         let writes = vm.text.split(separator: "\n").filter { $0.hasPrefix("storvsc: wrote lun=0 ") }
         #expect(lba.map { l in writes.contains { StorvscGuestTests.field(String($0), "lba") == l } } == true, "\(String(describing: lba))")
         #expect(try Self.checkWrites(vm) >= 2)

@@ -14,6 +14,7 @@
  *    read-only LUN 1 (after it saw the storage worker restarted); then every write is read back
  *    again and, after 500 ms, the ring must hold no completion nobody asked for.
  *    `storvsc: faults: torn: N writes, each completed once and read back whole`.
+ * Then `storvsc: faults: done; lingering 3 s`, and 3 s before the end (the host reads the metrics).
  * Each write is printed (`storvsc: wrote lun=0 lba=L blocks=N seed=S`) for the host to check the image. */
 
 #define FAULT_LBA_IO 2048u
@@ -138,4 +139,7 @@ static void fault_tests(u64 mode)
         faults_torn();
     else
         fail("faults=%llu: 1 (io-error) or 2 (torn)", mode);
+    /* The host reads the control socket's metrics meanwhile (the VM ends with the guest). */
+    st_printf(NAME ": faults: done; lingering 3 s\n");
+    st_sleep_until(st_now() + 3 * SECOND);
 }
