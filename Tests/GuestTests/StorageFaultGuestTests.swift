@@ -134,9 +134,13 @@ struct StorageFaultGuestTests {
         }
         #expect(vm.await("storvsc: faults: ready"), "\(vm.text)")
         // The guest writes and reads back in a loop, waiting for MEDIUM ERRORs: I/O goes on.
-        usleep(500_000)
-        let m1 = try vm.metrics()
-        let d1 = try Self.disk0(m1, path: vm.a)
+        var m1 = try vm.metrics()
+        var d1 = try Self.disk0(m1, path: vm.a)
+        for _ in 0..<150 where d1.requests["read"]! < 4 || d1.requests["write"]! < 4 {
+            usleep(100_000)
+            m1 = try vm.metrics()
+            d1 = try Self.disk0(m1, path: vm.a)
+        }
         #expect(d1.requests["read"]! > 0 && d1.requests["write"]! > 0 && d1.requests["other"]! > 0 && d1.bytesWritten > 0, "\(d1)")
         // Kill the storage worker; it is restarted (and the VMBus worker with it).
         #expect(try APISocketTests.ctl([vm.socket, "fault", "storage", "kill"]).status == 0)
@@ -144,8 +148,12 @@ struct StorageFaultGuestTests {
             $0["restarts"] == .int(1) && $0["running"] == .bool(true) && $0["heartbeat_age_ms"]?.intValue != nil
         }
         #expect(w?["restarts"] == .int(1), "\(String(describing: w))")
-        usleep(500_000)
-        let d2 = try Self.disk0(try vm.metrics(), path: vm.a)
+        // The successor goes on counting from its predecessor's numbers (the guest goes on writing).
+        var d2 = try Self.disk0(try vm.metrics(), path: vm.a)
+        for _ in 0..<150 where d2.total <= d1.total + 4 {
+            usleep(100_000)
+            d2 = try Self.disk0(try vm.metrics(), path: vm.a)
+        }
         for op in d1.requests.keys { #expect(d2.requests[op]! >= d1.requests[op]!, "\(op): \(d1) then \(d2)") }
         #expect(d2.total > d1.total && d2.bytesWritten >= d1.bytesWritten && d2.bytesRead >= d1.bytesRead && d2.sum >= d1.sum,
                 "\(d1) then \(d2)")
