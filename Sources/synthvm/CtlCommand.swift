@@ -129,7 +129,8 @@ struct CtlCommand: ParsableCommand {
         case .metrics:
             return r["text"]?.stringValue ?? ""
         case let .fault(worker, kind, _):
-            return "fault \(kind) injected into worker \(worker) (pid \(r["pid"]?.intValue.map(String.init) ?? "?"))\n"
+            let arg = r["arg"]?.intValue.map { " \($0)" } ?? ""
+            return "fault \(kind)\(arg) injected into worker \(worker) (pid \(r["pid"]?.intValue.map(String.init) ?? "?"))\n"
         case .shutdown:
             return r["graceful"]?.boolValue == true ? "the guest was asked to shut down\n"
                 : "no graceful shutdown path (no shutdown service in the guest): the VM was stopped\n"

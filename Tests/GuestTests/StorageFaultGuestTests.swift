@@ -158,7 +158,8 @@ struct StorageFaultGuestTests {
         #expect(d2.total > d1.total && d2.bytesWritten >= d1.bytesWritten && d2.bytesRead >= d1.bytesRead && d2.sum >= d1.sum,
                 "\(d1) then \(d2)")
         // Now the errors, then the end.
-        #expect(try APISocketTests.ctl([vm.socket, "fault", "storage", "io-error", "3"]).status == 0)
+        let e = try APISocketTests.ctl([vm.socket, "fault", "storage", "io-error", "3"])
+        #expect(e.status == 0 && e.stdout.hasPrefix("fault io-error 3 injected into worker storage (pid "), "\(e)")
         #expect(vm.await("storvsc: faults: io-error: "), "\(vm.text)")
         // The last metrics: while the guest lingers (its VM ends with it).
         #expect(vm.await("storvsc: faults: done; lingering"), "\(vm.text)")
