@@ -56,6 +56,8 @@ public final class StorageMetricsRegion: @unchecked Sendable {
 
     public let region: SharedRegion
     public let diskCount: Int
+    /// The disks' blocks, mapped (the geometry was checked: every word below is inside).
+    let disks: UnsafeMutableRawPointer
 
     public static func size(disks: Int) -> Int { (disksOffset + disks * diskSize + 4095) / 4096 * 4096 }
 
@@ -84,11 +86,14 @@ public final class StorageMetricsRegion: @unchecked Sendable {
     init(checked region: SharedRegion, disks: Int) {
         self.region = region
         diskCount = disks
+        // `size(disks:)` covers every disk's block; a mapping of that size has it.
+        self.disks = region.pointer(at: Self.disksOffset, count: disks * Self.diskSize)!
     }
 
-    /// The word at `field` (a byte offset in the disk's block) of disk `disk`; the geometry was checked.
+    /// The word at `field` (a byte offset in the disk's block, 8-aligned, below `diskSize`) of
+    /// disk `disk` (< diskCount: callers check).
     @inline(__always) func word(_ disk: Int, _ field: Int) -> UnsafeAtomic<UInt64> {
-        try! region.atomic(UInt64.self, at: Self.disksOffset + disk * Self.diskSize + field)
+        UnsafeAtomic(at: (disks + disk * Self.diskSize + field).assumingMemoryBound(to: UInt64.AtomicRepresentation.self))
     }
 
     @inline(__always) func add(_ disk: Int, _ field: Int, _ n: UInt64) {
