@@ -180,7 +180,7 @@ struct StorageFaultGuestTests {
         // SynIC counters exist (the VMBus control messages went through the router).
         #expect((Self.sample(m1, "synthvm_synic_messages_posted_total", ["source": "guest"]) ?? 0) > 0, "\(m1)")
         #expect((Self.sample(m1, "synthvm_synic_messages_delivered_total", [:]) ?? 0) > 0, "\(m1)")
-        #expect(Self.sample(m1, "synthvm_synic_messages_queued", ["queue": "host"]) != nil, "\(m1)")
+        #expect(Self.sample(m1, "synthvm_synic_messages_queued", ["queue": "simp"]) != nil, "\(m1)")
     }
 
     @Test("torn: the write dies half-done with the worker; the successor redoes it: one completion, the full data in the image")
@@ -253,7 +253,7 @@ struct SynICCounterTests {
         VMAPIBackend.synicMetrics(m, into: &p)
         #expect(APISocketTests.sample(p.text, "synthvm_synic_messages_posted_total", ["source": "guest"]) == Double(7 * cpus))
         #expect(APISocketTests.sample(p.text, "synthvm_synic_messages_delivered_total", [:]) == Double(7 * cpus))
-        #expect(APISocketTests.sample(p.text, "synthvm_synic_messages_queued", ["queue": "host"]) == 0)
+        #expect(APISocketTests.sample(p.text, "synthvm_synic_messages_queued", ["queue": "simp"]) == 0)
     }
 
     @Test("the counters survive a router restart: killed before the guest runs, the successor counts on from the same region")

@@ -156,8 +156,8 @@ final class VMAPIBackend: APIBackend, @unchecked Sendable {
                  help: "SynIC messages the router wrote into the guest's SIMP slots (timer messages, written by the monitor, not included).",
                  [.init(value: Double(m.delivered))])
         p.family("synthvm_synic_messages_queued", type: "gauge",
-                 help: "SynIC messages waiting: queue host, in the router's per-(VP, SINT) queues for their SIMP slot; queue vmbus, guest messages held for the VMBus worker.",
-                 [.init(labels: [("queue", "host")], value: Double(m.queued)),
+                 help: "SynIC messages waiting: queue simp, in the router's per-(VP, SINT) queues for their SIMP slot; queue vmbus, guest messages held for the VMBus worker.",
+                 [.init(labels: [("queue", "simp")], value: Double(m.queued)),
                   .init(labels: [("queue", "vmbus")], value: Double(m.held))])
     }
 
