@@ -289,3 +289,28 @@ struct SynICCounterTests {
         #expect(r.queued <= UInt64(2 * 16 * state.queueDepth) && r.guestPosted <= 1 << 53)
     }
 }
+
+/// The monitor's rendering of the disk counters (`VMAPIBackend.diskMetrics`) over a region a
+/// hostile storage worker filled with garbage: parseable Prometheus text, no trap, a histogram
+/// whose buckets never go down and whose +Inf bucket is its count.
+@Suite("disk metrics rendering")
+struct DiskMetricsRenderingTests {
+    @Test("garbage in the metrics region renders as clamped numbers, never a trap", arguments: [0x00, 0xFF, 0x5A] as [UInt8])
+    func hostileRegion(fill: UInt8) throws {
+        let m = try StorageMetricsRegion.create(disks: 3)
+        let p = try #require(m.region.pointer(at: 0, count: m.region.size))
+        p.initializeMemory(as: UInt8.self, repeating: fill, count: m.region.size)
+        var text = PrometheusText()
+        VMAPIBackend.diskMetrics(m, paths: ["/a \"quoted\".img", "/b\\c.img"], into: &text)
+        let samples = try #require(PrometheusText.parse(text.text), "\(text.text)")
+        for d in 0..<3 {
+            let l = ["disk": String(d), "path": ["/a \"quoted\".img", "/b\\c.img", ""][d]]
+            let buckets = samples.filter { $0.name == "synthvm_disk_request_duration_seconds_bucket" && $0.labels["disk"] == String(d) }
+            #expect(buckets.count == StorageMetricsRegion.bucketCount)
+            #expect(zip(buckets, buckets.dropFirst()).allSatisfy { $0.value <= $1.value })
+            let count = samples.first { $0.name == "synthvm_disk_request_duration_seconds_count" && $0.labels == l }?.value
+            #expect(count != nil && count == buckets.last?.value, "disk \(d)")
+            #expect(samples.filter { $0.name == "synthvm_disk_requests_total" && $0.labels["disk"] == String(d) }.count == 5)
+        }
+    }
+}
