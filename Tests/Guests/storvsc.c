@@ -33,7 +33,8 @@
  *     nothing moved, and the disk still serves (TEST UNIT READY and a read after each).
  *  9. Sub-channels if QUERY_PROPERTIES offers them (and 2 vCPUs): CREATE_SUB_CHANNELS, the offer,
  *     open on VP 1, a read there; else `storvsc: no sub-channels offered ...`.
- * `storvsc: ok` at the end. */
+ * `storvsc: ok` at the end.
+ * `faults=1` (io-error) or `faults=2` (torn): after 1., the fault mode of storvsc_faults.c instead of 2.-9. */
 #include "rt.h"
 #include "x86.h"
 #include "hyperv.h"
@@ -580,6 +581,8 @@ static void subchannels(void)
     st_printf(NAME ": sub-channel 1 (relid %u) open on vp 1: READ(10) ok\n", sub.relid);
 }
 
+#include "storvsc_faults.c"
+
 /* REQUESTOFFERS: the SCSI controller's relid and connection. */
 static void find_controller(void)
 {
@@ -606,11 +609,12 @@ void guest_main(const struct boot_info *bi)
     st_init(NAME);
     printf(NAME ": start\n");
     const char *cmdline = (const char *)phys_ptr(bi->cmdline);
-    u64 maxver = 0x0602, quick = 0;
+    u64 maxver = 0x0602, quick = 0, faults = 0;
     seed = rdtsc() | 1;
     cmdline_get_u64(cmdline, "seed", &seed);
     cmdline_get_u64(cmdline, "maxver", &maxver);
     cmdline_get_u64(cmdline, "quick", &quick);
+    cmdline_get_u64(cmdline, "faults", &faults);
     rng = seed * 0x9E3779B97F4A7C15ull | 1;
     vmbus_guest_start(bi);
     st_printf(NAME ": seed=%llu maxver=0x%04llx vcpus=%u\n", seed, maxver, ncpus);
@@ -634,7 +638,9 @@ void guest_main(const struct boot_info *bi)
     if (nv == 0 || scsi.gpadl == 0)
         fail("maxver 0x%llx is not a version this host accepts", maxver);
 
-    if (!quick) {
+    if (faults) {
+        fault_tests(faults);
+    } else if (!quick) {
         /* 2.-8. */
         identify();
         data_tests();
