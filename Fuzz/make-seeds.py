@@ -186,16 +186,17 @@ def wire_seeds():
                                                + u32(4) + u32(1) + u32(2) + u32(16) + u32(0x2001) + u32(2) + u32(2) + u32(0)))
     write("wire", "host-message", record(10, u32(0) + u32(2) + u32(1) + u32(4) + b"\x0e\x00\x00\x00"))
     write("wire", "guest-shutdown-request", record(11, u32(0) + u32(0)))
-    write("wire", "channel-control", record(12, u32(1) + u32(4) + u32(0x2004) + u32(0) + u32(2) + u32(0) + u32(4) + u32(0)
-                                            + b"".join(u64(0x100 + i) for i in range(4))))
+    write("wire", "channel-control", record(12, u32(1) + u32(5) + u32(0x2005) + u32(1) + u32(2) + u32(0) + u32(4) + u32(1)
+                                            + b"".join(u64(0x100 + i) for i in range(4)), version=2))
     write("wire", "channel-answer", record(13, u32(1) + u32(4) + u32(0) + u32(0)))
     serial = b"disk0".ljust(64, b"\0")
     write("wire", "storage-worker-setup", record(14, u32(2) + u32(1) + u32(512) + u32(64) + u32(2048) + u32(32) + u32(1) + u32(2)
                                                  + u64(0) + u64(1 << 30) + u64(0)
                                                  + u64(64 << 20) + u32(0) + u32(0) + serial
                                                  + u64(8 << 20) + u32(1) + u32(2) + b"\0" * 64
-                                                 + u32(0x0600), version=2))
-    write("wire", "vmbus-remote-device-setup", record(15, u32(3) + u32(3) + u32(2048) + u32(32)))
+                                                 + u32(0x0600) + u32(1), version=3))
+    write("wire", "vmbus-remote-device-setup", record(15, u32(3) + u32(3) + u32(2048) + u32(32) + u32(1), version=2))
+    write("wire", "sub-channel-request", record(16, u32(4) + u32(1) + u64(0)))
     write("wire", "worker-fault", record(20, u16(2) + u16(0) + u32(30)))
 
 
