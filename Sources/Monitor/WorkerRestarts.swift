@@ -18,6 +18,9 @@ final class WorkerRestarts: @unchecked Sendable {
         var recent: [Double] = []
         var closed = false
         var spawner: SpawnerLink?
+        /// Pids whose exit the supervisor caused itself to restart them (the VMBus worker after a
+        /// storage restart): their restart is not a failure and is not counted in the budget.
+        var planned: Set<pid_t> = []
     }
 
     /// nil: restarts are off (a dead worker stays dead, the VM goes on).
@@ -67,17 +70,25 @@ final class WorkerRestarts: @unchecked Sendable {
             if s.links[index].process.pid != status.pid,
                sup.status.contains(where: { $0.pid == s.links[index].process.pid && $0.exit == nil }) { return nil }
             var failures: [String] = []
+            // A planned restart's first attempt is free; a failed handshake after it counts.
+            var free = s.planned.remove(status.pid) != nil
             while true {
                 let now = monotonicSeconds()
                 s.recent.removeAll { now - $0 >= Double(budget.seconds) }
-                guard s.recent.count < budget.restarts, let spawner = s.spawner else {
+                guard free || s.recent.count < budget.restarts, let spawner = s.spawner else {
                     let why = s.spawner == nil && budget.restarts > 0 ? "no spawner: cannot restart it" : "restart budget \(budget) used up"
                     control.requestStop(.workerRestartBudgetExhausted(worker: status.name, restarts: budget.restarts,
                                                                       seconds: budget.seconds))
                     return (failures + ["\(why): stopping the VM"]).joined(separator: "; ")
                 }
-                s.recent.append(now)
-                let counted = "(\(s.recent.count) of \(budget.restarts) in \(budget.seconds) s)"
+                let counted: String
+                if free {
+                    counted = "(planned, not counted in the budget)"
+                } else {
+                    s.recent.append(now)
+                    counted = "(\(s.recent.count) of \(budget.restarts) in \(budget.seconds) s)"
+                }
+                free = false
                 do {
                     let link = try s.links[index].restarted(supervisor: sup, spawner: spawner, kindIndex: index)
                     s.links[index] = link
@@ -86,8 +97,10 @@ final class WorkerRestarts: @unchecked Sendable {
                     // A device worker gets its open channels from the VMBus worker, which hands
                     // them over as restored opens when it starts from its saved state: closing its
                     // control socket makes it leave cleanly (its state saved), and its restart
-                    // follows through this same path.
+                    // follows through this same path, planned: the storage worker's death was
+                    // counted once, so a storage restart costs one unit of the budget.
                     if link.kind == .storage, let vmbus = s.links.first(where: { $0.kind == .vmbus }) {
+                        s.planned.insert(vmbus.process.pid)
                         vmbus.close()
                         said += "; the vmbus worker is restarted too, to hand it its open channels"
                     }

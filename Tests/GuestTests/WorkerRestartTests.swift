@@ -123,6 +123,41 @@ struct WorkerRestartTests {
         #expect(outcome.exitStatus == 0, "\(outcome.reason)")
     }
 
+    @Test("a storage restart costs one unit of the budget: the VMBus worker's planned restart after it is not counted")
+    func storageRestartCountsOnce() throws {
+        try GuestHarness.requireKVM()
+        let dir = try StorageWorkerTests.scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (a, b) = try StorvscGuestTests.images(dir)
+        var c = try MachineConfig.load(kernelPath: try GuestHarness.guestPath("storvsc"), commandLine: "seed=5", cpus: 1,
+                                       memory: "256M", serial: "none", hyperv: "default")
+        c.console = .capture
+        c.timeoutSeconds = 240
+        c.vmbus = true
+        // Two storage deaths fit a budget of two only if the VMBus worker's restart that follows
+        // each is free; counted, the second storage death would stop the VM with status 6.
+        c.restartBudget = RestartBudget(restarts: 2, seconds: 600)
+        c.disks = try DiskImage.openAll(try [a + ",serial=ALPHA0", b + ",readonly"].map { (d) throws(MonitorError) in try DiskImage.parse(d) })
+        defer { for d in c.disks { close(d.fd) } }
+        let vm = try VirtualMachine(config: c)
+        for _ in 0..<2 {
+            let vmbusBefore = try #require(vm.workerLinks.first { $0.kind == .vmbus }).process.pid
+            _ = try Self.killAndAwaitRestart(vm, .storage)
+            var waited = 0
+            while vm.workerLinks.first(where: { $0.kind == .vmbus })?.process.pid == vmbusBefore, waited < 1000 {
+                usleep(10_000)
+                waited += 1
+            }
+            #expect(vm.workerLinks.first { $0.kind == .vmbus }?.process.pid != vmbusBefore, "the vmbus worker was not restarted")
+        }
+        let outcome = vm.run()
+        let lines = vm.console.captured.split(separator: "\n").map(String.init)
+        #expect(lines.last == "storvsc: ok", "\(vm.console.captured)")
+        #expect(outcome.exitStatus == 0, "\(outcome.reason)")
+        #expect(outcome.workers.filter { $0.name == "storage" }.count == 3, "\(outcome.workers)")
+        #expect(outcome.workers.filter { $0.name == "vmbus" }.count == 3, "\(outcome.workers)")
+    }
+
     @Test("the storage worker killed again and again while the storvsc guest does I/O: every request completes, the data checks out")
     func storageKilledDuringStorvsc() throws {
         try GuestHarness.requireKVM()
