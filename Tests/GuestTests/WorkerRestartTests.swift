@@ -195,6 +195,48 @@ struct WorkerRestartTests {
         #expect(storage.count >= 2, "\(storage)")
     }
 
+    @Test("2 vCPUs: the storage worker killed when the sub-channel is offered and again while the guest uses it: the successor gets both channels back, every request completes once")
+    func storageKilledAroundSubChannels() throws {
+        try GuestHarness.requireKVM()
+        let dir = try StorageWorkerTests.scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (a, b) = try StorvscGuestTests.images(dir)
+        var c = try MachineConfig.load(kernelPath: try GuestHarness.guestPath("storvsc"), commandLine: "seed=13", cpus: 2,
+                                       memory: "256M", serial: "none", hyperv: "default")
+        c.console = .capture
+        c.timeoutSeconds = 240
+        c.vmbus = true
+        c.restartBudget = RestartBudget(restarts: 100, seconds: 60)
+        c.disks = try DiskImage.openAll(try [a + ",serial=ALPHA0", b + ",readonly"].map { (d) throws(MonitorError) in try DiskImage.parse(d) })
+        defer { for d in c.disks { close(d.fd) } }
+        let vm = try VirtualMachine(config: c)
+        let kills = LockedCount()
+        let killer = Thread {
+            // When the offer is in (the guest then opens the sub-channel on the successor), and when
+            // the sub-channel has been opened (the guest's I/O on it meets the next successor).
+            for line in ["storvsc: sub-channel 1 offered", "storvsc: scsi sub-channel 1 (relid 5) open on vp 1"] {
+                var waited = 0
+                while !vm.console.captured.contains(line), waited < 24_000 {
+                    usleep(10_000)
+                    waited += 1
+                }
+                guard waited < 24_000, let link = vm.workerLinks.first(where: { $0.kind == .storage }) else { return }
+                link.process.signal(SIGKILL)
+                kills.add()
+            }
+        }
+        killer.start()
+        let outcome = vm.run()
+        let lines = vm.console.captured.split(separator: "\n").map(String.init)
+        #expect(lines.last == "storvsc: ok", "\(vm.console.captured)")
+        #expect(!lines.contains { $0.contains("FAIL") }, "\(vm.console.captured)")
+        #expect(lines.contains { $0.hasPrefix("storvsc: sub-channel 1 (relid 5) open on vp 1: write, read-back") }, "\(vm.console.captured)")
+        #expect(outcome.exitStatus == 0, "\(outcome.reason)")
+        let storage = outcome.workers.filter { $0.name == "storage" }
+        print("storage killed \(kills.value) times around the sub-channel; \(storage.count - 1) restarts")
+        #expect(kills.value == 2 && storage.count == 3, "\(storage)")
+    }
+
     @Test("--restart-budget 0/60: a worker death stops the VM with status 6, naming the worker")
     func zeroBudgetStops() throws {
         var c = try WorkerTests.config("bench", cmdline: "pio=100000000 msr=1")
