@@ -345,6 +345,7 @@ def vs_open_complete(relid, fail=0): return u8(11) + u8(relid) + u8(fail)
 def vs_close_complete(relid): return u8(12) + u8(relid)
 def vs_posted(n=0): return u8(13) + u8(n)
 def vs_rescind(relid): return u8(14) + u8(relid)
+def vs_sub_channels(relid, total): return u8(14) + u8(0x80 | relid) + u8(total)
 def vs_round_trip(): return u8(15)
 def vs_saved(blob): return u8(16) + u16(len(blob)) + blob
 def vs_flip(pairs): return u8(17) + u8(len(pairs)) + b"".join(u16(at) + u8(x) for at, x in pairs)
@@ -387,6 +388,13 @@ def vmbus_server_seeds():
           + vs_close_complete(2) + vs_offers())
     write("vmbus-server", "open-refused", hdr + vs_contact(version=4, target=3) + connect + ring + vs_open_complete(1, fail=1)
           + vs_open(1, 1, 0, offset=1) + vs_open(1, 1, 0, vp=4) + vs_unload(1))
+    # Sub-channels of relid 1 (relids 5-7): asked for, one opened on VP 1, a round trip, the
+    # primary closed (rescinding them), released, asked for again, then UNLOAD.
+    write("vmbus-server", "sub-channels", hdr + connect + ring + vs_open_complete(1) + vs_sub_channels(1, 2)
+          + vs_gpadl(5, 5, 4) + vs_open(5, 5, 5, vp=1) + vs_open_complete(5) + vs_sub_channels(1, 5) + vs_round_trip()
+          + vs_close(5) + vs_close_complete(5) + vs_close(1) + vs_released(5) + vs_released(6) + vs_released(7)
+          + vs_close_complete(1) + vs_teardown(1, 0) + vs_gpadl(1, 1, 4) + vs_open(1, 1, 1) + vs_open_complete(1)
+          + vs_sub_channels(1, 1) + vs_posted() + vs_unload())
     blob = vmbus_saved_state()
     write("vmbus-server", "saved-state", hdr + vs_saved(blob) + vs_round_trip() + vs_flip([(20, 1), (200, 0x80)]))
     # The worker's envelope (VMBusWorkerSaved) around a connected server with one IC device's
