@@ -147,7 +147,7 @@ let package = Package(
         .testTarget(name: "StorageTests", dependencies: ["Storage", "StorageWorker", "VMBus", "VMBusWorker", "SynICRouting",
                                                        "Partition", "IPC", "FuzzSeeds"]),
         .testTarget(name: "GuestTests", dependencies: ["Monitor", "Machine", "Sandbox", "TestFixtures", "VMBus", "IPC",
-                                                      "ControlAPI"]),
+                                                      "ControlAPI", "SynICRouting"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -16,8 +16,12 @@ public enum APIProtocol {
     public static let maxDepth = 16
     /// The commands, in the order docs/api.md lists them.
     public static let commands = ["status", "metrics", "fault", "shutdown", "stop"]
-    /// Fault kinds of issue 14; `io-error` and `torn` (storage) are not implemented yet.
+    /// Fault kinds of issue 14 (`io-error` and `torn`: storage workers only).
     public static let faultKinds = ["kill", "crash", "hang", "slow", "syscall", "io-error", "torn"]
+    /// The kinds only a storage worker serves.
+    public static let storageFaultKinds = ["io-error", "torn"]
+    /// `io-error N`: N in 1...this.
+    public static let maxIOErrors: UInt32 = 1_000_000
     /// The `id` a request may carry is echoed only if its encoding is at most this long.
     public static let maxIDBytes = 256
 }
@@ -33,7 +37,7 @@ public enum APIErrorClass: String, Sendable, CaseIterable {
     case invalidArgument = "InvalidArgument"
     /// `fault` without `synthvm run --allow-fault-injection`.
     case faultInjectionDisabled = "FaultInjectionDisabled"
-    /// A fault kind that exists in the design but not yet in this build.
+    /// A fault kind this VM cannot inject (a backend without fault records).
     case notSupported = "NotSupported"
     /// No worker of that name in this VM.
     case workerNotFound = "WorkerNotFound"
@@ -234,8 +238,8 @@ public protocol APIBackend: Sendable {
     var faultInjectionAllowed: Bool { get }
     /// SIGKILLs the named worker; its pid, or an error (not found, not running).
     func killWorker(_ name: String) -> Result<Int32, APIError>
-    /// Sends the named worker a fault (`crash`, `hang` SECONDS, `slow` MILLISECONDS, `syscall`);
-    /// the pid of the process it went to, or an error.
+    /// Sends the named worker a fault (`crash`, `hang` SECONDS, `slow` MILLISECONDS, `syscall`,
+    /// `io-error` N, `torn`); the pid of the process it went to, or an error.
     func injectFault(_ name: String, kind: String, argument: UInt32) -> Result<Int32, APIError>
     func shutdown() -> APIShutdownResult
     /// Stops the VM hard (status 130, as SIGTERM).
@@ -293,30 +297,35 @@ public enum APIHandler {
                 return .failure(APIError(.invalidArgument,
                                          "fault: unknown kind \"\(kind.prefix(64))\" (kinds: \(APIProtocol.faultKinds.joined(separator: ", ")))"))
             }
-            if kind == "io-error" || kind == "torn" {
-                return .failure(APIError(.notSupported, "fault kind \(kind) is not supported yet (the storage worker's "
-                    + "in-flight requests come first: docs/faults.md)"))
-            }
             if kind != "kill" {
                 var value: UInt32 = 0
+                let takesArgument = kind == "hang" || kind == "slow" || kind == "io-error"
                 switch kind {
-                case "hang", "slow":
-                    let range: ClosedRange<UInt32> = kind == "hang" ? 1...3600 : 0...10000
+                case "hang", "slow", "io-error":
+                    let range: ClosedRange<UInt32> = kind == "hang" ? 1...3600 : kind == "slow" ? 0...10000 : 1...APIProtocol.maxIOErrors
                     guard let a = arg, let v = UInt32(a), range.contains(v) else {
                         return .failure(APIError(.invalidArgument, "fault \(kind) takes "
-                            + (kind == "hang" ? "SECONDS, 1...3600" : "MILLISECONDS, 0...10000 (0 ends it)")))
+                            + (kind == "hang" ? "SECONDS, 1...3600" : kind == "slow" ? "MILLISECONDS, 0...10000 (0 ends it)"
+                                : "N, the number of requests to fail, 1...\(APIProtocol.maxIOErrors)")))
                     }
                     value = v
                 default:
                     guard arg == nil else { return .failure(APIError(.invalidArgument, "fault \(kind) takes no argument")) }
                 }
+                // The storage kinds go to a storage worker only (a worker this VM does not run
+                // is the backend's WorkerNotFound).
+                if APIProtocol.storageFaultKinds.contains(kind),
+                   let w = backend.status().workers.first(where: { $0.name == worker }), w.kind != "storage" {
+                    return .failure(APIError(.invalidArgument, "fault \(kind) applies to storage workers only "
+                        + "(worker \(worker.prefix(64)) is a \(w.kind) worker)"))
+                }
                 switch backend.injectFault(worker, kind: kind, argument: value) {
                 case let .failure(e): return .failure(e)
                 case let .success(pid):
-                    let what = kind == "hang" || kind == "slow" ? "\(kind) \(value)" : kind
+                    let what = takesArgument ? "\(kind) \(value)" : kind
                     backend.log("synthvm: fault injection: \(what) of worker \(worker) (pid \(pid)) requested by \(who)")
                     var out: [(String, JSONValue)] = [("worker", .string(worker)), ("kind", .string(kind)), ("pid", .int(Int64(pid)))]
-                    if kind == "hang" || kind == "slow" { out.append(("arg", .int(Int64(value)))) }
+                    if takesArgument { out.append(("arg", .int(Int64(value)))) }
                     return .success(.object(out))
                 }
             }

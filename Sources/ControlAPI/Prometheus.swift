@@ -32,6 +32,40 @@ public struct PrometheusText: Sendable {
         }
     }
 
+    /// One series of a histogram: its labels (without `le`), the cumulative count at each upper
+    /// bound in increasing order (nil: +Inf, which must come last and equals `count`), the sum.
+    public struct HistogramSeries: Sendable {
+        public var labels: [(String, String)]
+        public var buckets: [(le: Double?, count: UInt64)]
+        public var sum: Double
+        public var count: UInt64
+
+        public init(labels: [(String, String)], buckets: [(le: Double?, count: UInt64)], sum: Double, count: UInt64) {
+            self.labels = labels
+            self.buckets = buckets
+            self.sum = sum
+            self.count = count
+        }
+    }
+
+    /// A histogram family: `NAME_bucket{...,le="B"}` per bound (cumulative), then `NAME_sum` and
+    /// `NAME_count` per series. A series whose last bucket is not +Inf gets one (= count).
+    public mutating func histogram(_ name: String, help: String, _ series: [HistogramSeries]) {
+        text += "# HELP \(name) \(Self.escapeHelp(help))\n# TYPE \(name) histogram\n"
+        func labels(_ l: [(String, String)]) -> String {
+            l.isEmpty ? "" : "{" + l.map { "\($0.0)=\"\(Self.escapeLabel($0.1))\"" }.joined(separator: ",") + "}"
+        }
+        for s in series {
+            var buckets = s.buckets
+            if buckets.last.map({ $0.le != nil }) ?? true { buckets.append((nil, s.count)) }
+            for b in buckets {
+                text += "\(name)_bucket\(labels(s.labels + [("le", b.le.map(Self.number) ?? "+Inf")])) \(b.count)\n"
+            }
+            text += "\(name)_sum\(labels(s.labels)) \(Self.number(s.sum))\n"
+            text += "\(name)_count\(labels(s.labels)) \(s.count)\n"
+        }
+    }
+
     static func number(_ v: Double) -> String {
         if v.isNaN { return "NaN" }
         if v.isInfinite { return v > 0 ? "+Inf" : "-Inf" }

@@ -8,18 +8,26 @@
 /// ```
 /// kind 1 crash (a SIGSEGV inside the worker; argument 0), 2 hang (stop serving and beating for
 /// `argument` seconds, 1...3600), 3 slow (delay each wake-up that has work by `argument` ms,
-/// 0...10000; 0 ends it), 4 syscall (a call its policy refuses: socket(AF_INET); argument 0).
+/// 0...10000; 0 ends it), 4 syscall (a call its policy refuses: socket(AF_INET); argument 0);
+/// storage workers only (the worker kind's own handler, `StorageFaultState`): 5 io-error (the
+/// next `argument` I/O requests fail as a failed host call would, 1...1000000), 6 torn (the next
+/// write writes part of its data, then the worker exits before completing it; argument 0).
+/// Kinds 5 and 6 came after version 1's first four: the body's layout is unchanged, and a worker
+/// of an older build refuses them as an unknown kind (strict decoding), as it should.
 public struct WorkerFault: WireRecord, Equatable {
     public static let recordType = WireRecordType.workerFault
     public static let version: UInt16 = 1
     public static let maxHangSeconds: UInt32 = 3600
     public static let maxSlowMilliseconds: UInt32 = 10000
+    public static let maxIOErrors: UInt32 = 1_000_000
 
     public enum Kind: UInt16, Sendable, CaseIterable {
         case crash = 1
         case hang = 2
         case slow = 3
         case syscall = 4
+        case ioError = 5
+        case torn = 6
 
         /// The control socket's name for it.
         public var name: String {
@@ -28,17 +36,29 @@ public struct WorkerFault: WireRecord, Equatable {
             case .hang: return "hang"
             case .slow: return "slow"
             case .syscall: return "syscall"
+            case .ioError: return "io-error"
+            case .torn: return "torn"
             }
         }
 
-        /// The argument's valid range (crash and syscall take none: 0).
+        /// The kind with the control socket's name `name` (kill has no record: nil).
+        public init?(name: String) {
+            guard let k = Self.allCases.first(where: { $0.name == name }) else { return nil }
+            self = k
+        }
+
+        /// The argument's valid range (crash, syscall and torn take none: 0).
         public var argumentRange: ClosedRange<UInt32> {
             switch self {
-            case .crash, .syscall: return 0...0
+            case .crash, .syscall, .torn: return 0...0
             case .hang: return 1...WorkerFault.maxHangSeconds
             case .slow: return 0...WorkerFault.maxSlowMilliseconds
+            case .ioError: return 1...WorkerFault.maxIOErrors
             }
         }
+
+        /// Kinds only a storage worker serves (its disks' requests).
+        public var storageOnly: Bool { self == .ioError || self == .torn }
     }
 
     public var kind: Kind

@@ -14,6 +14,8 @@ public final class StorageWorkerHarness {
     public let synic: SynICRegion
     public let deviceRings: SharedRegion
     public let state: WorkerStateRegion
+    /// The per-disk I/O counters (region 4), handed to every successor like the state region.
+    public let metrics: StorageMetricsRegion
     public let storageDoorbell: Doorbell
     public let vmbusDoorbell: Doorbell
     /// VP 0's SINT2 eventfd: the worker writes it to interrupt the guest.
@@ -39,6 +41,7 @@ public final class StorageWorkerHarness {
         state = try WorkerStateRegion.create(name: "synthvm-storage-state", kind: WorkerKind.storage.rawValue,
                                              slotSize: VirtualMachine.storageStateSlotSize,
                                              extraBytes: VirtualMachine.storageStateExtraBytes)
+        metrics = try StorageMetricsRegion.create(disks: 1)
         storageDoorbell = try Doorbell()
         vmbusDoorbell = try Doorbell()
         sint2 = try Doorbell()
@@ -66,7 +69,8 @@ public final class StorageWorkerHarness {
         regions = [.init(id: WorkerLink.guestRAMRegion, fd: ram.fd.rawValue, size: UInt64(ram.size)),
                    .init(id: WorkerLink.workerStateRegion, fd: state.region.fd.rawValue, size: UInt64(state.region.size)),
                    .init(id: WorkerLink.synicRegion, fd: synic.region.fd.rawValue, size: UInt64(synic.region.size)),
-                   .init(id: DeviceRegion.regionID, fd: deviceRings.fd.rawValue, size: UInt64(deviceRings.size))]
+                   .init(id: DeviceRegion.regionID, fd: deviceRings.fd.rawValue, size: UInt64(deviceRings.size)),
+                   .init(id: StorageMetricsRegion.regionID, fd: metrics.region.fd.rawValue, size: UInt64(metrics.region.size))]
         supervisor = try Supervisor(onExit: { _ in nil })
         link = try WorkerLink(supervisor: supervisor, name: "storage", kind: .storage, regions: regions,
                               setup: setup, filter: filter, jail: j, arguments: arguments)

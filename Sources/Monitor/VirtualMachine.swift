@@ -53,6 +53,9 @@ public final class VirtualMachine: @unchecked Sendable {
     /// in-flight table (256 entries of 2368 bytes) in the extra area (docs/storage.md, "Restart
     /// state"; StorageService.stateSlotSize and stateExtraBytes()).
     private(set) var storageState: WorkerStateRegion?
+    /// The storage worker's per-disk I/O counters (`StorageMetricsRegion`, region 4): created
+    /// here, handed to the worker and to a restarted one, read by the control socket's `metrics`.
+    private(set) var storageMetrics: StorageMetricsRegion?
     public static let storageStateSlotSize = 4096
     public static let storageStateExtraBytes = (256 * 2368 + 4095) / 4096 * 4096
     /// The monitor threads' seccomp filters, compiled before any thread of this VM starts.
@@ -265,6 +268,13 @@ public final class VirtualMachine: @unchecked Sendable {
                     regions.append(.init(id: WorkerLink.synicRegion, fd: link.region.region.fd.rawValue,
                                          size: UInt64(link.region.region.size)))
                     regions.append(storage.region)
+                    let metrics: StorageMetricsRegion
+                    do { metrics = try StorageMetricsRegion.create(disks: config.disks.count) } catch {
+                        throw .config("storage metrics region: \(error)")
+                    }
+                    storageMetrics = metrics
+                    regions.append(.init(id: StorageMetricsRegion.regionID, fd: metrics.region.fd.rawValue,
+                                         size: UInt64(metrics.region.size)))
                     setup = Self.storageSetup(config: config, link: link, routes: routes, device: storage)
                 }
                 specs.append((name, kind, regions, setup, filter, jail, slot))
@@ -417,7 +427,8 @@ public final class VirtualMachine: @unchecked Sendable {
             do {
                 let backend = VMAPIBackend(control: control, supervisor: supervisor, restarts: restarts, counters: runners.map(\.published),
                                            config: config, askGuestToShutDown: { [unowned self] in requestGracefulShutdown() },
-                                           vmbusStatus: { [routerLink, config] in config.runsVMBus ? routerLink?.region.vmbusStatus : nil })
+                                           vmbusStatus: { [routerLink, config] in config.runsVMBus ? routerLink?.region.vmbusStatus : nil },
+                                           routerState: routerState, storageMetrics: storageMetrics)
                 let server = try ControlSocketServer(listenFD: fd, backend: backend)
                 try server.start(filter: filters.monitor)
                 api = server

@@ -120,7 +120,14 @@ public final class StorageService {
         case takeRecorded, takeCommitted, taken, dispatched, ioFinished, completionRecorded, completionWritten, published
     }
     public var stopAt: (StopPoint, Int)?
-    public private(set) var dead = false
+    public internal(set) var dead = false
+
+    /// Operator faults (`io-error`, `torn`) and the per-disk metrics: StorageService+Faults.swift.
+    var faults = StorageFaultState()
+    var accounting: StorageIOAccounting?
+    /// What a torn write does after writing its part (the worker: exit; tests: nothing, the
+    /// service is then dead as at a `stopAt` point).
+    public var afterTornWrite: () -> Void = {}
 
     /// Packets taken from one channel per round before the others get a turn.
     static let batchLimit = 256
@@ -418,6 +425,7 @@ public final class StorageService {
             guard let c = channels[r.relID] else { continue }
             c.ioRunning -= 1
             if stop(.ioFinished) { return }
+            accounting?.io(d.tag, r.io, d.result)
             let result = controller.complete(r.srb, io: r.io, result: d.result)
             c.completions.append((d.tag, VStorProtocol.completion(for: r.srb, result: result), nil))
         }
@@ -482,6 +490,7 @@ public final class StorageService {
                 if case .signal = inbound.commit() { c.channel.interruptGuest() }
                 if stop(.takeCommitted) { return true }
                 for i in takenEntries { table.setState(i, .taken) }
+                accounting?.taken(takenEntries)
                 if stop(.taken) { return true }
                 for (i, r) in zip(takenEntries, takenRequests) where !dead { decide(i, c, request: r) }
                 if dead { return true }
@@ -519,6 +528,7 @@ public final class StorageService {
         let outbound = c.channel.outbound
         let mark = outbound.publishedIndex
         var written: [Int] = []
+        var now: UInt64 = 0
         for (entry, reply, after) in c.completions {
             reply.packet.withUnsafeBytes { table.recordCompletion(entry, $0, mark: mark, vstorAfter: after) }
             if stop(.completionRecorded) { return }
@@ -530,7 +540,7 @@ public final class StorageService {
                 outbound.tryWrite(type: .completion, transactionID: reply.transactionID, payload: $0)
             }
             switch result {
-            case .written: break
+            case .written: accounting?.completed(entry, now: &now)
             case .full: report(c, "host-to-guest ring full despite the room reserved")
             case .tooLarge: report(c, "completion of \(reply.packet.count) bytes does not fit the ring")
             case .corrupted(let why): report(c, "host-to-guest ring: \(why)")
@@ -693,6 +703,7 @@ public final class StorageService {
 
     func execute(_ srb: VStorSRB, _ r: StorageInflightTable.Request, entry: Int, _ c: OpenChannel) {
         func complete(_ reply: VStorReply) { c.completions.append((entry, reply, nil)) }
+        accounting?.srb(entry, lun: srb.lun)
         var segments: [UnsafeMutableRawBufferPointer] = []
         if srb.dataTransferLength > 0 {
             let problem: VStorDataBufferCheck.Problem?
@@ -722,8 +733,13 @@ public final class StorageService {
             complete(VStorProtocol.completion(for: srb, result: .illegalRequest(.invalidFieldInCDB)))
         case .io(let io):
             let backend = backends[Int(srb.lun)]
+            if !faults.isIdle, let done = injectedFault(io, srb, buffer, entry: entry, backend: backend) {
+                if let result = done { complete(VStorProtocol.completion(for: srb, result: controller.complete(srb, io: io, result: result))) }
+                return
+            }
             if options.inlineNonBlocking, let fast = backend as? NonBlockingDiskBackend,
                let result = fast.performWithoutBlocking(io, buffer: buffer) {
+                accounting?.io(entry, io, result)
                 complete(VStorProtocol.completion(for: srb, result: controller.complete(srb, io: io, result: result)))
             } else if pool != nil {
                 running[entry] = (c.channel.relID, srb, io)
@@ -731,6 +747,7 @@ public final class StorageService {
                 jobs.append(.init(tag: entry, io: io, backend: backend, buffer: buffer))
             } else {
                 let result = SCSIDiskExecutor.perform(io, backend: backend, buffer: buffer)
+                accounting?.io(entry, io, result)
                 complete(VStorProtocol.completion(for: srb, result: controller.complete(srb, io: io, result: result)))
             }
         }

@@ -161,6 +161,7 @@ public final class MessageRouter {
                 needsRetry = true
                 return Outcome(keep: true)
             }
+            state.count(.guestPosted)
             forwardHeld()
             return Outcome()
         }
@@ -170,6 +171,7 @@ public final class MessageRouter {
             needsRetry = true
             return Outcome(keep: true)
         }
+        state.count(.guestPosted)
         return Outcome()
     }
 
@@ -199,6 +201,7 @@ public final class MessageRouter {
             needsRetry = true
             return Outcome(keep: true)
         }
+        state.count(.hostPosted)
         return Outcome()
     }
 
@@ -229,7 +232,9 @@ public final class MessageRouter {
     @discardableResult
     public func post(_ message: HvMessage, vp: UInt32, sint: Int) -> Bool {
         guard Int(vp) < vpCount, (0..<HvSynIC.sintCount).contains(sint), message.isDeliverable else { return false }
-        return enqueue(RouterStateRegion.Entry(message: message, bufferOf: nil), vp: vp, sint: sint)
+        guard enqueue(RouterStateRegion.Entry(message: message, bufferOf: nil), vp: vp, sint: sint) else { return false }
+        state.count(.hostPosted)
+        return true
     }
 
     /// A hyperv-testdev port write (ignored unless the test device is enabled). Applying one
@@ -517,6 +522,7 @@ public final class MessageRouter {
         step("deliver: unlocked")
         dropDeadHead(vp: vp, sint: sint)
         delivered += 1
+        state.count(.delivered)
         publishPending(vp: vp)
         if regs.interrupt(for: sint, pollingAvailable: pollingAvailable) != nil { raiseSINT(vp, sint) }
         step("deliver: SINT raised")

@@ -16,9 +16,14 @@ import IPC
 /// store, and each step is made safe by its order alone (no copies, no generations).
 ///
 /// ```
-///    0  header (supervisor): u32 magic "SVRS", u16 version 1, u16 reserved, u32 vp count,
+///    0  header (supervisor): u32 magic "SVRS", u16 version 2, u16 reserved, u32 vp count,
 ///       u32 queue depth (entries per (VP, SINT), power of two), u32 held depth (power of two),
 ///       u32 reserved, u64 region size
+///   32  counters (the router, relaxed stores; the monitor's `metrics` reads them, untrusted):
+///       u64 guest messages posted (HvPostMessage records the router took: queued for a SIMP
+///       slot or held for the VMBus worker), u64 host messages posted (from the VMBus worker or
+///       another host source, queued for a SIMP slot), u64 messages delivered (written into a
+///       SIMP slot by the router). Version 2 added them (version 1 had zeros here).
 ///  128  applied marks, one u64 per SynIC-region ring (VPs' rings, test device, VMBus in, VMBus
 ///       out): records below it are in a queue (or were dropped)
 ///    Q  queue headers, 32 bytes per (VP, SINT), vp * 16 + sint: u64 head (next to deliver),
@@ -43,7 +48,7 @@ import IPC
 /// nothing here can make it trap or access out of bounds.
 public final class RouterStateRegion: @unchecked Sendable {
     public static let magic: UInt32 = 0x5352_5653  // "SVRS"
-    public static let version: UInt16 = 1
+    public static let version: UInt16 = 2
     public static let defaultQueueDepth = 16
     public static let defaultHeldDepth = 128
     static let marksOffset = 128
@@ -128,6 +133,50 @@ public final class RouterStateRegion: @unchecked Sendable {
     /// Offsets below come from checked indices and the validated geometry: a failure is a bug here.
     func u64(_ offset: Int) -> UnsafeAtomic<UInt64> { try! region.atomic(UInt64.self, at: offset) }
     func u32(_ offset: Int) -> UnsafeAtomic<UInt32> { try! region.atomic(UInt32.self, at: offset) }
+
+    // MARK: Counters
+
+    static let countersOffset = 32
+
+    /// What the router counted (docs/api.md, "metrics").
+    public enum Counter: Int, CaseIterable, Sendable {
+        case guestPosted = 0, hostPosted, delivered
+    }
+
+    /// Router: one more (a relaxed load and store: the router's serve thread is the only writer,
+    /// and a successor continues from what its predecessor left).
+    public func count(_ c: Counter) {
+        let a = u64(Self.countersOffset + 8 * c.rawValue)
+        a.store(a.load(ordering: .relaxed) &+ 1, ordering: .relaxed)
+    }
+
+    /// The router's counters and the messages its queues hold now, as the monitor reports them:
+    /// read from memory the router writes, so every value is clamped (a counter to 2^53, each
+    /// queue's length to its depth) and nothing here can trap whatever the router wrote.
+    public struct Metrics: Equatable, Sendable {
+        public var guestPosted: UInt64
+        public var hostPosted: UInt64
+        public var delivered: UInt64
+        /// Messages waiting in the per-(VP, SINT) queues for their SIMP slot.
+        public var queued: UInt64
+        /// Guest messages held for the VMBus worker (its ring was full).
+        public var held: UInt64
+    }
+
+    public func metrics() -> Metrics {
+        func c(_ k: Counter) -> UInt64 { min(u64(Self.countersOffset + 8 * k.rawValue).load(ordering: .relaxed), 1 << 53) }
+        var queued: UInt64 = 0
+        for vp in 0..<vpCount {
+            for sint in 0..<HvSynIC.sintCount {
+                let q = queue(vp: UInt32(vp), sint: sint)
+                queued += min(q.tail.load(ordering: .relaxed) &- q.head.load(ordering: .relaxed), UInt64(queueDepth))
+            }
+        }
+        let h = held
+        let heldCount = min(h.tail.load(ordering: .relaxed) &- h.head.load(ordering: .relaxed), UInt64(heldDepth))
+        return Metrics(guestPosted: c(.guestPosted), hostPosted: c(.hostPosted), delivered: c(.delivered),
+                       queued: queued, held: heldCount)
+    }
 
     // MARK: Applied marks
 

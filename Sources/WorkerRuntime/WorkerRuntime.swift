@@ -150,18 +150,27 @@ public struct WorkerRuntime: Sendable {
         case .syscall:
             say("fault injection: making a call its policy refuses (socket)")
             _ = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        case .ioError, .torn:
+            // The supervisor sends these to storage workers only; a worker kind that does not
+            // serve them (no `faults` handler took it) ignores them.
+            say("fault injection: \(fault.kind.name) is not served by this worker kind; ignored")
         }
     }
 
     /// The monitor closing the control socket is the order to leave (false); a fault injection
-    /// is handled here; anything else it sends goes to `handle` (the VMBus worker's shutdown
-    /// request; ignored by default).
-    public func controlMessage(_ handle: (FDPassing.Message) -> Void = { _ in }) -> Bool {
+    /// is offered to `faults` first (the worker kind's own kinds: the storage worker's io-error
+    /// and torn; true when it took it), else handled here; anything else it sends goes to
+    /// `handle` (the VMBus worker's shutdown request; ignored by default).
+    public func controlMessage(_ handle: (FDPassing.Message) -> Void = { _ in },
+                               faults: (WorkerFault) -> Bool = { _ in false }) -> Bool {
         do {
             let m = try FDPassing.receive(from: Self.controlFD, maxPayload: 4096, maxFDs: 0)
             if let header = try? m.payload.withUnsafeBytes({ try WireHeader.decode($0) }),
                header.type == WireRecordType.workerFault.rawValue {
-                do { inject(try WorkerFault.decode(m.payload)) } catch { say("bad fault record: \(error)") }
+                do {
+                    let fault = try WorkerFault.decode(m.payload)
+                    if !faults(fault) { inject(fault) }
+                } catch { say("bad fault record: \(error)") }
                 return true
             }
             handle(m)

@@ -13,7 +13,7 @@ struct CtlCommand: ParsableCommand {
         abstract: "Talk to a running VM through its control socket (synthvm run --api-socket PATH).",
         discussion: """
             Commands: status; metrics (Prometheus text); fault WORKER KIND [ARG] (needs synthvm run \
-            --allow-fault-injection; KIND kill, crash, hang SECONDS, slow MILLISECONDS or syscall: docs/faults.md); shutdown (graceful where the guest has a \
+            --allow-fault-injection; KIND kill, crash, hang SECONDS, slow MILLISECONDS, syscall, and for the storage worker io-error N or torn: docs/faults.md); shutdown (graceful where the guest has a \
             shutdown service, else a hard stop); stop (hard stop: the VM ends with status 130). \
             Exit status: 0, or 1 with one line on stderr (no socket, refused, an error reply), 64 bad usage. \
             See docs/api.md.
@@ -129,7 +129,8 @@ struct CtlCommand: ParsableCommand {
         case .metrics:
             return r["text"]?.stringValue ?? ""
         case let .fault(worker, kind, _):
-            return "fault \(kind) injected into worker \(worker) (pid \(r["pid"]?.intValue.map(String.init) ?? "?"))\n"
+            let arg = r["arg"]?.intValue.map { " \($0)" } ?? ""
+            return "fault \(kind)\(arg) injected into worker \(worker) (pid \(r["pid"]?.intValue.map(String.init) ?? "?"))\n"
         case .shutdown:
             return r["graceful"]?.boolValue == true ? "the guest was asked to shut down\n"
                 : "no graceful shutdown path (no shutdown service in the guest): the VM was stopped\n"

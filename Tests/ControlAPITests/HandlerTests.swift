@@ -8,6 +8,8 @@ final class FakeBackend: APIBackend {
     let faultInjectionAllowed: Bool
     let logs = Mutex<[String]>([])
     let killed = Mutex<[String]>([])
+    /// (worker, kind, argument) of every fault record sent.
+    let injected = Mutex<[String]>([])
     let stops = Mutex(0)
     let stopping = Mutex(false)
 
@@ -15,7 +17,19 @@ final class FakeBackend: APIBackend {
 
     func status() -> APIStatus {
         APIStatus(state: "running", uptimeSeconds: 1.5, vcpus: 2, pid: 42, faultInjection: faultInjectionAllowed,
-                  workers: [APIWorkerStatus(name: "synic-router", kind: "synic-router", pid: 43, running: true)])
+                  workers: [APIWorkerStatus(name: "synic-router", kind: "synic-router", pid: 43, running: true),
+                            APIWorkerStatus(name: "storage", kind: "storage", pid: 44, running: true)])
+    }
+
+    /// Fault records reach the storage worker only; the router's kinds stay NotSupported here.
+    func injectFault(_ name: String, kind: String, argument: UInt32) -> Result<Int32, APIError> {
+        switch name {
+        case "storage":
+            injected.withLock { $0.append("\(name) \(kind) \(argument)") }
+            return .success(44)
+        case "synic-router": return .failure(APIError(.notSupported, "fault kind \(kind) is not supported by this fake"))
+        default: return .failure(APIError(.workerNotFound, "no worker \(name)"))
+        }
     }
 
     func metricsText() -> String { "# HELP a b\n# TYPE a counter\na 1\n" }
@@ -108,8 +122,16 @@ final class FakeBackend: APIBackend {
         (#"{"execute":"fault","arguments":{"worker":"synic-router","kind":"hang","arg":0}}"#, "InvalidArgument"),
         (#"{"execute":"fault","arguments":{"worker":"synic-router","kind":"slow","arg":10001}}"#, "InvalidArgument"),
         (#"{"execute":"fault","arguments":{"worker":"synic-router","kind":"crash","arg":1}}"#, "InvalidArgument"),
-        (#"{"execute":"fault","arguments":{"worker":"synic-router","kind":"io-error","arg":1}}"#, "NotSupported"),
-        (#"{"execute":"fault","arguments":{"worker":"synic-router","kind":"torn"}}"#, "NotSupported"),
+        (#"{"execute":"fault","arguments":{"worker":"synic-router","kind":"io-error","arg":1}}"#, "InvalidArgument"),
+        (#"{"execute":"fault","arguments":{"worker":"synic-router","kind":"torn"}}"#, "InvalidArgument"),
+        (#"{"execute":"fault","arguments":{"worker":"storage","kind":"io-error"}}"#, "InvalidArgument"),
+        (#"{"execute":"fault","arguments":{"worker":"storage","kind":"io-error","arg":0}}"#, "InvalidArgument"),
+        (#"{"execute":"fault","arguments":{"worker":"storage","kind":"io-error","arg":-3}}"#, "InvalidArgument"),
+        (#"{"execute":"fault","arguments":{"worker":"storage","kind":"io-error","arg":"three"}}"#, "InvalidArgument"),
+        (#"{"execute":"fault","arguments":{"worker":"storage","kind":"io-error","arg":1000001}}"#, "InvalidArgument"),
+        (#"{"execute":"fault","arguments":{"worker":"storage","kind":"io-error","arg":null}}"#, "InvalidArgument"),
+        (#"{"execute":"fault","arguments":{"worker":"storage","kind":"torn","arg":1}}"#, "InvalidArgument"),
+        (#"{"execute":"fault","arguments":{"worker":"nope","kind":"io-error","arg":1}}"#, "WorkerNotFound"),
         (#"{"execute":"fault","arguments":{"worker":"synic-router","kind":"explode"}}"#, "InvalidArgument"),
         (#"{"execute":"fault","arguments":{"kind":"kill"}}"#, "InvalidArgument"),
         (#"{"execute":"fault","arguments":{"worker":"synic-router"}}"#, "InvalidArgument"),
@@ -121,6 +143,24 @@ final class FakeBackend: APIBackend {
         let b = FakeBackend(faults: true)
         #expect(errorClass(try reply(line, b)) == expected, "\(line)")
         #expect(b.killed.withLock { $0 }.isEmpty)
+        #expect(b.injected.withLock { $0 }.isEmpty)
+        #expect(b.logs.withLock { $0 }.isEmpty)
+    }
+
+    @Test func storageFaultsReachTheStorageWorkerAndAreLogged() throws {
+        let b = FakeBackend(faults: true)
+        let r = try reply(#"{"execute":"fault","arguments":{"worker":"storage","kind":"io-error","arg":3},"id":9}"#, b)
+        #expect(r["return"] == .object([("worker", .string("storage")), ("kind", .string("io-error")), ("pid", .int(44)), ("arg", .int(3))]))
+        let t = try reply(#"{"execute":"fault","arguments":{"worker":"storage","kind":"torn"}}"#, b)
+        #expect(t["return"] == .object([("worker", .string("storage")), ("kind", .string("torn")), ("pid", .int(44))]))
+        // "arg" as a string, as `synthvm ctl` sends it.
+        _ = try reply(#"{"execute":"fault","arguments":{"worker":"storage","kind":"io-error","arg":"1000000"}}"#, b)
+        #expect(b.injected.withLock { $0 } == ["storage io-error 3", "storage torn 0", "storage io-error 1000000"])
+        #expect(b.logs.withLock { $0 } == [
+            "synthvm: fault injection: io-error 3 of worker storage (pid 44) requested by pid 7, uid 1000",
+            "synthvm: fault injection: torn of worker storage (pid 44) requested by pid 7, uid 1000",
+            "synthvm: fault injection: io-error 1000000 of worker storage (pid 44) requested by pid 7, uid 1000",
+        ])
     }
 
     @Test func stopAndShutdown() throws {

@@ -91,3 +91,39 @@ import Testing
         #expect(PrometheusText.parse("x{a=\"1} 2") == nil)
     }
 }
+
+@Suite struct PrometheusHistogramTests {
+    @Test func histogramRendersCumulativeBucketsSumAndCount() throws {
+        var p = PrometheusText()
+        p.histogram("synthvm_d_seconds", help: "a histogram",
+                    [.init(labels: [("disk", "0"), ("path", "/tmp/a \"b\"\\c\nd.img")],
+                           buckets: [(1e-06, 1), (2e-06, 3), (0.5, 3), (nil, 4)], sum: 1.25, count: 4),
+                     .init(labels: [("disk", "1")], buckets: [(1e-06, 0)], sum: 0, count: 2)])
+        let lines = p.text.split(separator: "\n").map(String.init)
+        #expect(lines[0] == "# HELP synthvm_d_seconds a histogram")
+        #expect(lines[1] == "# TYPE synthvm_d_seconds histogram")
+        let path = #"path="/tmp/a \"b\"\\c\nd.img""#
+        #expect(lines[2] == #"synthvm_d_seconds_bucket{disk="0","# + path + #",le="1e-06"} 1"#)
+        #expect(lines[3] == #"synthvm_d_seconds_bucket{disk="0","# + path + #",le="2e-06"} 3"#)
+        #expect(lines[4] == #"synthvm_d_seconds_bucket{disk="0","# + path + #",le="0.5"} 3"#)
+        #expect(lines[5] == #"synthvm_d_seconds_bucket{disk="0","# + path + #",le="+Inf"} 4"#)
+        #expect(lines[6] == #"synthvm_d_seconds_sum{disk="0","# + path + #"} 1.25"#)
+        #expect(lines[7] == #"synthvm_d_seconds_count{disk="0","# + path + #"} 4"#)
+        // A series without +Inf gets one, equal to its count.
+        #expect(lines[8] == #"synthvm_d_seconds_bucket{disk="1",le="1e-06"} 0"#)
+        #expect(lines[9] == #"synthvm_d_seconds_bucket{disk="1",le="+Inf"} 2"#)
+        #expect(lines.count == 12)
+        let samples = try #require(PrometheusText.parse(p.text))
+        #expect(samples.count == 10)
+        #expect(samples[0].labels == ["disk": "0", "path": "/tmp/a \"b\"\\c\nd.img", "le": "1e-06"])
+        #expect(samples[3].labels["le"] == "+Inf" && samples[3].value == 4)
+        #expect(samples[4].name == "synthvm_d_seconds_sum" && samples[4].value == 1.25)
+    }
+
+    @Test func labelValuesAreEscapedAndHelpToo() throws {
+        var p = PrometheusText()
+        p.family("synthvm_y", type: "gauge", help: "back\\slash \"quoted\"\nnext", [.init(labels: [("path", "\\\"\n")], value: 1)])
+        #expect(p.text == "# HELP synthvm_y back\\\\slash \"quoted\"\\nnext\n# TYPE synthvm_y gauge\nsynthvm_y{path=\"\\\\\\\"\\n\"} 1\n")
+        #expect(try #require(PrometheusText.parse(p.text)).first?.labels == ["path": "\\\"\n"])
+    }
+}

@@ -244,11 +244,14 @@ struct APISocketTests {
 
         let kill = try Self.ctl([r.socket, "fault", "synic-router", "kill"])
         #expect(kill.status == 0 && kill.stdout.contains("pid \(routerPID)"), "\(kill)")
-        // Storage's kinds: a clear "not supported yet".
-        for kind in ["io-error", "torn"] {
-            let r2 = try Self.ctl([r.socket, "fault", "synic-router", kind])
-            #expect(r2.status == 1 && r2.stderr.contains("NotSupported") && r2.stderr.contains("not supported yet"), "\(r2)")
+        // Storage's kinds: storage workers only (this VM has none), and io-error needs its N.
+        for args in [["io-error", "3"], ["torn"]] {
+            let r2 = try Self.ctl([r.socket, "fault", "synic-router"] + args)
+            #expect(r2.status == 1 && r2.stderr.contains("InvalidArgument") && r2.stderr.contains("applies to storage workers only"), "\(r2)")
         }
+        #expect(try Self.ctlJSON(r.socket, ["fault", "storage", "io-error"])["error"]?["class"] == .string("InvalidArgument"))
+        #expect(try Self.ctlJSON(r.socket, ["fault", "storage", "io-error", "0"])["error"]?["class"] == .string("InvalidArgument"))
+        #expect(try Self.ctlJSON(r.socket, ["fault", "storage", "io-error", "2"])["error"]?["class"] == .string("WorkerNotFound"))
         #expect(try Self.ctlJSON(r.socket, ["fault", "no-such-worker", "kill"])["error"]?["class"] == .string("WorkerNotFound"))
         #expect(try Self.ctlJSON(r.socket, ["fault", "spawner", "kill"])["error"]?["class"] == .string("WorkerNotFound"))
 

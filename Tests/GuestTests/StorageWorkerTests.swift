@@ -115,7 +115,7 @@ struct StorageWorkerTests {
         return c
     }
 
-    @Test("jailed, filtered on every thread, holding stdio, its control socket, guest RAM, the SynIC region and the device rings, its two doorbells, each VP's SINT2 eventfd and the disk fds; exits with the VM",
+    @Test("jailed, filtered on every thread, holding stdio, its control socket, guest RAM, the SynIC region, the device rings, its state and metrics regions, its two doorbells, each VP's SINT2 eventfd and the disk fds; exits with the VM",
           arguments: [1, 2])
     func jailedFilteredAndClean(cpus: Int) throws {
         let dir = try Self.scratch()
@@ -135,7 +135,7 @@ struct StorageWorkerTests {
             String(try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\($0)").split(separator: " ")[0])
         }.sorted()
         #expect(held == ([dir + "/a.img", dir + "/b.img", "/memfd:synthvm-device-rings", "/memfd:synthvm-guest-ram", "/memfd:synthvm-heartbeats",
-                          "/memfd:synthvm-storage-state", "/memfd:synthvm-synic"]
+                          "/memfd:synthvm-storage-metrics", "/memfd:synthvm-storage-state", "/memfd:synthvm-synic"]
                          + [String](repeating: "anon_inode:[eventfd]", count: 2 + cpus)).sorted(), "\(held)")
         // The read-only disk's fd is read-only (O_RDONLY: flags & O_ACCMODE == 0).
         for n in fds.dropFirst(4) {

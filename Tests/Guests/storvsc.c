@@ -39,7 +39,8 @@
  *     VP 1); CREATE_SUB_CHANNELS and BEGIN_INITIALIZATION on it INVALID_DEVICE_STATE; the primary
  *     reads the sub-channel's data; then the sub-channel closes, the primary closes, the host
  *     rescinds the sub-channel and the guest releases it.
- * `storvsc: ok` at the end. */
+ * `storvsc: ok` at the end.
+ * `faults=1` (io-error) or `faults=2` (torn): after 1., the fault mode of storvsc_faults.c instead of 2.-9. */
 #include "rt.h"
 #include "x86.h"
 #include "hyperv.h"
@@ -992,6 +993,8 @@ static void subchannels(void)
     st_printf(NAME ": sub-channel closed, the primary closed, the sub-channel rescinded and released\n");
 }
 
+#include "storvsc_faults.c"
+
 /* REQUESTOFFERS: the SCSI controller's relid and connection. */
 static void find_controller(void)
 {
@@ -1020,11 +1023,12 @@ void guest_main(const struct boot_info *bi)
     st_init(NAME);
     printf(NAME ": start\n");
     const char *cmdline = (const char *)phys_ptr(bi->cmdline);
-    u64 maxver = 0x0602, quick = 0;
+    u64 maxver = 0x0602, quick = 0, faults = 0;
     seed = rdtsc() | 1;
     cmdline_get_u64(cmdline, "seed", &seed);
     cmdline_get_u64(cmdline, "maxver", &maxver);
     cmdline_get_u64(cmdline, "quick", &quick);
+    cmdline_get_u64(cmdline, "faults", &faults);
     rng = seed * 0x9E3779B97F4A7C15ull | 1;
     vmbus_guest_start(bi);
     st_printf(NAME ": seed=%llu maxver=0x%04llx vcpus=%u\n", seed, maxver, ncpus);
@@ -1048,7 +1052,9 @@ void guest_main(const struct boot_info *bi)
     if (nv == 0 || scsi.gpadl == 0)
         fail("maxver 0x%llx is not a version this host accepts", maxver);
 
-    if (!quick) {
+    if (faults) {
+        fault_tests(faults);
+    } else if (!quick) {
         /* 2.-8. */
         identify();
         data_tests();

@@ -126,6 +126,13 @@ func run() throws {
                                                     inlineNonBlocking: !worker.options.benchStoragePoolOnly),
                                      wake: { var one: UInt64 = 1; _ = write(doorbellFD, &one, 8) }) { say($0) }
     } catch { fail("\(error)") }
+    // The per-disk I/O counters (region 4, the supervisor's: a restarted worker continues them).
+    if let r = regions[StorageMetricsRegion.regionID] {
+        do { service.attachMetrics(try StorageMetricsRegion(region: r, disks: disks.count)) } catch { fail("metrics region: \(error)") }
+    }
+    // A torn write (fault injection) leaves the rest of its request to the successor: exit at once,
+    // no completion, no cleanup (the in-flight table says what to redo).
+    service.afterTornWrite = { _exit(StorageFaultState.tornExitStatus) }
     guard service.start() else { fail("cannot start the I/O threads") }
     let next = try FDPassing.receive(from: controlFD, maxPayload: SeccompProgram.maxEncodedSize, maxFDs: 0)
     let program = worker.seccompProgram(next)
@@ -156,7 +163,7 @@ func run() throws {
         for i in fds.indices { fds[i].revents = 0 }
         if worker.poll(&fds, timeout: timeout) < 0 && errno != EINTR { fail("poll: \(String(cString: strerror(errno)))") }
         if fds[0].revents != 0 {
-            if !worker.controlMessage({ _ in say("unknown control message") }) {
+            if !worker.controlMessage({ _ in say("unknown control message") }, faults: { service.inject($0) }) {
                 serving = false
                 continue
             }

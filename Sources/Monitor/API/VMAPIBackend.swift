@@ -27,11 +27,21 @@ final class VMAPIBackend: APIBackend, @unchecked Sendable {
 
     /// What the VMBus worker publishes (the heartbeat IC's answers); nil without VMBus.
     let vmbusStatus: @Sendable () -> SynICRegion.VMBusStatus?
+    /// The router's restart state (its message counters and queues); nil without a router.
+    let routerState: RouterStateRegion?
+    /// The storage worker's per-disk I/O counters; nil without disks.
+    let storageMetrics: StorageMetricsRegion?
+    /// Each disk's image path (the `path` label), LUN order.
+    let diskPaths: [String]
 
     init(control: VMControl, supervisor: Supervisor?, restarts: WorkerRestarts? = nil, counters: [PublishedCounters], config: MachineConfig,
          askGuestToShutDown: @escaping @Sendable () -> Bool = { false },
-         vmbusStatus: @escaping @Sendable () -> SynICRegion.VMBusStatus? = { nil }) {
+         vmbusStatus: @escaping @Sendable () -> SynICRegion.VMBusStatus? = { nil },
+         routerState: RouterStateRegion? = nil, storageMetrics: StorageMetricsRegion? = nil) {
         self.askGuestToShutDown = askGuestToShutDown
+        self.routerState = routerState
+        self.storageMetrics = storageMetrics
+        diskPaths = config.disks.map(\.path)
         self.vmbusStatus = vmbusStatus
         self.control = control
         self.supervisor = supervisor
@@ -45,6 +55,7 @@ final class VMAPIBackend: APIBackend, @unchecked Sendable {
             switch MachineConfig.knownWorkers[name] {
             case .synicRouter?: kinds[name] = "synic-router"
             case .vmbus?: kinds[name] = "vmbus"
+            case .storage?: kinds[name] = "storage"
             default: kinds[name] = name
             }
         }
@@ -130,7 +141,53 @@ final class VMAPIBackend: APIBackend, @unchecked Sendable {
                  ws.map { .init(labels: [("worker", $0.name), ("kind", $0.kind)], value: $0.running ? 1 : 0) })
         p.family("synthvm_worker_restarts_total", type: "counter", help: "Restarts of each worker by the supervisor.",
                  ws.map { .init(labels: [("worker", $0.name), ("kind", $0.kind)], value: Double($0.restarts)) })
+        if let routerState { Self.synicMetrics(routerState.metrics(), into: &p) }
+        if let storageMetrics { Self.diskMetrics(storageMetrics, paths: diskPaths, into: &p) }
         return p.text
+    }
+
+    /// The SynIC router's counters (docs/api.md, "metrics"): already clamped by `metrics()`.
+    static func synicMetrics(_ m: RouterStateRegion.Metrics, into p: inout PrometheusText) {
+        p.family("synthvm_synic_messages_posted_total", type: "counter",
+                 help: "SynIC messages the router took: source guest, HvPostMessage calls (queued for a SIMP slot or held for the VMBus worker); source host, messages from the VMBus worker for the guest.",
+                 [.init(labels: [("source", "guest")], value: Double(m.guestPosted)),
+                  .init(labels: [("source", "host")], value: Double(m.hostPosted))])
+        p.family("synthvm_synic_messages_delivered_total", type: "counter",
+                 help: "SynIC messages the router wrote into the guest's SIMP slots (timer messages, written by the monitor, not included).",
+                 [.init(value: Double(m.delivered))])
+        p.family("synthvm_synic_messages_queued", type: "gauge",
+                 help: "SynIC messages waiting: queue simp, in the router's per-(VP, SINT) queues for their SIMP slot; queue vmbus, guest messages held for the VMBus worker.",
+                 [.init(labels: [("queue", "simp")], value: Double(m.queued)),
+                  .init(labels: [("queue", "vmbus")], value: Double(m.held))])
+    }
+
+    /// The storage worker's per-disk counters (docs/api.md, "metrics"), sanitized by `snapshot`.
+    static func diskMetrics(_ region: StorageMetricsRegion, paths: [String], into p: inout PrometheusText) {
+        let disks = (0..<region.diskCount).compactMap { d in region.snapshot(disk: d).map { (d, $0) } }
+        func labels(_ d: Int) -> [(String, String)] { [("disk", String(d)), ("path", d < paths.count ? paths[d] : "")] }
+        p.family("synthvm_disk_requests_total", type: "counter",
+                 help: "SCSI requests each disk completed, by operation (read, write incl. WRITE SAME, flush, unmap, other: every other SRB).",
+                 disks.flatMap { d, s in
+                     StorageMetricsRegion.Op.allCases.map { op in
+                         .init(labels: labels(d) + [("op", op.label)], value: Double(s.requests[op.rawValue]))
+                     }
+                 })
+        p.family("synthvm_disk_bytes_total", type: "counter", help: "Bytes each disk's reads and writes moved.",
+                 disks.flatMap { d, s in
+                     [.init(labels: labels(d) + [("direction", "read")], value: Double(s.bytesRead)),
+                      .init(labels: labels(d) + [("direction", "write")], value: Double(s.bytesWritten))]
+                 })
+        p.family("synthvm_disk_errors_total", type: "counter",
+                 help: "Requests each disk completed with MEDIUM ERROR (a failed host call, injected io-error faults included).",
+                 disks.map { d, s in .init(labels: labels(d), value: Double(s.errors)) })
+        p.histogram("synthvm_disk_request_duration_seconds",
+                    help: "Time from taking a request from the ring to writing its completion, in the storage worker.",
+                    disks.map { d, s in
+                        let cumulative = s.cumulativeBuckets
+                        return .init(labels: labels(d),
+                                     buckets: cumulative.enumerated().map { (StorageMetricsRegion.bucketBound($0.offset), $0.element) },
+                                     sum: Double(s.latencyNanoseconds) / 1e9, count: cumulative.last ?? 0)
+                    })
     }
 
     func killWorker(_ name: String) -> Result<Int32, APIError> {
@@ -146,16 +203,15 @@ final class VMAPIBackend: APIBackend, @unchecked Sendable {
         return .success(pid)
     }
 
-    /// crash, hang, slow, syscall: a WorkerFault record on the worker's control socket (a
-    /// non-blocking SEQPACKET write; WorkerRuntime handles it in the worker's serve loop).
+    /// crash, hang, slow, syscall, io-error, torn: a WorkerFault record on the worker's control
+    /// socket (a non-blocking SEQPACKET write; WorkerRuntime handles it in the worker's serve
+    /// loop, the storage worker's service the storage kinds).
     func injectFault(_ name: String, kind: String, argument: UInt32) -> Result<Int32, APIError> {
-        let faultKind: WorkerFault.Kind
-        switch kind {
-        case "crash": faultKind = .crash
-        case "hang": faultKind = .hang
-        case "slow": faultKind = .slow
-        case "syscall": faultKind = .syscall
-        default: return .failure(APIError(.notSupported, "fault kind \(kind) is not supported"))
+        guard let faultKind = WorkerFault.Kind(name: kind), faultKind.argumentRange.contains(argument) else {
+            return .failure(APIError(.notSupported, "fault kind \(kind) is not supported"))
+        }
+        if faultKind.storageOnly, let k = workerKinds[name], k != "storage" {
+            return .failure(APIError(.invalidArgument, "fault \(kind) applies to storage workers only (\(name) is a \(k) worker)"))
         }
         guard let link = restarts?.link(named: name) else {
             let known = workers().map(\.name)
