@@ -92,6 +92,13 @@ public final class StorageService {
     var channels: [UInt32: OpenChannel] = [:]
     /// Requests for sub-channels to push to the VMBus worker (`takeSubChannelRequests`).
     var subChannelRequests: [SubChannelRequestRecord] = []
+    /// This worker saw its primary channel closed (and none opened since): a sub-channel's
+    /// packets are then answered INVALID_DEVICE_STATE. Until this worker has seen a primary at
+    /// all (a successor the old VMBus worker hands a sub-channel before its own restart
+    /// re-announces the primary), a sub-channel waits for it, packets left in its ring.
+    var primaryClosed = false
+    /// Sub-channels that said once that they wait for their primary.
+    var waitingReported: Set<UInt32> = []
     /// SRBs decided per relid since the start (sub-channels included; for tests and the log).
     public private(set) var srbsByRelID: [UInt32: Int] = [:]
     /// SRBs decided, packets read (for tests and the log).
@@ -264,15 +271,21 @@ public final class StorageService {
             let open = VMBusChannelOpen(relID: control.relID, connectionID: control.connectionID, targetVP: control.targetVP,
                                         ringGPADL: 0, ringPFNs: control.pfns, downstreamPageOffset: control.downstreamPageOffset,
                                         userData: [], restored: control.restored)
-            // A restarted VMBus worker re-announces the channels that were open (restored): one
-            // this worker still serves on the same ring keeps going, requests in flight and all.
-            if control.restored, let c = channels[control.relID], c.channel.open.ringPFNs == control.pfns,
-               c.channel.open.downstreamPageOffset == control.downstreamPageOffset {
+            // A restarted VMBus worker re-announces the channels that were open (restored), and
+            // hands over again one it had handed over but not seen answered (its state said
+            // opening: this worker's answer was lost with it, or is still in the ring): one this
+            // worker still serves on the same ring keeps going, requests in flight and all. (No
+            // close came in between, so it cannot be the guest's new open: the VMBus worker
+            // closes a channel here before the guest may open it again.)
+            if let c = channels[control.relID], c.channel.open.ringPFNs == control.pfns,
+               c.channel.open.downstreamPageOffset == control.downstreamPageOffset, c.subChannelIndex == control.subChannelIndex {
                 c.channel.targetVP = control.targetVP
                 // The VMBus worker may have lost a sub-channel request in its restart: asking
                 // again is harmless (the server only grows to the total).
                 requestSubChannelsAgain(c)
-                return nil
+                if control.restored { return nil }
+                log("relid \(control.relID): handed over again while open on the same ring; kept, answered again")
+                return ChannelAnswerRecord(operation: .opened, relID: control.relID, status: VMBusStatus.success.rawValue)
             }
             if channels[control.relID] != nil { close(relID: control.relID) }
             let status: VMBusStatus
@@ -281,6 +294,10 @@ public final class StorageService {
                 let c = OpenChannel(channel: channel, vstor: VStorProtocol(configuration: vstorConfiguration),
                                     subChannelIndex: control.subChannelIndex)
                 channels[control.relID] = c
+                if control.subChannelIndex == 0 {
+                    primaryClosed = false
+                    waitingReported = []
+                }
                 if control.subChannelIndex > 0 {
                     log("relid \(control.relID): sub-channel \(control.subChannelIndex) open, interrupts to VP \(control.targetVP)")
                 }
@@ -294,6 +311,7 @@ public final class StorageService {
             if control.restored { return nil }
             return ChannelAnswerRecord(operation: .opened, relID: control.relID, status: status.rawValue)
         case .close:
+            if channels[control.relID]?.subChannelIndex == 0 { primaryClosed = true }
             close(relID: control.relID)
             forget(relID: control.relID)
             saveVStorStates()
@@ -404,6 +422,12 @@ public final class StorageService {
         for relID in channels.keys.sorted() {
             guard !dead, let c = channels[relID] else { continue }
             _ = c.channel.takeSignal()
+            if c.subChannelIndex > 0, primary == nil, !primaryClosed {
+                if waitingReported.insert(relID).inserted {
+                    log("relid \(relID): sub-channel \(c.subChannelIndex) waits for its primary's hand-over")
+                }
+                continue
+            }
             if serve(c) { worked = true }
         }
         // A channel served early in the pass may have had its I/O finish while a later one

@@ -60,13 +60,17 @@ struct StorageSubChannelTests {
             sub = try ring(16)
         }
 
-        func start(threads: Int, restored: Bool, maxSubChannels: UInt16 = 1) throws {
+        func start(threads: Int, restored: Bool, maxSubChannels: UInt16 = 1, openPrimary: Bool = true) throws {
             let log = self.log
             service = try StorageService(
                 disks: [(SCSIDisk.Configuration(capacityBlocks: 2048, serial: "t0"), FileDiskBackend(fd: disk.fd.rawValue, byteCount: 1 << 20))],
                 vstor: .init(maxSubChannels: maxSubChannels), map: map, ram: [0..<UInt64(Self.ramSize)], signals: signals, state: state,
                 options: .init(ioThreads: threads, inlineNonBlocking: false)) { log.lines.append($0) }
             #expect(service.start())
+            if openPrimary { self.openPrimary(restored: restored) }
+        }
+
+        func openPrimary(restored: Bool) {
             var open = Self.primaryOpen
             open.restored = restored
             #expect(service.handle(open) == (restored ? nil : ChannelAnswerRecord(operation: .opened, relID: 4, status: 0)))
@@ -251,5 +255,62 @@ struct StorageSubChannelTests {
             g.service.stopThreads()
         }
         #expect(cases >= 5, "\(cases) stop cases")
+    }
+
+    @Test("an open handed over again without a close (a restarted VMBus worker's opening channel): answered again, the channel and its requests in flight kept")
+    func openHandedOverAgain() throws {
+        let g = try Rig()
+        try g.start(threads: 2, restored: false)
+        g.handshake()
+        g.openSub()
+        var ids: [(UInt32, UInt64)] = []
+        for k in 0..<8 {
+            let relID: UInt32 = k % 2 == 0 ? 4 : 5
+            g.fill(page: 0x40 + k, seed: UInt8(k))
+            g.send(relID, srbPacket(cdb: Self.rw10(0x2A, lba: UInt32(8 * k), blocks: 8), dataIn: 0, length: 4096),
+                   id: UInt64(100 + k), page: UInt64(0x40 + k))
+            ids.append((relID, UInt64(100 + k)))
+        }
+        g.service.serve()
+        // Both handed over again while their requests run.
+        #expect(g.service.handle(Rig.primaryOpen) == ChannelAnswerRecord(operation: .opened, relID: 4, status: 0))
+        #expect(g.service.handle(Rig.subOpen) == ChannelAnswerRecord(operation: .opened, relID: 5, status: 0))
+        #expect(g.log.lines.contains("relid 5: handed over again while open on the same ring; kept, answered again"))
+        g.run(until: ids)
+        for (relID, id) in ids { #expect(g.seen[relID]?[id]?.count == 1 && g.seen[relID]?[id]?.first?[14] == 0x01, "relid \(relID) id \(id)") }
+        for k in 0..<8 { #expect(g.diskBytes(lba: 8 * k, count: 4096) == Rig.pattern(seed: UInt8(k))) }
+        // The vstor state was kept: the primary still serves SRBs.
+        g.send(4, srbPacket(cdb: [0, 0, 0, 0, 0, 0], dataIn: 2, length: 0), id: 200)
+        g.run(until: [(4, 200)])
+        #expect(g.seen[4]?[200]?.first?[14] == 0x01)
+        // On another ring it is a new channel (the old one is closed first).
+        var moved = Rig.subOpen
+        moved.pfns = (32..<48).map { UInt64($0) }
+        #expect(g.service.handle(moved) == ChannelAnswerRecord(operation: .opened, relID: 5, status: 0))
+        g.service.stopThreads()
+    }
+
+    @Test("a successor handed the sub-channel before the primary (the old VMBus worker's hand-over, before its own restart): the sub-channel waits, then serves once the primary is re-announced")
+    func subChannelBeforeItsPrimary() throws {
+        let g = try Rig()
+        try g.start(threads: 2, restored: false)
+        g.handshake()
+        #expect(g.op(vstorPacket(.createSubChannels, union: le16(1))).map { Self.u32($0, 8) } == 0)
+        g.service.stopThreads()
+        // The successor: the sub-channel's open arrives first, as a fresh open.
+        try g.start(threads: 2, restored: false, openPrimary: false)
+        g.openSub()
+        g.fill(page: 0x44, seed: 4)
+        g.send(5, srbPacket(cdb: Self.rw10(0x2A, lba: 256, blocks: 8), dataIn: 0, length: 4096), id: 41, page: 0x44)
+        for _ in 0..<20 { g.service.serve(); g.receive(); usleep(1000) }
+        #expect(g.seen[5]?[41] == nil, "served before the primary came: \(g.seen[5]?[41] ?? [])")
+        #expect(g.log.lines.contains("relid 5: sub-channel 1 waits for its primary's hand-over"))
+        // The restarted VMBus worker re-announces both: the primary resumes its vstor state.
+        g.openPrimary(restored: true)
+        g.openSub(restored: true)
+        g.run(until: [(5, 41)])
+        #expect(g.seen[5]?[41]?.count == 1 && g.seen[5]?[41]?.first?[14] == 0x01, "\(g.seen[5]?[41] ?? [])")
+        #expect(g.diskBytes(lba: 256, count: 4096) == Rig.pattern(seed: 4))
+        g.service.stopThreads()
     }
 }
