@@ -130,6 +130,10 @@ public final class VMBusRingConsumer<Memory: VMBusRingMemory>: @unchecked Sendab
     /// recorded before a batch: the storage worker's in-flight table).
     public var publishedIndex: UInt32 { published }
 
+    /// Where the next `next()` reads: read_index once `commit` has run (a device that journals
+    /// before committing records it: the echo device).
+    public var cursorIndex: UInt32 { cursor }
+
     /// Asks the writer for signals again, then re-checks the ring (after a full fence), so an
     /// answer of `.sleep` cannot race a packet published meanwhile.
     public func enableInterrupts() -> WaitResult {

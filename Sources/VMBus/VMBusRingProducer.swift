@@ -161,6 +161,9 @@ public final class VMBusRingProducer<Memory: VMBusRingMemory>: @unchecked Sendab
     /// recorded before a batch: the storage worker's in-flight table).
     public var publishedIndex: UInt32 { published }
 
+    /// Where the next packet goes: write_index once `commit` has run.
+    public var cursorIndex: UInt32 { cursor }
+
     /// Bytes free for writing now (read_index re-read). A packet of footprint f fits while this
     /// is greater than f; the reader only ever frees more.
     public func freeSpace() -> Int {

@@ -31,6 +31,10 @@ public final class VMBusChannel {
     let signals: VMBusChannelSignals
     /// Index of the channel's event connection in the shared table, when the router published it.
     let eventEntry: Int?
+    /// Writes the worker's restart state now, the devices' `savedState()` included (set by the
+    /// worker that opened the channel): a device whose next ring effect must not be done twice or
+    /// lost records what it is about to do, calls this, then commits (the echo device).
+    public var saveState: () -> Void = {}
 
     public enum SetupError: Error, CustomStringConvertible {
         case rings(String)

@@ -14,6 +14,15 @@ import VMBus
 ///
 /// A packet that does not fit into the host-to-guest ring is dropped and counted (the bench
 /// sizes its batches to the ring); a corrupt ring cuts the channel off, as for any device.
+///
+/// Exactly once across a restart of the worker (the soak kills it at random moments,
+/// docs/faults.md): before committing either ring, a batch's journal (the guest-to-host read index
+/// and the host-to-guest write index it will store) is saved with the worker's state
+/// (`savedState`, `channel.saveState()`); then the echoes are published, then the reads. A
+/// successor that finds the echoes published (write_index at the journal's) but the reads not
+/// (read_index short of it) commits the reads without echoing them again; one that finds the
+/// echoes unpublished echoes the batch afresh. Without the journal a kill between the two
+/// commits lost the batch (reads first) or echoed it twice (echoes first).
 public final class VMBusEchoDevice: VMBusChannelDevice {
     /// The class GUID the guest looks for (made up; no Hyper-V device has it).
     public static let interfaceType = VMBusGUID("5e1f0c4a-9d2b-4c1e-8f3a-0123456789ec") ?? .zero
@@ -28,6 +37,11 @@ public final class VMBusEchoDevice: VMBusChannelDevice {
     public private(set) var echoed = 0
     public private(set) var dropped = 0
     public private(set) var corruption: VMBusRingCorruption?
+    /// The last batch's ring indices after its commits (read: guest-to-host read_index, write:
+    /// host-to-guest write_index), saved before them.
+    var journal: (read: UInt32, write: UInt32)?
+    /// Batches a restart found echoed but not yet read (their reads committed without echoing).
+    public private(set) var readsFinishedAfterRestart = 0
     let log: (String) -> Void
 
     public init(log: @escaping (String) -> Void = { _ in }) { self.log = log }
@@ -38,7 +52,40 @@ public final class VMBusEchoDevice: VMBusChannelDevice {
         self.channel = channel
         floor = channel.open.userData.first == Self.floorMode
         corruption = nil
+        journal = nil
         return .success
+    }
+
+    /// The journal: u32 version (1), u32 read index, u32 write index.
+    public func savedState() -> [UInt8]? {
+        guard let journal else { return nil }
+        var out: [UInt8] = []
+        for v in [UInt32(1), journal.read, journal.write] { withUnsafeBytes(of: v.littleEndian) { out += $0 } }
+        return out
+    }
+
+    /// Reopened by a successor: a batch whose echoes went out but whose reads were not committed
+    /// has its reads committed now (walked packet by packet up to the journal's read index).
+    /// `saved` is hostile (the predecessor parsed guest bytes): anything but 12 bytes of version 1
+    /// is ignored.
+    public func open(_ channel: VMBusChannel, restoring saved: [UInt8]?, now: UInt64) -> VMBusStatus {
+        let status = open(channel, now: now)
+        // The predecessor may have published echoes and died before interrupting the guest.
+        defer { channel.interruptGuest() }
+        guard !floor, let saved, saved.count == 12 else { return status }
+        func word(_ i: Int) -> UInt32 { (0..<4).reduce(UInt32(0)) { $0 | UInt32(saved[4 * i + $1]) << (8 * $1) } }
+        guard word(0) == 1 else { return status }
+        let (read, write) = (word(1), word(2))
+        journal = (read, write)
+        guard channel.inbound.publishedIndex != read, channel.outbound.publishedIndex == write else { return status }
+        while channel.inbound.cursorIndex != read, case .packet = channel.inbound.next() {}
+        guard channel.inbound.cursorIndex == read else {
+            log("echo device: relid \(channel.relID): restart: the guest-to-host ring does not reach the journal's read index \(read)")
+            return status
+        }
+        _ = channel.inbound.commit()
+        readsFinishedAfterRestart += 1
+        return status
     }
 
     public func serve(now: UInt64) {
@@ -70,16 +117,28 @@ public final class VMBusEchoDevice: VMBusChannelDevice {
                 break reading
             }
         }
-        switch channel.inbound.commit() {
-        case .corrupted(let why): cut(why)
-        case .signal, .noSignal, .cutOff: break
+        // Journal, echoes, reads: in that order (above).
+        if channel.inbound.cursorIndex != channel.inbound.publishedIndex {
+            journal = (channel.inbound.cursorIndex, channel.outbound.cursorIndex)
+            channel.saveState()
+            if stepHook?(.saved) == false { return }
         }
         switch channel.outbound.commit() {
         case .signal: channel.interruptGuest()
         case .corrupted(let why): cut(why)
         case .noSignal, .cutOff: break
         }
+        if stepHook?(.echoesPublished) == false { return }
+        switch channel.inbound.commit() {
+        case .corrupted(let why): cut(why)
+        case .signal, .noSignal, .cutOff: break
+        }
     }
+
+    /// Tests: called at the crash points of a batch; answering false stops `serve` there, as a
+    /// kill would (nothing after it happens).
+    public enum Step: Sendable { case saved, echoesPublished }
+    public var stepHook: ((Step) -> Bool)?
 
     func cut(_ why: VMBusRingCorruption) {
         guard corruption == nil else { return }

@@ -157,12 +157,23 @@ public final class VMBusWorkerCore {
             log("cannot open relid \(o.relID): \(error)")
             return .unsuccessful
         }
+        channel.saveState = { [unowned self] in self.saveIfDevicesChanged() }
         // A channel the predecessor had open continues from its device's saved state.
         let status = o.restored ? device.open(channel, restoring: service.restoredDevices[o.relID], now: now)
                                 : device.open(channel, now: now)
-        if status.isSuccess { channels[o.relID] = channel }
+        if status.isSuccess {
+            channels[o.relID] = channel
+            // The predecessor may have taken the guest's signal (`takeSignal`) and died before
+            // serving it: the packets wait in the ring and the guest, whose ring writes see a host
+            // that has not caught up, will not signal again. So a restored channel is served once
+            // without a signal (a device with nothing to do does nothing).
+            if o.restored { unsignalledServes.insert(o.relID) }
+        }
         return status
     }
+
+    /// Restored channels to serve at the next `serveChannels` whether or not the guest signalled.
+    var unsignalledServes: Set<UInt32> = []
 
     /// Pushes queued replies with `push` (false: the ring is full, try again later), in order.
     /// Returns how many were pushed.
@@ -234,7 +245,8 @@ public final class VMBusWorkerCore {
         for relID in channels.keys.sorted() {
             guard let channel = channels[relID], let device = devices[relID] else { continue }
             let signalled = channel.takeSignal()
-            if signalled || (device.deadline.map { $0 <= now } ?? false) { device.serve(now: now) }
+            let restored = unsignalledServes.remove(relID) != nil
+            if signalled || restored || (device.deadline.map { $0 <= now } ?? false) { device.serve(now: now) }
         }
         saveIfDevicesChanged()
     }

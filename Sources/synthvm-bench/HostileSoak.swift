@@ -4,7 +4,7 @@ import Glibc
 /// the `synthvm` binary built next to the bench, with its defaults (every worker jailed and
 /// filtered, the VM process filtered), for seeds first..<first+seeds on 1 and 2 vCPUs, and counts
 /// a run as failed when its status is not 0, the guest did not print `hostile: ok`, or any
-/// process wrote to stderr (a worker death, a seccomp violation, a ring cut off, an internal
+/// process wrote to stderr other than the VMBus server's drop lines (a worker death, a seccomp violation, a ring cut off, an internal
 /// error). Prints each run's ops/s (guest operations per second of reference time, per vCPU) and
 /// each failure with its command line, stdout tail and stderr, so a seed can be replayed with
 /// `synthvm run --kernel .build/guests/hostile.elf --hyperv-testdev --cmdline "seed=N ops=M trace=1"`.
@@ -16,6 +16,9 @@ struct HostileSoak {
     let seeds: Int
     let ops: Int
     let workDir: String
+
+    /// What every line the VMBus worker writes for a dropped guest message contains.
+    static let expectedDropLine = ": synthvm-vmbus: vmbus: dropped: "
 
     struct Run {
         var status: Int32
@@ -40,7 +43,11 @@ struct HostileSoak {
                     else { return nil }
                     return Int(f.dropFirst(6))
                 }
-                let ok = r.status == 0 && r.stderr.isEmpty && lines.last == "hostile: ok" && rates.count == cpus
+                // The VMBus server's rate-limited drop lines are expected: the guest posts junk on
+                // connection 4, which the VMBus worker owns (VMBus is on by default with the
+                // SynIC). Anything else on stderr is a failure (HostileGuestTests, the same rule).
+                let unexpected = r.stderr.split(separator: "\n").filter { !$0.contains(Self.expectedDropLine) }
+                let ok = r.status == 0 && unexpected.isEmpty && lines.last == "hostile: ok" && rates.count == cpus
                 if ok {
                     opsPerSecond[cpus, default: []] += rates
                     print("hostile: seed \(seed) cpus \(cpus): ok, ops/s per vCPU \(rates.map(String.init).joined(separator: " "))")
@@ -49,7 +56,7 @@ struct HostileSoak {
                     print("hostile: seed \(seed) cpus \(cpus): FAILED, status \(r.status)")
                     print("  command: \(args.map { $0.contains(" ") ? "'\($0)'" : $0 }.joined(separator: " "))")
                     for line in lines.suffix(5) { print("  stdout: \(line)") }
-                    for line in r.stderr.split(separator: "\n") { print("  stderr: \(line)") }
+                    for line in unexpected { print("  stderr: \(line)") }
                 }
             }
         }
@@ -64,17 +71,7 @@ struct HostileSoak {
     /// Spawns argv with stdin /dev/null and stdout/stderr in files of workDir; waits for it.
     private func spawn(_ argv: [String]) throws -> Run {
         let outPath = workDir + "/hostile.stdout", errPath = workDir + "/hostile.stderr"
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        var cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
-        defer { for p in cargs { free(p) } }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, argv[0], &actions, nil, &cargs, environ)
-        guard rc == 0 else { throw BenchError("posix_spawn \(argv[0]): " + String(cString: strerror(rc))) }
+        let pid = try spawnToFiles(argv, stdout: outPath, stderr: errPath)
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
         let code = status & 0x7F == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)

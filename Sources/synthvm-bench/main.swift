@@ -11,7 +11,7 @@ import Monitor
 //        synthvm-bench startup [--synthvm PATH] [--qemu PATH] [--rounds N]
 //        synthvm-bench footprint [--synthvm PATH]
 //        synthvm-bench hostile [--synthvm PATH] [--guest PATH] [--seeds N] [--first-seed N] [--ops N]
-//        synthvm-bench faults [--synthvm PATH] [--guest memflood.elf] [--kills N] [--workers a,b] [--seed N]
+//        synthvm-bench faults [--synthvm PATH] [--guest soak.elf] [--kills N] [--workers a,b] [--seed N]
 //        synthvm-bench storage [--disk PATH] [--disk-mib N] [--scale X] [--no-jail]
 // The bench guest is Tests/Guests/bench.c; by default it is built with Tests/Guests/build.sh.
 
@@ -23,7 +23,7 @@ func usage() -> Never {
     print("       synthvm-bench startup [--synthvm PATH] [--qemu PATH] [--rounds N]")
     print("       synthvm-bench footprint [--synthvm PATH]")
     print("       synthvm-bench hostile [--synthvm PATH] [--guest hostile.elf] [--seeds N] [--first-seed N] [--ops N]")
-    print("       synthvm-bench faults [--synthvm PATH] [--guest memflood.elf] [--kills N] [--workers synic-router,vmbus,storage] [--seed N]")
+    print("       synthvm-bench faults [--synthvm PATH] [--guest soak.elf] [--kills N] [--workers synic-router,vmbus,storage] [--seed N]")
     print("       synthvm-bench storage [--disk PATH] [--disk-mib N] [--scale X] [--no-jail]")
     exit(64)
 }
@@ -134,7 +134,7 @@ if guest == nil {
         exit(70)
     }
     guest = out + ["exits": "/bench.elf", "hyperv": "/hvbench.elf", "synic": "/synicbench.elf", "vmbus": "/vmbus.elf",
-                  "hostile": "/hostile.elf", "faults": "/memflood.elf"][mode]!
+                  "hostile": "/hostile.elf", "faults": "/soak.elf"][mode]!
 }
 
 if mode == "faults" {

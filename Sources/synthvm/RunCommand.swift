@@ -2,6 +2,7 @@ import ArgumentParser
 import Glibc
 import Machine
 import Monitor
+import Sandbox
 
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -162,6 +163,11 @@ struct RunCommand: ParsableCommand {
     @Option(name: .customLong("worker"), help: .hidden)
     var workers: [String] = []
 
+    // The VMBus worker's test-only echo device (VMBusEchoDevice, offered after the standard
+    // devices): `synthvm-bench faults` runs its soak guest through `synthvm run`. Hidden: a test device.
+    @Flag(name: .customLong("test-echo-device"), help: .hidden)
+    var testEchoDevice = false
+
     func run() throws {
         var config: MachineConfig
         do {
@@ -199,6 +205,7 @@ struct RunCommand: ParsableCommand {
         }
         config.shutdownGraceSeconds = shutdownGrace
         config.workers = workers
+        if testEchoDevice { config.workerArguments.append(WorkerCommandLine.testEchoDeviceArgument) }
         if restartBudget == "off" {
             config.restartBudget = nil
         } else {

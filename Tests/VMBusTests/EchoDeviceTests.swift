@@ -104,6 +104,84 @@ struct EchoDeviceTests {
         #expect(f.log.lines.isEmpty, "\(f.log.lines)")
     }
 
+    /// A successor worker on the fixture's state region, SynIC region and guest RAM (the
+    /// predecessor's objects are simply no longer used: a kill).
+    static func successor(_ f: Fixture) -> (VMBusWorkerCore, VMBusEchoDevice) {
+        let echo = VMBusEchoDevice { f.log.lines.append($0) }
+        let service = VMBusService(state: f.core.service.state, configuration: VMBusServer.Configuration(vpCount: 1, ram: [0..<0x8000]),
+                                   offers: VMBusWorkerCore.offers([echo])) { f.log.lines.append($0) }
+        let core = VMBusWorkerCore(service: service, devices: [echo], map: f.core.map, signals: f.core.signals, now: 5) {
+            f.log.lines.append($0)
+        }
+        return (core, echo)
+    }
+
+    @Test("killed at each crash point of a batch (journal saved; echoes published, reads not committed): a successor echoes every packet exactly once, in order",
+          arguments: [VMBusEchoDevice.Step.saved, .echoesPublished])
+    func echoExactlyOnceAcrossAKill(at step: VMBusEchoDevice.Step) throws {
+        let f = try Fixture()
+        defer { f.ram.deallocate() }
+        _ = try #require(f.core.signals.synic.connections.insert(id: 0x2001, kind: .event, capacity: 0, owner: 2))
+        try f.connect()
+        #expect(f.open(mode: 0) == .success)
+        // A first batch, served whole (so the journal of a finished batch is in the state too).
+        #expect(f.guestOut.tryWrite(type: .dataInBand, transactionID: 1, payload: [UInt8](repeating: 1, count: 16)) == .written)
+        _ = f.guestOut.commit()
+        f.echo.serve(now: 2)
+        // The batch the kill interrupts.
+        for i in 0..<3 {
+            #expect(f.guestOut.tryWrite(type: .dataInBand, transactionID: UInt64(100 + i), payload: [UInt8](repeating: UInt8(i), count: 16)) == .written)
+        }
+        _ = f.guestOut.commit()
+        f.echo.stepHook = { $0 != step }
+        f.echo.serve(now: 3)
+        let (successor, echo) = Self.successor(f)
+        #expect(successor.channels[1] != nil, "\(f.log.lines)")
+        successor.serveChannels(now: 6)
+        successor.serveChannels(now: 7)
+        var ids: [UInt64] = []
+        while case .packet(let p) = f.guestIn.next() { ids.append(p.descriptor.transactionID) }
+        _ = f.guestIn.commit()
+        #expect(ids == [1, 100, 101, 102], "echoes after a kill at \(step): \(ids)")
+        #expect(echo.readsFinishedAfterRestart == (step == .echoesPublished ? 1 : 0))
+        // The successor goes on: a later packet is echoed once.
+        #expect(f.guestOut.tryWrite(type: .dataInBand, transactionID: 200, payload: [UInt8](repeating: 9, count: 16)) == .written)
+        _ = f.guestOut.commit()
+        echo.serve(now: 8)
+        ids = []
+        while case .packet(let p) = f.guestIn.next() { ids.append(p.descriptor.transactionID) }
+        #expect(ids == [200])
+        #expect(f.log.lines.allSatisfy { !$0.contains("echo device") }, "\(f.log.lines)")
+    }
+
+    @Test("a worker killed after taking the guest's signal, before serving it: the successor serves the restored channel anyway (a lost wake-up found while writing the soak)")
+    func restoredChannelServedWithoutASignal() throws {
+        let f = try Fixture()
+        defer { f.ram.deallocate() }
+        // The channel's event connection, as the monitor publishes it for the worker.
+        let entry = try #require(f.core.signals.synic.connections.insert(id: 0x2001, kind: .event, capacity: 0, owner: 2))
+        try f.connect()
+        #expect(f.open(mode: 0) == .success)
+        #expect(f.guestOut.tryWrite(type: .dataInBand, transactionID: 41, payload: [UInt8](repeating: 4, count: 16)) == .written)
+        #expect(f.guestOut.commit() == .signal)
+        _ = f.core.signals.synic.connections.setEventPending(try #require(f.core.signals.synic.connections.find(0x2001)))
+        // The predecessor takes the signal, then dies before its device serves the channel.
+        #expect(f.core.channels[1]?.takeSignal() == true)
+        #expect(f.core.signals.synic.connections.takeEventPending(index: entry) == false)
+        let (successor, echo) = Self.successor(f)
+        #expect(successor.channels[1] != nil, "the echo channel was not restored: \(f.log.lines)")
+        successor.serveChannels(now: 6)
+        guard case .packet(let p) = f.guestIn.next() else {
+            Issue.record("the guest's packet was never echoed: the successor waits for a signal that will not come")
+            return
+        }
+        #expect(p.descriptor.transactionID == 41)
+        guard case .empty = f.guestIn.next() else { Issue.record("echoed more than once"); return }
+        // Served once: the next pass without a signal leaves the device alone.
+        successor.serveChannels(now: 7)
+        #expect(echo.echoed == 1)
+    }
+
     @Test("a corrupt guest-to-host ring cuts the channel off with one line; the control path still answers")
     func corruption() throws {
         let f = try Fixture()
