@@ -51,7 +51,7 @@ public struct SCSIController: Hashable, Sendable {
     /// The final status of an operation the shell ran for the SRB's disk.
     public func complete(_ srb: VStorSRB, io: SCSIDisk.IO, result: SCSIDisk.IOResult) -> SCSICompletion {
         guard let disk = disk(for: srb) else { return SCSICompletion(srbStatus: .invalidLUN, scsiStatus: .checkCondition) }
-        return disk.complete(io, result: result)
+        return disk.complete(srb.scsiRequest, io: io, result: result)
     }
 
     static func missingLUN(_ r: SCSIRequest, lun: UInt8) -> SCSIDisk.Decision {

@@ -108,7 +108,8 @@ public struct SCSIDisk: Hashable, Sendable {
         /// block of the range; with `unmap` and an all-zero block, punching a hole does it.
         case writeSame(lba: UInt64, blocks: UInt64, unmap: Bool, noDataOut: Bool, fua: Bool)
 
-        /// Bytes taken from or given to the guest's buffer when it succeeds.
+        /// Bytes taken from or given to the guest's buffer when it succeeds. UNMAP's are its
+        /// parameter list's, which only the request knows (`complete(_:io:result:)`): 0 here.
         public var transferred: UInt32 {
             switch self {
             case .read(_, let n), .write(_, let n, _): n * UInt32(Configuration.logicalBlockSize)
@@ -224,10 +225,28 @@ public struct SCSIDisk: Hashable, Sendable {
             guard total <= UInt64(configuration.maxUnmapBlocks) else { return fail(.invalidFieldInParameterList) }
             if blocks > 0 { ranges.append(SCSILBARange(lba: lba, blocks: blocks)) }
         }
-        return ranges.isEmpty ? .complete(.good()) : .io(.unmap(ranges))
+        // Success reports the parameter list taken, as a real disk does (with ranges, the
+        // completion after the I/O: `complete(_:io:result:)`).
+        return ranges.isEmpty ? .complete(.good(transferred: UInt32(p.count))) : .io(.unmap(ranges))
     }
 
-    /// The final status of an operation the shell ran.
+    /// UNMAP's parameter list length: the CDB's (bytes 7-8), bounded by the guest's buffer
+    /// (`unmap` refused a longer one before asking for it).
+    static func unmapParameterListLength(_ r: SCSIRequest) -> UInt32 {
+        min(UInt32(r.cdb.be16(7)), r.dataTransferLength)
+    }
+
+    /// The final status of request `r`'s operation, which the shell ran: `complete(_:result:)`,
+    /// and a successful UNMAP reports the bytes of its parameter list it took from the guest
+    /// (what the `needParameterList` count asked for).
+    public func complete(_ r: SCSIRequest, io: IO, result: IOResult) -> SCSICompletion {
+        var c = complete(io, result: result)
+        if case .unmap = io, result == .success { c.transferred = Self.unmapParameterListLength(r) }
+        return c
+    }
+
+    /// The final status of an operation the shell ran (UNMAP: with 0 bytes moved; the shells
+    /// use `complete(_:io:result:)`, which knows the parameter list).
     public func complete(_ io: IO, result: IOResult) -> SCSICompletion {
         switch result {
         case .success:

@@ -111,7 +111,7 @@ struct ExecutorTests {
         var list = be16(22) + be16(16) + [0, 0, 0, 0] + be64(4) + be32(2) + [0, 0, 0, 0]
         let g = GuestBuffer(count: list.count)
         g.fill(list)
-        #expect(SCSIDiskExecutor.run(srb([0x42, 0, 0, 0, 0, 0, 0, 0, 24, 0], .toDevice, 24), controller: controller, backend: backend, buffer: g.buffer) == .good())
+        #expect(SCSIDiskExecutor.run(srb([0x42, 0, 0, 0, 0, 0, 0, 0, 24, 0], .toDevice, 24), controller: controller, backend: backend, buffer: g.buffer) == .good(transferred: 24))
         #expect(backend.bytes[2048..<3072].allSatisfy { $0 == 0 } && backend.bytes[2047] == 0xAB && backend.bytes[3072] == 0xAB)
         #expect(backend.punched.count == 1 && backend.punched[0].offset == 2048 && backend.punched[0].count == 1024)
         // WRITE SAME (16) with UNMAP and a zero block: a hole. With a pattern: written.

@@ -200,7 +200,8 @@ struct SCSIDiskCommandTests {
         #expect(d.executeUnmap(r, parameters: unmapList([(8, 16), (100, 0), (2040, 8)])).io == .unmap([.init(lba: 8, blocks: 16), .init(lba: 2040, blocks: 8)]))
         #expect(d.executeUnmap(r, parameters: unmapList([(2040, 9)])).fails(.illegalRequest, .lbaOutOfRange))
         #expect(d.executeUnmap(r, parameters: unmapList([(UInt64.max, 2)])).fails(.illegalRequest, .lbaOutOfRange))
-        #expect(d.executeUnmap(r, parameters: unmapList([])).isGood)
+        // No blocks to unmap: GOOD at once, with the list's bytes taken.
+        #expect(d.executeUnmap(r, parameters: unmapList([])).completion == .good(transferred: 8))
         #expect(d.executeUnmap(r, parameters: [0, 6, 0, 0]).fails(.illegalRequest, .parameterListLengthError))
         #expect(d.executeUnmap(r, parameters: unmapList(Array(repeating: (0, 1), count: 65))).fails(.illegalRequest, .invalidFieldInParameterList))
         let big = disk(0x1000_0000)
@@ -243,6 +244,17 @@ struct SCSIDiskCommandTests {
             let c = d.complete(io, result: .ioError)
             #expect(c.srbStatus == .error && c.scsiStatus == .checkCondition && c.sense == SCSISense(key: .mediumError, .writeError))
         }
+        // UNMAP reports the parameter list it took: the CDB's length (bytes 7-8), never more than
+        // the buffer; nothing with an error. Other operations as without the request.
+        let unmap = SCSIDisk.IO.unmap([.init(lba: 8, blocks: 16)])
+        #expect(d.complete(writeRequest([0x42, 0, 0, 0, 0, 0, 0, 0, 40, 0], length: 40), io: unmap, result: .success) == .good(transferred: 40))
+        #expect(d.complete(writeRequest([0x42, 0, 0, 0, 0, 0, 0, 0, 24, 0], length: 4096), io: unmap, result: .success) == .good(transferred: 24))
+        #expect(d.complete(writeRequest([0x42, 0, 0, 0, 0, 0, 0, 0, 40, 0], length: 16), io: unmap, result: .success) == .good(transferred: 16))
+        #expect(d.complete(writeRequest([0x42, 0, 0, 0, 0, 0, 0, 0, 40, 0], length: 40), io: unmap, result: .ioError)
+                == .checkCondition(SCSISense(key: .mediumError, .writeError)))
+        #expect(d.complete(readRequest([0x28, 0, 0, 0, 0, 0, 0, 0, 8, 0], length: 4096), io: .read(lba: 0, blocks: 8), result: .success)
+                == .good(transferred: 4096))
+        #expect(d.complete(noDataRequest([0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0]), io: .flush, result: .success) == .good())
     }
 
     @Test func cdbStorage() {

@@ -1,3 +1,4 @@
+import Glibc
 import IPC
 import Storage
 import StorageWorker
@@ -24,7 +25,7 @@ struct StorageServiceTests {
         let fromHost: VMBusRingConsumer<VMBusPagedRingMemory>
         let log = Log()
 
-        init() throws {
+        init(options: StorageService.Options = .init()) throws {
             ram = try SharedRegion(name: "test-guest-ram", size: 1 << 20)
             let host = try #require(ram.pointer(at: 0, count: 1 << 20))
             map = VMBusGuestMemoryMap(regions: [.init(gpa: 0..<(1 << 20), host: host)])
@@ -34,7 +35,7 @@ struct StorageServiceTests {
             backend = MemoryDiskBackend(byteCount: 1 << 20)
             let log = self.log
             service = try StorageService(disks: [(SCSIDisk.Configuration(capacityBlocks: 2048, serial: "t0"), backend)],
-                                         map: map, ram: [0..<(1 << 20)], signals: signals) { log.lines.append($0) }
+                                         map: map, ram: [0..<(1 << 20)], signals: signals, options: options) { log.lines.append($0) }
             let open = ChannelControlRecord(operation: .open, relID: 4, connectionID: 0x2004, targetVP: 0,
                                             downstreamPageOffset: 4, pfns: (0..<8).map { UInt64($0) })
             #expect(service.handle(open) == ChannelAnswerRecord(operation: .opened, relID: 4, status: 0))
@@ -72,6 +73,11 @@ struct StorageServiceTests {
                 #expect(toHost.tryWrite(type: .dataInBand, flags: 1, transactionID: id, payload: payload) == .written)
             }
             _ = toHost.commit()
+            return serveAndTake()
+        }
+
+        /// Lets the service serve, returns the completions (transaction id, payload).
+        func serveAndTake() -> [(UInt64, [UInt8])] {
             service.serve()
             var out: [(UInt64, [UInt8])] = []
             while case .packet(let p) = fromHost.next() {
@@ -143,5 +149,43 @@ struct StorageServiceTests {
         // Close: answered, and the channel is gone.
         #expect(g.service.handle(ChannelControlRecord(operation: .close, relID: 4)) == ChannelAnswerRecord(operation: .closed, relID: 4))
         #expect(g.service.openRelIDs.isEmpty)
+    }
+
+    @Test("UNMAP completes with the bytes of its parameter list taken, on the ring thread and through the I/O pool",
+          arguments: [0, 2])
+    func unmapReportsItsParameterList(ioThreads: Int) throws {
+        let g = try Guest(options: .init(ioThreads: ioThreads, inlineNonBlocking: false))
+        #expect(g.service.start())
+        defer { g.service.stopThreads() }
+        let initID: UInt64 = 0xFFFF_FFFF_FFFF_FFFD
+        for (op, fill) in [(UInt32(7), { (_: inout [UInt8]) in }), (9, { p in Guest.put16(&p, 12, 0x0602) }),
+                           (10, { _ in }), (8, { _ in })] as [(UInt32, (inout [UInt8]) -> Void)] {
+            try #require(g.exchange(Guest.packet(op: op, fill), id: initID).count == 1)
+        }
+        /// Sends the SRB and serves until it completes (the pool answers on its own threads).
+        func complete(_ p: [UInt8], id: UInt64, buffer: (offset: UInt32, length: UInt32, pfns: [UInt64])) throws -> [UInt8] {
+            var replies = g.exchange(p, id: id, buffer: buffer)
+            for _ in 0..<2000 where replies.isEmpty {
+                usleep(1000)
+                replies = g.serveAndTake()
+            }
+            try #require(replies.count == 1 && replies[0].0 == id)
+            return replies[0].1
+        }
+        // One descriptor (LBA 8, 2 blocks) in a 24-byte list, at offset 100 of page 0x20; the SRB's
+        // buffer is 512 bytes: the list taken is the CDB's 24, not the buffer's 512.
+        let host = try #require(g.ram.pointer(at: 0x20 * 4096 + 100, count: 24))
+        let list: [UInt8] = [0, 22, 0, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0, 2, 0, 0, 0, 0]
+        for (i, b) in list.enumerated() { host.storeBytes(of: b, toByteOffset: i, as: UInt8.self) }
+        let done = try complete(g.srb(cdb: [0x42, 0, 0, 0, 0, 0, 0, 0, 24, 0], dataIn: 0, length: 512), id: 1,
+                                buffer: (100, 512, [0x20]))
+        #expect(done[14] == 0x01 && done[15] == 0 && Self.u32(done, 24) == 24, "\(done)")
+        #expect(g.backend.punched.count == 1 && g.backend.punched.first?.offset == 8 * 512 && g.backend.punched.first?.count == 1024)
+        // A list with no blocks to unmap: no I/O, and still the 8 bytes taken.
+        for (i, b) in [UInt8]([0, 6, 0, 0, 0, 0, 0, 0]).enumerated() { host.storeBytes(of: b, toByteOffset: i, as: UInt8.self) }
+        let empty = try complete(g.srb(cdb: [0x42, 0, 0, 0, 0, 0, 0, 0, 8, 0], dataIn: 0, length: 8), id: 2,
+                                 buffer: (100, 8, [0x20]))
+        #expect(empty[14] == 0x01 && Self.u32(empty, 24) == 8, "\(empty)")
+        #expect(g.backend.punched.count == 1)
     }
 }
