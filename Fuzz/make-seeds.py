@@ -186,16 +186,17 @@ def wire_seeds():
                                                + u32(4) + u32(1) + u32(2) + u32(16) + u32(0x2001) + u32(2) + u32(2) + u32(0)))
     write("wire", "host-message", record(10, u32(0) + u32(2) + u32(1) + u32(4) + b"\x0e\x00\x00\x00"))
     write("wire", "guest-shutdown-request", record(11, u32(0) + u32(0)))
-    write("wire", "channel-control", record(12, u32(1) + u32(4) + u32(0x2004) + u32(0) + u32(2) + u32(0) + u32(4) + u32(0)
-                                            + b"".join(u64(0x100 + i) for i in range(4))))
+    write("wire", "channel-control", record(12, u32(1) + u32(5) + u32(0x2005) + u32(1) + u32(2) + u32(0) + u32(4) + u32(1)
+                                            + b"".join(u64(0x100 + i) for i in range(4)), version=2))
     write("wire", "channel-answer", record(13, u32(1) + u32(4) + u32(0) + u32(0)))
     serial = b"disk0".ljust(64, b"\0")
     write("wire", "storage-worker-setup", record(14, u32(2) + u32(1) + u32(512) + u32(64) + u32(2048) + u32(32) + u32(1) + u32(2)
                                                  + u64(0) + u64(1 << 30) + u64(0)
                                                  + u64(64 << 20) + u32(0) + u32(0) + serial
                                                  + u64(8 << 20) + u32(1) + u32(2) + b"\0" * 64
-                                                 + u32(0x0600), version=2))
-    write("wire", "vmbus-remote-device-setup", record(15, u32(3) + u32(3) + u32(2048) + u32(32)))
+                                                 + u32(0x0600) + u32(1), version=3))
+    write("wire", "vmbus-remote-device-setup", record(15, u32(3) + u32(3) + u32(2048) + u32(32) + u32(1), version=2))
+    write("wire", "sub-channel-request", record(16, u32(4) + u32(1) + u64(0)))
     write("wire", "worker-fault", record(20, u16(2) + u16(0) + u32(30)))
 
 
@@ -344,6 +345,7 @@ def vs_open_complete(relid, fail=0): return u8(11) + u8(relid) + u8(fail)
 def vs_close_complete(relid): return u8(12) + u8(relid)
 def vs_posted(n=0): return u8(13) + u8(n)
 def vs_rescind(relid): return u8(14) + u8(relid)
+def vs_sub_channels(relid, total): return u8(14) + u8(0x80 | relid) + u8(total)
 def vs_round_trip(): return u8(15)
 def vs_saved(blob): return u8(16) + u16(len(blob)) + blob
 def vs_flip(pairs): return u8(17) + u8(len(pairs)) + b"".join(u16(at) + u8(x) for at, x in pairs)
@@ -386,6 +388,13 @@ def vmbus_server_seeds():
           + vs_close_complete(2) + vs_offers())
     write("vmbus-server", "open-refused", hdr + vs_contact(version=4, target=3) + connect + ring + vs_open_complete(1, fail=1)
           + vs_open(1, 1, 0, offset=1) + vs_open(1, 1, 0, vp=4) + vs_unload(1))
+    # Sub-channels of relid 1 (relids 5-7): asked for, one opened on VP 1, a round trip, the
+    # primary closed (rescinding them), released, asked for again, then UNLOAD.
+    write("vmbus-server", "sub-channels", hdr + connect + ring + vs_open_complete(1) + vs_sub_channels(1, 2)
+          + vs_gpadl(5, 5, 4) + vs_open(5, 5, 5, vp=1) + vs_open_complete(5) + vs_sub_channels(1, 5) + vs_round_trip()
+          + vs_close(5) + vs_close_complete(5) + vs_close(1) + vs_released(5) + vs_released(6) + vs_released(7)
+          + vs_close_complete(1) + vs_teardown(1, 0) + vs_gpadl(1, 1, 4) + vs_open(1, 1, 1) + vs_open_complete(1)
+          + vs_sub_channels(1, 1) + vs_posted() + vs_unload())
     blob = vmbus_saved_state()
     write("vmbus-server", "saved-state", hdr + vs_saved(blob) + vs_round_trip() + vs_flip([(20, 1), (200, 0x80)]))
     # The worker's envelope (VMBusWorkerSaved) around a connected server with one IC device's

@@ -53,10 +53,12 @@ public enum DeviceRegion {
 ///        16 u8[64] serial (printable ASCII, zero-padded; all zero: none)
 ///      then u32 the highest vstor protocol version the controller accepts (one of
 ///         `protocolVersions`; `--disk ...,protocol=`)
+///      then u32 the sub-channel limit (0...min(vp count - 1, ChannelControlRecord.maxSubChannels)):
+///         QUERY_PROPERTIES' max_channel_cnt (version 3)
 /// ```
 public struct StorageWorkerSetup: WireRecord, Equatable {
     public static let recordType = WireRecordType.storageWorkerSetup
-    public static let version: UInt16 = 2
+    public static let version: UInt16 = 3
     public static let maxDisks = 64
     public static let serialBytes = 64
     /// The vstor protocol versions the storage worker accepts, newest first (Storage's
@@ -92,10 +94,13 @@ public struct StorageWorkerSetup: WireRecord, Equatable {
     /// The newest vstor version the controller accepts (newer ones get REVISION_MISMATCH, so the
     /// guest settles on this one or older).
     public var highestProtocolVersion: UInt16
+    /// The sub-channels the controller offers (QUERY_PROPERTIES max_channel_cnt).
+    public var maxSubChannels: UInt32
 
     public init(vpCount: UInt32, sintPolling: Bool, synicRing: (recordSize: UInt32, capacity: UInt32),
                 deviceRing: (recordSize: UInt32, capacity: UInt32), memory: [SynICRouterSetup.MemoryRange], disks: [Disk],
-                highestProtocolVersion: UInt16 = 0x0602) {
+                highestProtocolVersion: UInt16 = 0x0602, maxSubChannels: UInt32 = 0) {
+        self.maxSubChannels = maxSubChannels
         self.vpCount = vpCount
         self.sintPolling = sintPolling
         self.synicRing = synicRing
@@ -108,7 +113,7 @@ public struct StorageWorkerSetup: WireRecord, Equatable {
     public static func == (a: Self, b: Self) -> Bool {
         a.vpCount == b.vpCount && a.sintPolling == b.sintPolling && a.synicRing == b.synicRing
             && a.deviceRing == b.deviceRing && a.memory == b.memory && a.disks == b.disks
-            && a.highestProtocolVersion == b.highestProtocolVersion
+            && a.highestProtocolVersion == b.highestProtocolVersion && a.maxSubChannels == b.maxSubChannels
     }
 
     /// A serial the record can carry: printable ASCII, at most 64 bytes.
@@ -138,6 +143,7 @@ public struct StorageWorkerSetup: WireRecord, Equatable {
             w.raw(serial + [UInt8](repeating: 0, count: Self.serialBytes - serial.count))
         }
         w.u32(UInt32(highestProtocolVersion))
+        w.u32(maxSubChannels)
     }
 
     public static func decodeBody(_ r: inout WireReader) throws(WireError) -> StorageWorkerSetup {
@@ -178,9 +184,13 @@ public struct StorageWorkerSetup: WireRecord, Equatable {
         guard highest <= 0xFFFF, protocolVersions.contains(UInt16(highest)) else {
             throw .invalidField(type: t, field: "protocol version", value: UInt64(highest))
         }
+        let subChannels = try r.u32()
+        guard subChannels <= min(vpCount - 1, ChannelControlRecord.maxSubChannels) else {
+            throw .invalidField(type: t, field: "sub-channels", value: UInt64(subChannels))
+        }
         return StorageWorkerSetup(vpCount: vpCount, sintPolling: flags & 1 != 0, synicRing: (synicSize, synicCapacity),
                                   deviceRing: (deviceSize, deviceCapacity), memory: ranges, disks: disks,
-                                  highestProtocolVersion: UInt16(highest))
+                                  highestProtocolVersion: UInt16(highest), maxSubChannels: subChannels)
     }
 }
 
@@ -193,17 +203,22 @@ public struct StorageWorkerSetup: WireRecord, Equatable {
 ///
 /// ```
 /// body: 0 u32 owner (3 storage)   4 u32 region id (3)   8 u32 ring record size   12 u32 ring capacity
+///      16 u32 sub-channel limit (0...ChannelControlRecord.maxSubChannels; version 2): the
+///         device's sub-channels get the relids right after its own (primary + 1 ... + limit),
+///         whose event connections the router publishes with the device worker as their owner
 /// ```
 public struct VMBusRemoteDeviceSetup: WireRecord, Equatable {
     public static let recordType = WireRecordType.vmbusRemoteDeviceSetup
-    public static let version: UInt16 = 1
+    public static let version: UInt16 = 2
 
     public var owner: WorkerKind
     public var regionID: UInt32
     public var ringRecordSize: UInt32
     public var ringCapacity: UInt32
+    public var maxSubChannels: UInt32
 
-    public init(owner: WorkerKind, regionID: UInt32, ringRecordSize: UInt32, ringCapacity: UInt32) {
+    public init(owner: WorkerKind, regionID: UInt32, ringRecordSize: UInt32, ringCapacity: UInt32, maxSubChannels: UInt32 = 0) {
+        self.maxSubChannels = maxSubChannels
         self.owner = owner
         self.regionID = regionID
         self.ringRecordSize = ringRecordSize
@@ -215,13 +230,16 @@ public struct VMBusRemoteDeviceSetup: WireRecord, Equatable {
         w.u32(regionID)
         w.u32(ringRecordSize)
         w.u32(ringCapacity)
+        w.u32(maxSubChannels)
     }
 
     public static func decodeBody(_ r: inout WireReader) throws(WireError) -> VMBusRemoteDeviceSetup {
         let t = recordType.rawValue
-        let owner = try r.u32(), region = try r.u32(), size = try r.u32(), capacity = try r.u32()
+        let owner = try r.u32(), region = try r.u32(), size = try r.u32(), capacity = try r.u32(), sub = try r.u32()
+        guard sub <= ChannelControlRecord.maxSubChannels else { throw .invalidField(type: t, field: "sub-channels", value: UInt64(sub)) }
         guard owner == UInt32(WorkerKind.storage.rawValue) else { throw .invalidField(type: t, field: "owner", value: UInt64(owner)) }
         guard region == DeviceRegion.regionID else { throw .invalidField(type: t, field: "region id", value: UInt64(region)) }
-        return VMBusRemoteDeviceSetup(owner: .storage, regionID: region, ringRecordSize: size, ringCapacity: capacity)
+        return VMBusRemoteDeviceSetup(owner: .storage, regionID: region, ringRecordSize: size, ringCapacity: capacity,
+                                      maxSubChannels: sub)
     }
 }

@@ -76,8 +76,10 @@ public enum WireRecordType: UInt16, Sendable, CaseIterable {
     /// Supervisor -> VMBus worker, after its SINT2 eventfds: a device served by another worker
     /// (the storage controller), the device region's rings, with the doorbells attached.
     case vmbusRemoteDeviceSetup = 15
+    /// Device worker -> VMBus worker: offer sub-channels of the device's primary channel.
+    case subChannelRequest = 16
     /// Supervisor -> any worker, on its control socket: an operator's fault injection (crash,
-    /// hang, slow, forbidden call), handled by WorkerRuntime. (20: 16-19 are left to the
+    /// hang, slow, forbidden call), handled by WorkerRuntime. (20: 17-19 are left to the
     /// restart-state records being added in parallel.)
     case workerFault = 20
 }
@@ -239,6 +241,7 @@ public enum WireMessage: Equatable, Sendable {
     case channelAnswer(ChannelAnswerRecord)
     case storageWorkerSetup(StorageWorkerSetup)
     case vmbusRemoteDeviceSetup(VMBusRemoteDeviceSetup)
+    case subChannelRequest(SubChannelRequestRecord)
     case workerFault(WorkerFault)
 
     /// Decodes exactly one record filling `bytes`.
@@ -261,6 +264,7 @@ public enum WireMessage: Equatable, Sendable {
         case .channelAnswer: return .channelAnswer(try .decodeChecked(header: header, body: body))
         case .storageWorkerSetup: return .storageWorkerSetup(try .decodeChecked(header: header, body: body))
         case .vmbusRemoteDeviceSetup: return .vmbusRemoteDeviceSetup(try .decodeChecked(header: header, body: body))
+        case .subChannelRequest: return .subChannelRequest(try .decodeChecked(header: header, body: body))
         case .workerFault: return .workerFault(try .decodeChecked(header: header, body: body))
         }
     }
@@ -286,6 +290,7 @@ public enum WireMessage: Equatable, Sendable {
         case .channelAnswer(let r): return r.encoded()
         case .storageWorkerSetup(let r): return r.encoded()
         case .vmbusRemoteDeviceSetup(let r): return r.encoded()
+        case .subChannelRequest(let r): return r.encoded()
         case .workerFault(let r): return r.encoded()
         }
     }

@@ -72,10 +72,23 @@ public struct MachineConfig: Sendable {
     /// offers it after its own devices (4 unless the echo device is there); its event
     /// connection's owner is the storage worker.
     public var storageRelID: UInt32? { runsStorage ? localVMBusRelIDs.upperBound + 1 : nil }
-    /// The relids whose event connections this VM publishes: the VMBus worker's own devices'
-    /// and the SCSI controller's.
+    /// The most sub-channels the SCSI controller offers on any VM (docs/storage.md, "Sub-channels").
+    public static let maxStorageSubChannels = 16
+    /// The SCSI controller's sub-channel limit, QUERY_PROPERTIES' max_channel_cnt: one per vCPU
+    /// beyond the first (Linux asks for min(CPUs - 1, max_channel_cnt)), at most
+    /// `maxStorageSubChannels`; 0 without the storage worker or with one vCPU.
+    public var storageSubChannels: Int { runsStorage ? min(max(cpuCount - 1, 0), Self.maxStorageSubChannels) : 0 }
+    /// The relids the sub-channels get when the guest asks for them (the VMBus worker's
+    /// `VMBusWorkerCore.subChannelRelIDs`: the ones right after the controller's).
+    public var storageSubChannelRelIDs: [UInt32] {
+        guard let primary = storageRelID else { return [] }
+        return (0..<UInt32(storageSubChannels)).map { primary + 1 + $0 }
+    }
+    /// The relids whose event connections this VM publishes: the VMBus worker's own devices',
+    /// the SCSI controller's and its possible sub-channels'.
     public var vmbusRelIDs: ClosedRange<UInt32> {
-        localVMBusRelIDs.lowerBound...(storageRelID ?? localVMBusRelIDs.upperBound)
+        let last = storageSubChannelRelIDs.last ?? storageRelID ?? localVMBusRelIDs.upperBound
+        return localVMBusRelIDs.lowerBound...last
     }
     /// Where the workers' seccomp policies (`<name>.policy`) are read from at spawn time. Default:
     /// the package's own `Policies/`, found from this source file's path, which is right for

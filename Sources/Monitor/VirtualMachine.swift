@@ -180,7 +180,10 @@ public final class VirtualMachine: @unchecked Sendable {
             func storageLink() throws(MonitorError) -> DeviceLink? {
                 guard config.runsStorage, let link = routerLink, let bell = link.storageDoorbell else { return nil }
                 if deviceLink == nil {
-                    do { deviceLink = DeviceLink(rings: try DeviceRegion.create(), storageDoorbell: bell, vmbusDoorbell: try Doorbell()) }
+                    do {
+                        deviceLink = DeviceLink(rings: try DeviceRegion.create(), storageDoorbell: bell, vmbusDoorbell: try Doorbell(),
+                                                maxSubChannels: config.storageSubChannels)
+                    }
                     catch { throw .config("storage device region: \(error)") }
                 }
                 return deviceLink
@@ -528,6 +531,8 @@ public final class VirtualMachine: @unchecked Sendable {
         let storageDoorbell: Doorbell
         /// The VMBus worker's device doorbell: the storage worker rings it after pushing an answer.
         let vmbusDoorbell: Doorbell
+        /// The controller's sub-channel limit (`MachineConfig.storageSubChannels`).
+        var maxSubChannels = 0
 
         var region: WorkerLink.Region {
             .init(id: DeviceRegion.regionID, fd: rings.fd.rawValue, size: UInt64(rings.size))
@@ -537,7 +542,8 @@ public final class VirtualMachine: @unchecked Sendable {
             let layout = DeviceRegion.layout
             return .init(bytes: VMBusRemoteDeviceSetup(owner: .storage, regionID: DeviceRegion.regionID,
                                                        ringRecordSize: UInt32(layout.recordSize),
-                                                       ringCapacity: UInt32(layout.capacity)).encoded(),
+                                                       ringCapacity: UInt32(layout.capacity),
+                                                       maxSubChannels: UInt32(maxSubChannels)).encoded(),
                          fds: [storageDoorbell.fd.rawValue, vmbusDoorbell.fd.rawValue])
         }
     }
@@ -554,7 +560,8 @@ public final class VirtualMachine: @unchecked Sendable {
             synicRing: (UInt32(SynICRouterLink.ringLayout.recordSize), UInt32(SynICRouterLink.ringLayout.capacity)),
             deviceRing: (UInt32(DeviceRegion.layout.recordSize), UInt32(DeviceRegion.layout.capacity)),
             memory: ranges, disks: config.disks.map(\.setupDisk),
-            highestProtocolVersion: DiskImage.controllerProtocolVersion(config.disks))
+            highestProtocolVersion: DiskImage.controllerProtocolVersion(config.disks),
+            maxSubChannels: UInt32(config.storageSubChannels))
         var messages = [WorkerLink.SetupMessage(bytes: record.encoded(),
                                                 fds: [device.storageDoorbell.fd.rawValue, device.vmbusDoorbell.fd.rawValue]
                                                     + config.disks.map(\.fd))]
@@ -564,8 +571,10 @@ public final class VirtualMachine: @unchecked Sendable {
 
     /// The connections the router publishes for the VMBus worker: message connections 1 and 4,
     /// and one event connection per channel it offers (relid | 2 << 12, `VMBusRelID.connectionID`);
-    /// the SCSI controller's (relid 4, or 5 after the test-only echo device) is owned by the
-    /// storage worker when it runs.
+    /// the SCSI controller's (relid 4, or 5 after the test-only echo device) and those of its
+    /// possible sub-channels (the relids after it, `MachineConfig.storageSubChannelRelIDs`: all
+    /// published before the guest runs, docs/vmbus.md "Sub-channels") are owned by the storage
+    /// worker when it runs.
     static func vmbusConnections(config: MachineConfig, link: SynICRouterLink) -> WorkerLink.SetupMessage? {
         guard let bell = link.vmbusDoorbell else { return nil }
         let owner = UInt32(WorkerKind.vmbus.rawValue)
@@ -573,7 +582,8 @@ public final class VirtualMachine: @unchecked Sendable {
             RouterConnections.Entry(connectionID: $0, kind: .message, owner: owner, buffers: MachineConfig.vmbusMessageBuffers)
         }
         for relID in config.vmbusRelIDs {
-            let relOwner = relID == config.storageRelID ? UInt32(WorkerKind.storage.rawValue) : owner
+            let storage = relID == config.storageRelID || config.storageSubChannelRelIDs.contains(relID)
+            let relOwner = storage ? UInt32(WorkerKind.storage.rawValue) : owner
             entries.append(.init(connectionID: relID | UInt32(MachineConfig.vmbusSINT) << 12, kind: .event, owner: relOwner, buffers: 0))
         }
         return .init(bytes: RouterConnections(entries: entries).encoded(), fds: [bell.fd.rawValue])

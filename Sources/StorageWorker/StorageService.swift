@@ -57,6 +57,12 @@ public final class StorageService {
 
     final class OpenChannel {
         let channel: VMBusChannel
+        /// 0: the controller's primary channel; n: its sub-channel n, whose packets are decided
+        /// by the primary's vstor state (`onSubChannel: true`).
+        let subChannelIndex: UInt32
+        /// The primary's CREATE_SUB_CHANNELS answer is decided: once it is in the guest's ring,
+        /// the VMBus worker is asked for this many sub-channels in all.
+        var subChannelsToRequest: UInt16?
         var vstor: VStorProtocol
         /// Bumped on every vstor state change (the in-flight table's entries carry it).
         var generation: UInt64 = 0
@@ -75,14 +81,26 @@ public final class StorageService {
         /// Left with packets in the ring after its last round (the shell then polls with a timeout).
         var unfinished = false
         var reported = false
-        init(channel: VMBusChannel, vstor: VStorProtocol) {
+        init(channel: VMBusChannel, vstor: VStorProtocol, subChannelIndex: UInt32 = 0) {
             self.channel = channel
+            self.subChannelIndex = subChannelIndex
             self.vstor = vstor
             persisted = (0, vstor.saved)
         }
     }
 
     var channels: [UInt32: OpenChannel] = [:]
+    /// Requests for sub-channels to push to the VMBus worker (`takeSubChannelRequests`).
+    var subChannelRequests: [SubChannelRequestRecord] = []
+    /// This worker saw its primary channel closed (and none opened since): a sub-channel's
+    /// packets are then answered INVALID_DEVICE_STATE. Until this worker has seen a primary at
+    /// all (a successor the old VMBus worker hands a sub-channel before its own restart
+    /// re-announces the primary), a sub-channel waits for it, packets left in its ring.
+    var primaryClosed = false
+    /// Sub-channels that said once that they wait for their primary.
+    var waitingReported: Set<UInt32> = []
+    /// SRBs decided per relid since the start (sub-channels included; for tests and the log).
+    public private(set) var srbsByRelID: [UInt32: Int] = [:]
     /// SRBs decided, packets read (for tests and the log).
     public private(set) var requestsCompleted = 0
     public private(set) var packetsRead = 0
@@ -253,19 +271,36 @@ public final class StorageService {
             let open = VMBusChannelOpen(relID: control.relID, connectionID: control.connectionID, targetVP: control.targetVP,
                                         ringGPADL: 0, ringPFNs: control.pfns, downstreamPageOffset: control.downstreamPageOffset,
                                         userData: [], restored: control.restored)
-            // A restarted VMBus worker re-announces the channels that were open (restored): one
-            // this worker still serves on the same ring keeps going, requests in flight and all.
-            if control.restored, let c = channels[control.relID], c.channel.open.ringPFNs == control.pfns,
-               c.channel.open.downstreamPageOffset == control.downstreamPageOffset {
+            // A restarted VMBus worker re-announces the channels that were open (restored), and
+            // hands over again one it had handed over but not seen answered (its state said
+            // opening: this worker's answer was lost with it, or is still in the ring): one this
+            // worker still serves on the same ring keeps going, requests in flight and all. (No
+            // close came in between, so it cannot be the guest's new open: the VMBus worker
+            // closes a channel here before the guest may open it again.)
+            if let c = channels[control.relID], c.channel.open.ringPFNs == control.pfns,
+               c.channel.open.downstreamPageOffset == control.downstreamPageOffset, c.subChannelIndex == control.subChannelIndex {
                 c.channel.targetVP = control.targetVP
-                return nil
+                // The VMBus worker may have lost a sub-channel request in its restart: asking
+                // again is harmless (the server only grows to the total).
+                requestSubChannelsAgain(c)
+                if control.restored { return nil }
+                log("relid \(control.relID): handed over again while open on the same ring; kept, answered again")
+                return ChannelAnswerRecord(operation: .opened, relID: control.relID, status: VMBusStatus.success.rawValue)
             }
             if channels[control.relID] != nil { close(relID: control.relID) }
             let status: VMBusStatus
             do {
                 let channel = try VMBusChannel(open: open, map: map, signals: signals)
-                let c = OpenChannel(channel: channel, vstor: VStorProtocol(configuration: vstorConfiguration))
+                let c = OpenChannel(channel: channel, vstor: VStorProtocol(configuration: vstorConfiguration),
+                                    subChannelIndex: control.subChannelIndex)
                 channels[control.relID] = c
+                if control.subChannelIndex == 0 {
+                    primaryClosed = false
+                    waitingReported = []
+                }
+                if control.subChannelIndex > 0 {
+                    log("relid \(control.relID): sub-channel \(control.subChannelIndex) open, interrupts to VP \(control.targetVP)")
+                }
                 if control.restored { restore(c) } else { forget(relID: control.relID) }
                 saveVStorStates()
                 status = .success
@@ -276,6 +311,7 @@ public final class StorageService {
             if control.restored { return nil }
             return ChannelAnswerRecord(operation: .opened, relID: control.relID, status: status.rawValue)
         case .close:
+            if channels[control.relID]?.subChannelIndex == 0 { primaryClosed = true }
             close(relID: control.relID)
             forget(relID: control.relID)
             saveVStorStates()
@@ -359,6 +395,9 @@ public final class StorageService {
                 }
             }
         }
+        // A predecessor may have died between publishing its CREATE_SUB_CHANNELS answer and
+        // asking the VMBus worker: ask again (once any rewritten answer is in the ring).
+        requestSubChannelsAgain(c)
         // Oldest first is not recorded; the guest accepts completions in any order.
         if rewritten + redone + dropped > 0 {
             log("relid \(relID): restored: \(redone) request(s) to redo, \(rewritten) completion(s) to write again, \(dropped) still in the ring")
@@ -383,6 +422,12 @@ public final class StorageService {
         for relID in channels.keys.sorted() {
             guard !dead, let c = channels[relID] else { continue }
             _ = c.channel.takeSignal()
+            if c.subChannelIndex > 0, primary == nil, !primaryClosed {
+                if waitingReported.insert(relID).inserted {
+                    log("relid \(relID): sub-channel \(c.subChannelIndex) waits for its primary's hand-over")
+                }
+                continue
+            }
             if serve(c) { worked = true }
         }
         // A channel served early in the pass may have had its I/O finish while a later one
@@ -536,6 +581,42 @@ public final class StorageService {
         }
         if stop(.published) { return }
         for i in written { release(i, c) }
+        // The CREATE_SUB_CHANNELS answer is in the guest's ring: now the offers (reference 4.2).
+        if let total = c.subChannelsToRequest {
+            c.subChannelsToRequest = nil
+            subChannelRequests.append(SubChannelRequestRecord(relID: c.channel.relID, total: UInt32(total)))
+        }
+    }
+
+    /// What to push to the VMBus worker after the answers: requests for sub-channels.
+    public func takeSubChannelRequests() -> [SubChannelRequestRecord] {
+        defer { subChannelRequests.removeAll() }
+        return subChannelRequests
+    }
+
+    /// A primary whose vstor state has sub-channels asks for them again (after its answer is
+    /// written, if that is still to do).
+    func requestSubChannelsAgain(_ c: OpenChannel) {
+        guard c.subChannelIndex == 0 else { return }
+        let n: UInt16
+        switch c.vstor.state {
+        case .ready(_, let k), .endInitialization(_, subChannels: .some(let k)): n = k
+        default: return
+        }
+        guard n > 0 else { return }
+        if c.completions.isEmpty {
+            subChannelRequests.append(SubChannelRequestRecord(relID: c.channel.relID, total: UInt32(n)))
+        } else {
+            c.subChannelsToRequest = n
+        }
+    }
+
+    /// The primary channel, when open.
+    var primary: OpenChannel? { channels.values.first { $0.subChannelIndex == 0 } }
+
+    /// "relid: SRBs" for every channel that served any (the log at exit and in tests).
+    public var srbCounts: String {
+        srbsByRelID.keys.sorted().map { "relid \($0): \(srbsByRelID[$0]!)" }.joined(separator: ", ")
     }
 
     func report(_ c: OpenChannel, _ why: String) {
@@ -584,6 +665,26 @@ public final class StorageService {
             release(entry, c)
             return
         }
+        if c.subChannelIndex > 0 {
+            // A sub-channel's packets meet the primary's vstor state, which they cannot change
+            // (only SRBs and resets are served there); with the primary closed, a detached
+            // state that is not ready answers INVALID_DEVICE_STATE.
+            var vstor = primary?.vstor ?? VStorProtocol(configuration: vstorConfiguration)
+            let decision = r.payload.withUnsafeBytes {
+                vstor.handle(transactionID: r.transactionID, payload: $0,
+                             isCompletion: r.packetType == VMBusPacketType.completion.rawValue, onSubChannel: true)
+            }
+            switch decision {
+            case .reply(let reply), .createSubChannels(let reply, _):
+                c.completions.append((entry, reply, nil))
+            case .ignore:
+                release(entry, c)
+            case .execute(let srb):
+                countSRB(c)
+                execute(srb, r, entry: entry, c)
+            }
+            return
+        }
         let wasReady = c.vstor.isReady
         let before = c.vstor.saved
         let decision = r.payload.withUnsafeBytes {
@@ -599,13 +700,28 @@ public final class StorageService {
             log("relid \(c.channel.relID): vstor: protocol 0x\(String(version.rawValue, radix: 16, uppercase: false).leftPadded(4)), \(controller.disks.count) LUN(s)")
         }
         switch decision {
-        case .reply(let reply), .createSubChannels(let reply, _):
+        case .reply(let reply):
             c.completions.append((entry, reply, after))
+        case .createSubChannels(let reply, let total):
+            c.completions.append((entry, reply, after))
+            c.subChannelsToRequest = total
+            log("relid \(c.channel.relID): CREATE_SUB_CHANNELS: \(total) sub-channel(s) (limit \(vstorConfiguration.maxSubChannels))")
         case .ignore:
             release(entry, c)
         case .execute(let srb):
-            requestsCompleted += 1
+            countSRB(c)
             execute(srb, r, entry: entry, c)
+        }
+    }
+
+    /// Counts an SRB; a sub-channel's 1st, 10th, 100th, ... is logged, so the host can see
+    /// that the guest uses it.
+    func countSRB(_ c: OpenChannel) {
+        requestsCompleted += 1
+        srbsByRelID[c.channel.relID, default: 0] += 1
+        let n = srbsByRelID[c.channel.relID]!
+        if c.subChannelIndex > 0, n == 1 || n == 10 || n == 100 || n == 1000 || n == 10000 {
+            log("relid \(c.channel.relID): sub-channel \(c.subChannelIndex): \(n) request(s) served")
         }
     }
 

@@ -50,6 +50,9 @@ extension VMBusServer {
         guard offersVisible else { return drop(.outOfOrder, "CLOSECHANNEL before offers", &out) }
         guard let ch = channels[relID] else { return drop(.unknownChannel, "CLOSECHANNEL relid \(relID)", &out) }
         guard startClosing(ch, &out) else { return drop(.channelState, "CLOSECHANNEL relid \(relID) not open", &out) }
+        // Linux closes the sub-channels first; they go with their primary (a reopened primary
+        // asks for new ones).
+        rescindSubChannels(of: relID, &out)
     }
 
     /// Moves an opening or open channel to closing and tells its device; false otherwise.
@@ -155,6 +158,8 @@ extension VMBusServer {
     /// channel it never saw is forgotten at once when idle, else when the reset ends.
     mutating func rescind(relID: UInt32, _ out: inout [VMBusServerAction]) {
         guard let ch = channels[relID], !ch.revoked else { return drop(.hostProtocol, "rescind of relid \(relID)", &out) }
+        // Sub-channels before their primary (OpenVMM #3507).
+        rescindSubChannels(of: relID, &out)
         channels[relID]?.revoked = true
         if offersVisible {
             reply(.rescindChannelOffer(VMBusRescindChannelOffer(childRelID: relID)), &out)

@@ -69,7 +69,12 @@ extension VMBusServer {
     /// ends, and `pending` is answered, when none is left.
     mutating func beginReset(_ pending: PendingReset, _ out: inout [VMBusServerAction]) {
         connection = .resetting(pending)
-        for relID in channels.keys.sorted() {
+        // Sub-channels before the primaries (reference 2.7: Linux closes them first too).
+        let order = channels.keys.sorted { a, b in
+            let sa = channels[a]?.offer.subChannelIndex != 0, sb = channels[b]?.offer.subChannelIndex != 0
+            return sa != sb ? sa : a < b
+        }
+        for relID in order {
             guard let ch = channels[relID] else { continue }
             switch ch.state {
             case .opening(let r), .open(let r):
@@ -82,13 +87,13 @@ extension VMBusServer {
         finishResetIfIdle(&out)
     }
 
-    /// Every GPADL is freed and every withdrawn offer forgotten; the rest are offered again on
-    /// the next REQUESTOFFERS.
+    /// Every GPADL is freed and every withdrawn offer and every sub-channel forgotten; the rest
+    /// are offered again on the next REQUESTOFFERS.
     mutating func finishResetIfIdle(_ out: inout [VMBusServerAction]) {
         guard case .resetting(let pending) = connection,
               channels.values.allSatisfy({ $0.state == .closed }) else { return }
         gpadls.removeAll()
-        channels = channels.filter { !$0.value.revoked }
+        channels = channels.filter { !$0.value.revoked && $0.value.offer.subChannelIndex == 0 }
         for relID in channels.keys { channels[relID]?.released = false }
         connection = .disconnected
         switch pending {

@@ -37,6 +37,20 @@ extension VMBusServer {
                 if !offersVisible && !isResetting { fail("relid \(relID) closing outside a connection") }
             }
             if case .disconnected = connection, ch.revoked { fail("relid \(relID) rescinded while disconnected") }
+            if ch.offer.subChannelIndex != 0 {
+                if case .disconnected = connection { fail("sub-channel relid \(relID) while disconnected") }
+                if let p = configuration.primary(ofSubChannel: relID, index: ch.offer.subChannelIndex) {
+                    if let primary = channels[p], primary.offer.interfaceType != ch.offer.interfaceType
+                        || primary.offer.interfaceInstance != ch.offer.interfaceInstance {
+                        fail("sub-channel relid \(relID) differs from its primary \(p)")
+                    }
+                    if channels[p] == nil && !ch.revoked { fail("sub-channel relid \(relID) outlives its primary \(p) unrescinded") }
+                } else {
+                    fail("relid \(relID): sub-channel index \(ch.offer.subChannelIndex) not reserved there")
+                }
+            } else if configuration.subChannelRelIDs.values.contains(where: { $0.contains(relID) }) {
+                fail("relid \(relID), reserved for a sub-channel, holds a primary offer")
+            }
             if let r = ch.request {
                 if Int(r.targetVP) >= vpCount { fail("relid \(relID): target VP \(r.targetVP)") }
                 if r.userData.count != VMBusOpenChannel.userDataSize { fail("relid \(relID): user data size") }

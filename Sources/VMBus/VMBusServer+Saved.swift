@@ -36,7 +36,7 @@ extension VMBusServer {
     /// page outside RAM, a channel open on a missing ring, ...): the caller then presents a
     /// reset bus instead.
     public static func restore(_ saved: Saved, configuration: Configuration) throws(VMBusSavedStateError) -> (VMBusServer, [VMBusServerAction]) {
-        var s = VMBusServer(configuration: configuration, offers: [])
+        var s = VMBusServer(restoring: configuration)
         s.connection = saved.connection
         for ch in saved.channels {
             guard s.channels.updateValue(ch, forKey: ch.relID) == nil else { throw .inconsistent("relid \(ch.relID) twice") }

@@ -27,11 +27,26 @@ public struct VMBusServer: Sendable {
         /// Guest RAM as GPA ranges: every GPADL page must lie inside one.
         public var ram: [Range<UInt64>]
         public var limits: Limits
+        /// The relids reserved for the sub-channels of a primary offer, by the primary's relid:
+        /// sub-channel i (1...) is `[i - 1]`, so their count is that primary's sub-channel limit
+        /// (docs/vmbus.md, "Sub-channels"). Fixed for the VM's life, so their event connections
+        /// can be published before the guest runs. A primary that is not here gets none.
+        public var subChannelRelIDs: [UInt32: [UInt32]]
 
-        public init(vpCount: Int, ram: [Range<UInt64>], limits: Limits = Limits()) {
+        public init(vpCount: Int, ram: [Range<UInt64>], limits: Limits = Limits(), subChannelRelIDs: [UInt32: [UInt32]] = [:]) {
             self.vpCount = vpCount
             self.ram = ram
             self.limits = limits
+            self.subChannelRelIDs = subChannelRelIDs
+        }
+
+        /// The primary whose sub-channel `index` is `relID`, if the configuration reserves it so.
+        func primary(ofSubChannel relID: UInt32, index: UInt16) -> UInt32? {
+            guard index > 0 else { return nil }
+            for (primary, relIDs) in subChannelRelIDs where Int(index) <= relIDs.count && relIDs[Int(index) - 1] == relID {
+                return primary
+            }
+            return nil
         }
     }
 
@@ -64,11 +79,22 @@ public struct VMBusServer: Sendable {
     /// configuration: more than relids 1...2047 can hold is a programming error.
     public init(configuration: Configuration, offers: [VMBusOffer]) {
         precondition(offers.count <= Int(VMBusRelID.last), "at most \(VMBusRelID.last) offers")
+        for (primary, relIDs) in configuration.subChannelRelIDs {
+            precondition(Int(primary) >= 1 && Int(primary) <= offers.count && offers[Int(primary) - 1].subChannelIndex == 0,
+                         "sub-channels of relid \(primary), which is not a primary offer")
+            precondition(relIDs.allSatisfy { $0 > UInt32(offers.count) && $0 <= VMBusRelID.last }
+                         && Set(relIDs).count == relIDs.count, "sub-channel relids of \(primary) collide")
+        }
         self.configuration = configuration
         for (i, offer) in offers.enumerated() {
             let relID = UInt32(i) + VMBusRelID.first
             channels[relID] = Channel(relID: relID, offer: offer)
         }
+    }
+
+    /// An empty server for `restore` (the saved channels are checked by `checkInvariants`).
+    init(restoring configuration: Configuration) {
+        self.configuration = configuration
     }
 
     /// The one entry point.
@@ -80,6 +106,7 @@ public struct VMBusServer: Sendable {
         case .closeComplete(let relID): closeComplete(relID: relID, &out)
         case .posted(let through): outbound.removeAll { $0.sequence <= through }
         case .rescind(let relID): rescind(relID: relID, &out)
+        case .offerSubChannels(let primary, let total): offerSubChannels(primary: primary, total: total, &out)
         }
         return out
     }

@@ -16,6 +16,11 @@ public enum VMBusServerInput: Equatable, Sendable {
     case posted(throughSequence: UInt64)
     /// The host withdraws a device: RESCIND_CHANNELOFFER if the guest has seen the offer.
     case rescind(relID: UInt32)
+    /// The device serving the open primary channel `primaryRelID` asks for `total` sub-channels
+    /// in all (storvsc's CREATE_SUB_CHANNELS, answered by the device before this): the missing
+    /// ones up to the configured limit are offered (OFFERCHANNEL with the primary's interface
+    /// type and instance, sub_channel_index 1...), none is ever withdrawn by asking for fewer.
+    case offerSubChannels(primaryRelID: UInt32, total: UInt16)
 }
 
 /// One guest HvPostMessage, as the router hands it over.

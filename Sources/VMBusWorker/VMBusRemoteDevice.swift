@@ -15,18 +15,30 @@ public final class VMBusRemoteDevice {
     public let offer: VMBusOffer
     /// The worker kind that serves it (`WorkerKind.storage`): the owner of its event connection.
     public let owner: WorkerKind
+    /// How many sub-channels the device may have (`VMBusRemoteDeviceSetup.maxSubChannels`).
+    public let maxSubChannels: Int
+    /// Its primary channel's relid and its sub-channels' (index 1 is `[0]`), set by the core.
+    public internal(set) var relID: UInt32 = 0
+    public internal(set) var subChannelRelIDs: [UInt32] = []
     public private(set) var pending: [ChannelControlRecord] = []
 
-    public init(offer: VMBusOffer, owner: WorkerKind) {
+    public init(offer: VMBusOffer, owner: WorkerKind, maxSubChannels: Int = 0) {
+        precondition(maxSubChannels >= 0 && maxSubChannels <= Int(ChannelControlRecord.maxSubChannels))
         self.offer = offer
         self.owner = owner
+        self.maxSubChannels = maxSubChannels
+    }
+
+    /// 0 for the primary, n for sub-channel n.
+    func subChannelIndex(of relID: UInt32) -> UInt32 {
+        subChannelRelIDs.firstIndex(of: relID).map { UInt32($0 + 1) } ?? 0
     }
 
     func requestOpen(_ o: VMBusChannelOpen) -> VMBusStatus? {
         guard o.ringPFNs.count <= ChannelControlRecord.maxPFNs else { return .unsuccessful }
         pending.append(ChannelControlRecord(operation: .open, relID: o.relID, connectionID: o.connectionID,
                                             targetVP: o.targetVP, downstreamPageOffset: o.downstreamPageOffset,
-                                            restored: o.restored, pfns: o.ringPFNs))
+                                            restored: o.restored, subChannelIndex: subChannelIndex(of: o.relID), pfns: o.ringPFNs))
         return nil
     }
 

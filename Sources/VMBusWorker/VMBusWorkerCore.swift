@@ -36,6 +36,21 @@ public final class VMBusWorkerCore {
         devices.map(\.offer) + remote.map(\.offer)
     }
 
+    /// The relids reserved for the remote devices' sub-channels (`VMBusServer.Configuration`):
+    /// after every primary offer, each device's `maxSubChannels` in turn. With the storage
+    /// controller the only remote device, its sub-channels are relids primary + 1 ... + limit,
+    /// the connections the monitor publishes for it (`MachineConfig.storageSubChannelRelIDs`).
+    public static func subChannelRelIDs(localCount: Int, remote: [VMBusRemoteDevice]) -> [UInt32: [UInt32]] {
+        var out: [UInt32: [UInt32]] = [:]
+        var next = UInt32(localCount + remote.count) + VMBusRelID.first
+        for (i, d) in remote.enumerated() where d.maxSubChannels > 0 {
+            let primary = UInt32(localCount + i) + VMBusRelID.first
+            out[primary] = (0..<UInt32(d.maxSubChannels)).map { next + $0 }
+            next += UInt32(d.maxSubChannels)
+        }
+        return out
+    }
+
     /// `service` must have been built with `offers(devices, remote:)`. What a restored service
     /// left to do (replies to post again, channels to hand back) is done at once.
     public init(service: VMBusService, devices: [any VMBusChannelDevice], remote: [VMBusRemoteDevice] = [],
@@ -45,7 +60,14 @@ public final class VMBusWorkerCore {
         for (i, d) in devices.enumerated() { byRelID[UInt32(i) + VMBusRelID.first] = d }
         self.devices = byRelID
         var remoteByRelID: [UInt32: VMBusRemoteDevice] = [:]
-        for (i, d) in remote.enumerated() { remoteByRelID[UInt32(devices.count + i) + VMBusRelID.first] = d }
+        let subChannels = Self.subChannelRelIDs(localCount: devices.count, remote: remote)
+        for (i, d) in remote.enumerated() {
+            let relID = UInt32(devices.count + i) + VMBusRelID.first
+            d.relID = relID
+            d.subChannelRelIDs = subChannels[relID] ?? []
+            remoteByRelID[relID] = d
+            for s in d.subChannelRelIDs { remoteByRelID[s] = d }
+        }
         self.remote = remoteByRelID
         self.map = map
         self.signals = signals
@@ -183,10 +205,39 @@ public final class VMBusWorkerCore {
         }
         switch answer.operation {
         case .opened:
-            carryOut(service.apply(.openComplete(relID: answer.relID, status: VMBusStatus(rawValue: answer.status)), log: log), now: now)
+            let status = VMBusStatus(rawValue: answer.status)
+            if let device = remote[answer.relID], case .opening(let r) = service.server.channels[answer.relID]?.state,
+               device.subChannelIndex(of: answer.relID) > 0 {
+                log("relid \(answer.relID): sub-channel \(device.subChannelIndex(of: answer.relID)) of relid \(device.relID) "
+                    + (status.isSuccess ? "opened, interrupts to VP \(r.targetVP)" : "not opened (status 0x\(String(answer.status, radix: 16)))"))
+            }
+            carryOut(service.apply(.openComplete(relID: answer.relID, status: status), log: log), now: now)
         case .closed:
             carryOut(service.apply(.closeComplete(relID: answer.relID), log: log), now: now)
         }
+    }
+
+    /// A device worker asks for sub-channels of its primary channel (after answering the guest's
+    /// CREATE_SUB_CHANNELS): the server offers what is missing up to the limit, and only while
+    /// the primary is open. A request from a worker for a relid that is not its primary is
+    /// reported and dropped.
+    public func deviceRequestedSubChannels(_ request: SubChannelRequestRecord, from owner: WorkerKind, now: UInt64) {
+        guard let device = remote[request.relID], device.owner == owner, device.relID == request.relID else {
+            log("\(owner) asked for sub-channels of relid \(request.relID), which is not its primary")
+            return
+        }
+        carryOut(service.apply(.offerSubChannels(primaryRelID: request.relID, total: UInt16(clamping: request.total)), log: log),
+                 now: now)
+        log("relid \(request.relID): \(owner) asked for \(request.total) sub-channel(s); offered: \(offeredSubChannels(of: device))")
+    }
+
+    /// The device's sub-channels the server has now (offered or open), as "relid/index" words.
+    func offeredSubChannels(of device: VMBusRemoteDevice) -> String {
+        let words = device.subChannelRelIDs.enumerated().compactMap { i, relID -> String? in
+            guard let ch = service.server.channels[relID], !ch.revoked else { return nil }
+            return "\(relID)/\(i + 1)"
+        }
+        return words.isEmpty ? "none" : words.joined(separator: " ")
     }
 
     /// Serves every open channel whose guest signalled it or whose device's deadline passed.

@@ -13,6 +13,7 @@ import Monitor
 //        synthvm-bench hostile [--synthvm PATH] [--guest PATH] [--seeds N] [--first-seed N] [--ops N]
 //        synthvm-bench faults [--synthvm PATH] [--guest soak.elf] [--kills N] [--workers a,b] [--seed N]
 //        synthvm-bench storage [--disk PATH] [--disk-mib N] [--scale X] [--no-jail]
+//        synthvm-bench storvsc [--synthvm PATH] [--guest storvscbench.elf] [--disk PATH] [--disk-mib N] [--scale X] [--depth N]
 // The bench guest is Tests/Guests/bench.c; by default it is built with Tests/Guests/build.sh.
 
 func usage() -> Never {
@@ -25,6 +26,7 @@ func usage() -> Never {
     print("       synthvm-bench hostile [--synthvm PATH] [--guest hostile.elf] [--seeds N] [--first-seed N] [--ops N]")
     print("       synthvm-bench faults [--synthvm PATH] [--guest soak.elf] [--kills N] [--workers synic-router,vmbus,storage] [--seed N]")
     print("       synthvm-bench storage [--disk PATH] [--disk-mib N] [--scale X] [--no-jail]")
+    print("       synthvm-bench storvsc [--synthvm PATH] [--guest storvscbench.elf] [--disk PATH] [--disk-mib N] [--scale X] [--depth N]")
     exit(64)
 }
 
@@ -59,7 +61,7 @@ if args.first == "storage" {
     }
     exit(0)
 }
-guard let mode = args.first, ["exits", "hyperv", "synic", "vmbus", "startup", "footprint", "hostile", "faults"].contains(mode) else { usage() }
+guard let mode = args.first, ["exits", "hyperv", "synic", "vmbus", "startup", "footprint", "hostile", "faults", "storvsc"].contains(mode) else { usage() }
 args.removeFirst()
 var guest: String?
 var synthvmPath: String?, qemuPath: String?
@@ -68,13 +70,18 @@ var seeds = 20, firstSeed = 1, hostileOps = 5000
 var batch = 32, batches = 200
 var kills = 100, faultWorkers = ["synic-router", "vmbus", "storage"]
 var faultSeed = UInt64(UInt32.random(in: 1...UInt32.max))
+var storvscDisk = packageRoot + "/.build/storvsc-bench.img", storvscMiB = 128, storvscScale = 1.0, storvscDepth = 16
 while !args.isEmpty {
     let flag = args.removeFirst()
     guard let value = args.first else { usage() }
     args.removeFirst()
     switch flag {
     case "--guest": guest = value
-    case "--synthvm" where mode == "startup" || mode == "footprint" || mode == "hostile" || mode == "faults": synthvmPath = value
+    case "--synthvm" where ["startup", "footprint", "hostile", "faults", "storvsc"].contains(mode): synthvmPath = value
+    case "--disk" where mode == "storvsc": storvscDisk = value
+    case "--disk-mib" where mode == "storvsc": storvscMiB = Int(value) ?? 0
+    case "--scale" where mode == "storvsc": storvscScale = Double(value) ?? 0
+    case "--depth" where mode == "storvsc": storvscDepth = Int(value) ?? 0
     case "--kills" where mode == "faults": kills = Int(value) ?? 0
     case "--workers" where mode == "faults": faultWorkers = value.split(separator: ",").map(String.init)
     case "--seed" where mode == "faults": faultSeed = UInt64(value) ?? 0
@@ -92,7 +99,8 @@ while !args.isEmpty {
     default: usage()
     }
 }
-guard pio > 0, msr > 0, rounds > 0, seeds > 0, firstSeed >= 0, hostileOps > 0, (1...100).contains(batch), batches > 0
+guard pio > 0, msr > 0, rounds > 0, seeds > 0, firstSeed >= 0, hostileOps > 0, (1...100).contains(batch), batches > 0,
+      (4...4096).contains(storvscMiB), storvscScale > 0, (2...32).contains(storvscDepth)
 else { usage() }
 
 /// The synthvm binary built next to this one (synthvm-bench depends on the synthvm product, so
@@ -134,7 +142,7 @@ if guest == nil {
         exit(70)
     }
     guest = out + ["exits": "/bench.elf", "hyperv": "/hvbench.elf", "synic": "/synicbench.elf", "vmbus": "/vmbus.elf",
-                  "hostile": "/hostile.elf", "faults": "/soak.elf"][mode]!
+                  "hostile": "/hostile.elf", "faults": "/soak.elf", "storvsc": "/storvscbench.elf"][mode]!
 }
 
 if mode == "faults" {
@@ -144,6 +152,21 @@ if mode == "faults" {
     let soak = FaultSoak(synthvm: synthvmBinary(), guest: guest!, kills: kills, workers: faultWorkers,
                          workDir: packageRoot + "/.build/guests", seed: faultSeed)
     do { exit(try soak.runAndPrint()) } catch {
+        print("synthvm-bench: \(error)")
+        exit(70)
+    }
+}
+
+if mode == "storvsc" {
+    // The guest-level storvsc figure (StorvscGuestBenchmark.swift); vmbus.elf (the echo floor)
+    // sits next to the bench guest.
+    mkdir(packageRoot + "/.build", 0o755)
+    mkdir(packageRoot + "/.build/guests", 0o755)
+    let dir = guest!.lastIndex(of: "/").map { String(guest![..<$0]) } ?? "."
+    let bench = StorvscGuestBenchmark(synthvm: synthvmBinary(), guest: guest!, echoGuest: dir + "/vmbus.elf", diskPath: storvscDisk,
+                                      diskMiB: storvscMiB, scale: storvscScale, depth: storvscDepth,
+                                      workDir: packageRoot + "/.build/guests")
+    do { exit(try bench.runAndPrint()) } catch {
         print("synthvm-bench: \(error)")
         exit(70)
     }

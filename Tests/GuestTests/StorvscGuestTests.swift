@@ -73,8 +73,17 @@ struct StorvscGuestTests {
     }
 
     /// The worker's stderr lines other than its protocol lines and synthvm's own.
+    /// The workers' expected lines: the agreed protocol, and with 2 vCPUs the sub-channel's
+    /// request, offer, open and use.
+    static let expectedStderr = ["synthvm-storage: relid 4: vstor: protocol 0x", "synthvm-storage: relid 4: CREATE_SUB_CHANNELS: ",
+                                 "synthvm-vmbus: relid 4: storage asked for ", "synthvm-storage: relid 5: sub-channel 1 open, ",
+                                 "synthvm-vmbus: relid 5: sub-channel 1 of relid 4 opened, ", "synthvm-storage: relid 5: sub-channel 1: ",
+                                 "synthvm-storage: requests served: ",
+                                 // The guest's probes that no sub-channel offer came (a GPADL for relid 2047, refused).
+                                 "synthvm-vmbus: vmbus: refused: refused request: GPADL_HEADER relid 2047 "]
+
     static func unexpectedStderr(_ r: Run) -> [Substring] {
-        r.stderr.split(separator: "\n").filter { !$0.contains("synthvm-storage: relid 4: vstor: protocol 0x") }
+        r.stderr.split(separator: "\n").filter { line in !expectedStderr.contains { line.contains($0) } }
     }
 
     @Test("every protocol version, identification, data at random LBAs, FUA, flushes, UNMAP, read-only, past the end, missing LUNs, hostile packets; the images checked from the host",
@@ -100,7 +109,10 @@ struct StorvscGuestTests {
         for (v, packet, srb) in [("0x0200", 48, "0x24"), ("0x0402", 48, "0x24"), ("0x0501", 64, "0x34"), ("0x0600", 64, "0x34"),
                                  ("0x0602", 64, "0x34")] {
             let vp = v == "0x0602" ? cpus - 1 : 0
-            #expect(lines.contains { $0.hasPrefix("storvsc: protocol \(v): 1 refused first, packets of \(packet) bytes, SRB \(srb), max_transfer 0x100000, channels 0 flags 0x0; INQUIRY and READ(10) ok (vp \(vp))") },
+            // Multi-channel from Win8 (0x0501) on, with one sub-channel per vCPU beyond the first.
+            let multi = packet == 64 && cpus > 1
+            let channels = multi ? "channels \(cpus - 1) flags 0x1" : "channels 0 flags 0x0"
+            #expect(lines.contains { $0.hasPrefix("storvsc: protocol \(v): 1 refused first, packets of \(packet) bytes, SRB \(srb), max_transfer 0x100000, \(channels); INQUIRY and READ(10) ok (vp \(vp))") },
                     "protocol \(v)\n\(all)")
             #expect(r.stderr.contains("synthvm-storage: relid 4: vstor: protocol \(v), 2 LUN(s)"), "\(all)")
         }
@@ -116,12 +128,32 @@ struct StorvscGuestTests {
         ] {
             #expect(lines.contains(line), "no \"\(line)\"\n\(all)")
         }
-        // Sub-channels: not offered by this host yet (QUERY_PROPERTIES max_channel_cnt 0).
-        #expect(lines.contains { $0.hasPrefix("storvsc: no sub-channels offered (max_channel_cnt 0, flags 0x0, \(cpus) vCPU") }
-                    || lines.contains { $0.hasPrefix("storvsc: sub-channel 1 (relid ") }, "\(all)")
-        // Every write kind, page-crossing offsets, the maximum transfer (aligned and offset), FUA.
+        // Sub-channels: none on 1 vCPU; on 2, one at relid 5 (after the controller's 4), opened on
+        // VP 1 and used, then closed before the primary, rescinded and released.
+        if cpus == 1 {
+            #expect(lines.contains("storvsc: no sub-channels offered (max_channel_cnt 0, flags 0x0, 1 vCPUs)"), "\(all)")
+            #expect(!r.stderr.contains("sub-channel"), "\(all)")
+        } else {
+            for line in ["storvsc: sub-channel 1 offered: relid 5 connection 0x2005, the controller's GUIDs",
+                         "storvsc: sub-channel 1 (relid 5) open on vp 1: write, read-back and a read of LUN 1 ok; the primary still serves",
+                         "storvsc: sub-channel closed, the primary closed, the sub-channel rescinded and released"] {
+                #expect(lines.contains(line), "no \"\(line)\"\n\(all)")
+            }
+            for line in ["synthvm-storage: relid 4: CREATE_SUB_CHANNELS: 1 sub-channel(s) (limit 1)",
+                         "synthvm-vmbus: relid 4: storage asked for 1 sub-channel(s); offered: 5/1",
+                         "synthvm-vmbus: relid 5: sub-channel 1 of relid 4 opened, interrupts to VP 1",
+                         "synthvm-storage: relid 5: sub-channel 1 open, interrupts to VP 1",
+                         // The write, the two reads, CREATE_SUB_CHANNELS and BEGIN_INITIALIZATION are not SRBs.
+                         "synthvm-storage: relid 5: sub-channel 1: 1 request(s) served"] {
+                #expect(r.stderr.contains(line), "no \"\(line)\"\n\(all)")
+            }
+            #expect(r.stderr.contains("synthvm-storage: requests served: relid 4: ") && r.stderr.contains(", relid 5: 3"), "\(all)")
+            #expect(r.stderr.contains("GPADL_HEADER relid 2047 gpadl ") && r.stderr.contains("unknown relid (2 so far)"), "\(all)")
+        }
+        // Every write kind, page-crossing offsets, the maximum transfer (aligned and offset), FUA
+        // (and one on the sub-channel).
         let writes = lines.filter { $0.hasPrefix("storvsc: wrote lun=0 ") }
-        #expect(writes.count == 14, "\(all)")
+        #expect(writes.count == (cpus == 1 ? 14 : 15), "\(all)")
         for kind in ["WRITE(6)", "WRITE(10)", "WRITE(12)", "WRITE(16)"] { #expect(writes.contains { $0.contains(kind) }, "\(kind)") }
         #expect(writes.contains { $0.contains(" blocks=2048 offset=0x0 ") && $0.contains("max transfer") })
         #expect(writes.contains { $0.contains(" blocks=2048 offset=0x600 ") && $0.contains("max transfer") })
@@ -202,8 +234,40 @@ struct StorvscGuestTests {
         #expect(back == record && back.highestProtocolVersion == 0x0600)
         // A version the worker does not serve is refused when decoded.
         var bytes = record.encoded()
-        let at = bytes.count - 4
+        let at = bytes.count - 8
         bytes[at] = 0x01
         #expect(throws: WireError.self) { try StorageWorkerSetup.decode(bytes) }
+    }
+
+    @Test("the sub-channel limit: vCPUs - 1 capped at 16, 0 without disks; carried to both workers; their relids' connections owned by storage")
+    func subChannelLimit() throws {
+        let dir = try StorageWorkerTests.scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (a, b) = try Self.images(dir)
+        func config(cpus: Int, disks: Int) -> MachineConfig {
+            var c = (try? StorageWorkerTests.config(disks: [a, b + ",readonly"].prefix(disks).map { $0 }, cpus: cpus))!
+            if disks == 0 { c.disks = [] }
+            for d in c.disks { close(d.fd) }
+            return c
+        }
+        #expect(config(cpus: 1, disks: 1).storageSubChannels == 0 && config(cpus: 1, disks: 1).storageSubChannelRelIDs == [])
+        #expect(config(cpus: 2, disks: 1).storageSubChannels == 1 && config(cpus: 2, disks: 1).storageSubChannelRelIDs == [5])
+        #expect(config(cpus: 2, disks: 1).vmbusRelIDs == 1...5)
+        #expect(config(cpus: 40, disks: 2).storageSubChannels == 16 && config(cpus: 40, disks: 2).vmbusRelIDs == 1...20)
+        #expect(config(cpus: 4, disks: 0).storageSubChannels == 0 && config(cpus: 4, disks: 0).vmbusRelIDs == 1...3)
+        var record = StorageWorkerSetup(vpCount: 2, sintPolling: false, synicRing: (64, 16), deviceRing: (2048, 32),
+                                        memory: [.init(base: 0, size: 1 << 20, offset: 0)],
+                                        disks: [.init(sizeBytes: 1 << 20, readOnly: false, cache: .writeback, serial: "")],
+                                        maxSubChannels: 1)
+        #expect(try StorageWorkerSetup.decode(record.encoded()).maxSubChannels == 1)
+        // More than vCPUs - 1 is refused when decoded.
+        record.maxSubChannels = 2
+        #expect(throws: WireError.self) { try StorageWorkerSetup.decode(record.encoded()) }
+        let remote = VMBusRemoteDeviceSetup(owner: .storage, regionID: DeviceRegion.regionID, ringRecordSize: 2048, ringCapacity: 32,
+                                            maxSubChannels: 16)
+        #expect(try VMBusRemoteDeviceSetup.decode(remote.encoded()) == remote)
+        var bad = remote
+        bad.maxSubChannels = 65
+        #expect(throws: WireError.self) { try VMBusRemoteDeviceSetup.decode(bad.encoded()) }
     }
 }

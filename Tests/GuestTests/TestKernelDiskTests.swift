@@ -157,6 +157,37 @@ struct TestKernelDiskTests {
         #expect((sb["Last mount time"] ?? "n/a") != "n/a", "\(sb)")
     }
 
+    @Test("2 vCPUs: storvsc asks for a sub-channel (max_channel_cnt 1), opens it and does I/O on it; the root mounts read-write, the image is fsck-clean")
+    func mountsRootWithSubChannels() throws {
+        try GuestHarness.requireKVM()
+        let dir = try StorageWorkerTests.scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let image = try Self.rootImage(dir, megabytes: 64)
+        let run = try Self.boot(disks: [image], cpus: 2)
+        let tail = "last serial lines:\n" + run.lines.suffix(30).joined(separator: "\n") + "\nstderr:\n" + run.stderr
+        let served = run.stderr.split(separator: "\n").first { $0.contains("synthvm-storage: requests served: ") } ?? "no count"
+        print("test-kernel-disk: 2 vCPUs with sub-channels: synthvm status \(run.status) after \(String(format: "%.1f", run.seconds)) s; "
+              + (run.lines.first { $0.contains(Self.mounted) } ?? "no mount line") + "; " + served)
+        #expect(run.stderr.contains("synthvm-storage: relid 4: vstor: protocol 0x0602, 1 LUN(s)"), "\(tail)")
+        // Linux: CREATE_SUB_CHANNELS n = min(CPUs - 1, max_channel_cnt) = 1, answered before the
+        // offer; then it opens the sub-channel (relid 5) with a target CPU of its choosing.
+        #expect(run.stderr.contains("synthvm-storage: relid 4: CREATE_SUB_CHANNELS: 1 sub-channel(s) (limit 1)"), "\(tail)")
+        #expect(run.stderr.contains("synthvm-vmbus: relid 4: storage asked for 1 sub-channel(s); offered: 5/1"), "\(tail)")
+        #expect(run.stderr.contains("synthvm-vmbus: relid 5: sub-channel 1 of relid 4 opened, interrupts to VP "), "\(tail)")
+        #expect(run.stderr.contains("synthvm-storage: relid 5: sub-channel 1 open, interrupts to VP "), "\(tail)")
+        // And uses it: requests were taken from the sub-channel's ring and completed there.
+        #expect(run.stderr.contains("synthvm-storage: relid 5: sub-channel 1: 1 request(s) served"), "\(tail)")
+        #expect(run.lines.contains { $0.contains("sd 0:0:0:0: [sda] 131072 512-byte logical blocks: (67.1 MB/64.0 MiB)") }, "\(tail)")
+        #expect(run.lines.contains { $0.contains(Self.mounted) }, "\(tail)")
+        #expect(run.lines.contains { $0.contains("VFS: Mounted root (ext4 filesystem) on device 8:0.") }, "read-write root\n\(tail)")
+        #expect(run.lines.contains { $0.contains("No working init found") }, "\(tail)")
+        #expect(run.status == 8, "\(tail)")
+        Self.expectClean(run)
+        let fsck = try Self.tool("e2fsck", ["-fn", image])
+        #expect(fsck.status == 0, "\(fsck.output)")
+        #expect(try Self.superblock(image)["Mount count"] == "1")
+    }
+
     @Test("a disk served at an older protocol (--disk ...,protocol=0x0600): Linux agrees 0x0600, mounts its root read-write, the image is fsck-clean")
     func olderProtocol() throws {
         try GuestHarness.requireKVM()

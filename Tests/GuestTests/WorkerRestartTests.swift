@@ -101,45 +101,22 @@ struct WorkerRestartTests {
 
     @Test("the storage worker killed and restarted: the storvsc guest's I/O against the new one")
     func storageRestartedUnderStorvsc() throws {
-        try GuestHarness.requireKVM()
-        let dir = try StorageWorkerTests.scratch()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let (a, b) = try StorvscGuestTests.images(dir)
-        var c = try MachineConfig.load(kernelPath: try GuestHarness.guestPath("storvsc"), commandLine: "seed=7", cpus: 1,
-                                       memory: "256M", serial: "none", hyperv: "default")
-        c.console = .capture
-        c.timeoutSeconds = 240
-        c.vmbus = true
-        c.disks = try DiskImage.openAll(try [a + ",serial=ALPHA0", b + ",readonly"].map { (d) throws(MonitorError) in try DiskImage.parse(d) })
-        defer { for d in c.disks { close(d.fd) } }
-        let vm = try VirtualMachine(config: c)
+        let run = try StorvscRun(seed: 7, cpus: 1)
+        defer { run.close() }
+        let vm = run.vm
         let (old, new) = try Self.killAndAwaitRestart(vm, .storage)
         #expect(old != new)
         Self.expectJailedAndFiltered(new)
-        let outcome = vm.run()
-        let lines = vm.console.captured.split(separator: "\n").map(String.init)
-        #expect(lines.last == "storvsc: ok", "\(vm.console.captured)")
-        #expect(!lines.contains { $0.contains("FAIL") }, "\(vm.console.captured)")
-        #expect(outcome.exitStatus == 0, "\(outcome.reason)")
+        _ = run.finish()
     }
 
     @Test("a storage restart costs one unit of the budget: the VMBus worker's planned restart after it is not counted")
     func storageRestartCountsOnce() throws {
-        try GuestHarness.requireKVM()
-        let dir = try StorageWorkerTests.scratch()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let (a, b) = try StorvscGuestTests.images(dir)
-        var c = try MachineConfig.load(kernelPath: try GuestHarness.guestPath("storvsc"), commandLine: "seed=5", cpus: 1,
-                                       memory: "256M", serial: "none", hyperv: "default")
-        c.console = .capture
-        c.timeoutSeconds = 240
-        c.vmbus = true
         // Two storage deaths fit a budget of two only if the VMBus worker's restart that follows
         // each is free; counted, the second storage death would stop the VM with status 6.
-        c.restartBudget = RestartBudget(restarts: 2, seconds: 600)
-        c.disks = try DiskImage.openAll(try [a + ",serial=ALPHA0", b + ",readonly"].map { (d) throws(MonitorError) in try DiskImage.parse(d) })
-        defer { for d in c.disks { close(d.fd) } }
-        let vm = try VirtualMachine(config: c)
+        let run = try StorvscRun(seed: 5, cpus: 1, budget: RestartBudget(restarts: 2, seconds: 600))
+        defer { run.close() }
+        let vm = run.vm
         for _ in 0..<2 {
             let vmbusBefore = try #require(vm.workerLinks.first { $0.kind == .vmbus }).process.pid
             _ = try Self.killAndAwaitRestart(vm, .storage)
@@ -150,29 +127,16 @@ struct WorkerRestartTests {
             }
             #expect(vm.workerLinks.first { $0.kind == .vmbus }?.process.pid != vmbusBefore, "the vmbus worker was not restarted")
         }
-        let outcome = vm.run()
-        let lines = vm.console.captured.split(separator: "\n").map(String.init)
-        #expect(lines.last == "storvsc: ok", "\(vm.console.captured)")
-        #expect(outcome.exitStatus == 0, "\(outcome.reason)")
+        let (outcome, _) = run.finish()
         #expect(outcome.workers.filter { $0.name == "storage" }.count == 3, "\(outcome.workers)")
         #expect(outcome.workers.filter { $0.name == "vmbus" }.count == 3, "\(outcome.workers)")
     }
 
     @Test("the storage worker killed again and again while the storvsc guest does I/O: every request completes, the data checks out")
     func storageKilledDuringStorvsc() throws {
-        try GuestHarness.requireKVM()
-        let dir = try StorageWorkerTests.scratch()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let (a, b) = try StorvscGuestTests.images(dir)
-        var c = try MachineConfig.load(kernelPath: try GuestHarness.guestPath("storvsc"), commandLine: "seed=11", cpus: 1,
-                                       memory: "256M", serial: "none", hyperv: "default")
-        c.console = .capture
-        c.timeoutSeconds = 240
-        c.vmbus = true
-        c.restartBudget = RestartBudget(restarts: 100, seconds: 60)
-        c.disks = try DiskImage.openAll(try [a + ",serial=ALPHA0", b + ",readonly"].map { (d) throws(MonitorError) in try DiskImage.parse(d) })
-        defer { for d in c.disks { close(d.fd) } }
-        let vm = try VirtualMachine(config: c)
+        let run = try StorvscRun(seed: 11, cpus: 1, budget: RestartBudget(restarts: 100, seconds: 60))
+        defer { run.close() }
+        let vm = run.vm
         let kills = LockedCount()
         let killer = Thread {
             var rng = SystemRandomNumberGenerator()
@@ -185,14 +149,38 @@ struct WorkerRestartTests {
             }
         }
         killer.start()
-        let outcome = vm.run()
-        let lines = vm.console.captured.split(separator: "\n").map(String.init)
-        #expect(lines.last == "storvsc: ok", "\(vm.console.captured)")
-        #expect(!lines.contains { $0.contains("FAIL") }, "\(vm.console.captured)")
-        #expect(outcome.exitStatus == 0, "\(outcome.reason)")
+        let (outcome, _) = run.finish()
         let storage = outcome.workers.filter { $0.name == "storage" }
         print("storage killed \(kills.value) times during the storvsc guest; \(storage.count - 1) restarts")
         #expect(storage.count >= 2, "\(storage)")
+    }
+
+    @Test("2 vCPUs: the storage worker killed when the sub-channel is offered and again while the guest uses it: the successor gets both channels back, every request completes once")
+    func storageKilledAroundSubChannels() throws {
+        let run = try StorvscRun(seed: 13, cpus: 2, budget: RestartBudget(restarts: 100, seconds: 60))
+        defer { run.close() }
+        let vm = run.vm
+        let kills = LockedCount()
+        let killer = Thread {
+            // When the offer is in (the guest then opens the sub-channel on the successor), and when
+            // the sub-channel has been opened (the guest's I/O on it meets the next successor).
+            for line in ["storvsc: sub-channel 1 offered", "storvsc: scsi sub-channel 1 (relid 5) open on vp 1"] {
+                var waited = 0
+                while !vm.console.captured.contains(line), waited < 24_000 {
+                    usleep(10_000)
+                    waited += 1
+                }
+                guard waited < 24_000, let link = vm.workerLinks.first(where: { $0.kind == .storage }) else { return }
+                link.process.signal(SIGKILL)
+                kills.add()
+            }
+        }
+        killer.start()
+        let (outcome, lines) = run.finish()
+        #expect(lines.contains { $0.hasPrefix("storvsc: sub-channel 1 (relid 5) open on vp 1: write, read-back") }, "\(vm.console.captured)")
+        let storage = outcome.workers.filter { $0.name == "storage" }
+        print("storage killed \(kills.value) times around the sub-channel; \(storage.count - 1) restarts")
+        #expect(kills.value == 2 && storage.count == 3, "\(storage)")
     }
 
     @Test("--restart-budget 0/60: a worker death stops the VM with status 6, naming the worker")
@@ -209,6 +197,46 @@ struct WorkerRestartTests {
         let outcome = vm.run()
         #expect(outcome.exitStatus == 6)
         #expect(outcome.reason == .workerRestartBudgetExhausted(worker: "synic-router", restarts: 0, seconds: 60))
+    }
+}
+
+/// The storvsc guest (Tests/Guests/storvsc.c) in a VM with its two disks
+/// (`StorvscGuestTests.images`: a.img serial ALPHA0, b.img read-only) in a scratch directory, as
+/// the storage restart tests run it; the kills are each test's own.
+struct StorvscRun {
+    let vm: VirtualMachine
+    private let dir: String
+    private let disks: [DiskImage]
+
+    init(seed: Int, cpus: Int, budget: RestartBudget? = nil) throws {
+        try GuestHarness.requireKVM()
+        dir = try StorageWorkerTests.scratch()
+        let (a, b) = try StorvscGuestTests.images(dir)
+        var c = try MachineConfig.load(kernelPath: try GuestHarness.guestPath("storvsc"), commandLine: "seed=\(seed)", cpus: cpus,
+                                       memory: "256M", serial: "none", hyperv: "default")
+        c.console = .capture
+        c.timeoutSeconds = 240
+        c.vmbus = true
+        if let budget { c.restartBudget = budget }
+        c.disks = try DiskImage.openAll(try [a + ",serial=ALPHA0", b + ",readonly"].map { (d) throws(MonitorError) in try DiskImage.parse(d) })
+        disks = c.disks
+        vm = try VirtualMachine(config: c)
+    }
+
+    /// Runs the VM to its end and expects what every storvsc run ends with: the guest's last line
+    /// "storvsc: ok", no FAIL line, status 0.
+    func finish(sourceLocation: Testing.SourceLocation = #_sourceLocation) -> (RunOutcome, [String]) {
+        let outcome = vm.run()
+        let lines = vm.console.captured.split(separator: "\n").map(String.init)
+        #expect(lines.last == "storvsc: ok", "\(vm.console.captured)", sourceLocation: sourceLocation)
+        #expect(!lines.contains { $0.contains("FAIL") }, "\(vm.console.captured)", sourceLocation: sourceLocation)
+        #expect(outcome.exitStatus == 0, "\(outcome.reason)", sourceLocation: sourceLocation)
+        return (outcome, lines)
+    }
+
+    func close() {
+        for d in disks { Glibc.close(d.fd) }
+        try? FileManager.default.removeItem(atPath: dir)
     }
 }
 

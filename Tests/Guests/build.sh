@@ -2,7 +2,7 @@
 # Builds the SynthVM test guests into OUTDIR with the machine's gcc and binutils:
 #   hello.elf smp.elf exceptions.elf cpuid.elf bench.elf  (ELF64, SynthVM direct boot)
 #   hvprobe.elf hvmsr.elf hvcall.elf hvclock.elf hvipi.elf hvcrash.elf hvbench.elf irq.elf
-#   stimer.elf synic.elf hvconn.elf synicbench.elf memflood.elf hostile.elf vmbus.elf storvsc.elf soak.elf  (ELF64, HV#1 tests)
+#   stimer.elf synic.elf hvconn.elf synicbench.elf memflood.elf hostile.elf vmbus.elf storvsc.elf soak.elf storvscbench.elf  (ELF64, HV#1 tests)
 #   acpi.elf uart.elf rtc.elf platform.elf emulate.elf  (ELF64, platform devices, PVM fix-ups)
 #   mbhello.elf mbhvcall.elf                              (ELF32, multiboot v1)
 #   pvh.elf pvh64.elf                                     (PVH entry note: ELF32, and the same as ELF64)
@@ -87,6 +87,7 @@ guest64 hostile hostile.c hostile_asm.S synictest.c synictest_asm.S mp.c mp_asm.
 guest64 vmbus vmbus.c vmbus_guest.c synictest.c synictest_asm.S mp.c mp_asm.S
 guest64 storvsc storvsc.c storvsc_guest.c vmbus_guest.c synictest.c synictest_asm.S mp.c mp_asm.S
 guest64 soak soak.c storvsc_guest.c vmbus_guest.c synictest.c synictest_asm.S mp.c mp_asm.S
+guest64 storvscbench storvscbench.c storvsc_guest.c vmbus_guest.c synictest.c synictest_asm.S mp.c mp_asm.S
 
 # 32-bit multiboot guest (mbstart.S first: the multiboot header must be in the first 8 KiB)
 compile -m32 "$OBJ/rt32-mbstart.o" "$SRC/runtime/mbstart.S"
@@ -114,4 +115,4 @@ compile -m64 "$OBJ/rt64-bootcheck.o" "$SRC/runtime/bootcheck.c"
 "$CC" -m64 "${LINUXLD[@]}" -o "$OUT/bootparams.elf.tmp" "$OBJ/bootparams_start.o" "$OBJ/rt64-common.c.o" "$OBJ/rt64-bootcheck.o" "$OBJ/bootparams.o"
 mv -f "$OUT/bootparams.elf.tmp" "$OUT/bootparams.elf"
 
-echo "guests: built hello smp exceptions cpuid bench hvprobe hvmsr hvcall hvclock hvipi hvcrash hvbench irq acpi uart rtc platform emulate stimer synic hvconn synicbench memflood hostile vmbus storvsc soak mbhello mbhvcall pvh pvh64 bootparams in $OUT"
+echo "guests: built hello smp exceptions cpuid bench hvprobe hvmsr hvcall hvclock hvipi hvcrash hvbench irq acpi uart rtc platform emulate stimer synic hvconn synicbench memflood hostile vmbus storvsc soak storvscbench mbhello mbhvcall pvh pvh64 bootparams in $OUT"

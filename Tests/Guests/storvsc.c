@@ -31,8 +31,14 @@
  *     than the SRB's, range count 0 and a first-page offset >= 4096, transfer above the maximum,
  *     cdb_length 0 and 17, a truncated SRB, an 8-byte packet, an unknown operation: each answered,
  *     nothing moved, and the disk still serves (TEST UNIT READY and a read after each).
- *  9. Sub-channels if QUERY_PROPERTIES offers them (and 2 vCPUs): CREATE_SUB_CHANNELS, the offer,
- *     open on VP 1, a read there; else `storvsc: no sub-channels offered ...`.
+ *  9. Sub-channels: with 1 vCPU QUERY_PROPERTIES offers none; with 2, max_channel_cnt 1 and flags
+ *     bit 0: CREATE_SUB_CHANNELS above the limit (and 10^9 cut to 16 bits) INVALID_PARAMETER with
+ *     no offer; 1: status 0 and one offer (the controller's GUIDs, index 1, a new relid and
+ *     connection); 1 again: no second offer; 0: INVALID_PARAMETER; GPADL and OPEN on VP 1, a
+ *     write, read-back and a LUN 1 read there (completions on its ring, SIEF bit and SINT2 on
+ *     VP 1); CREATE_SUB_CHANNELS and BEGIN_INITIALIZATION on it INVALID_DEVICE_STATE; the primary
+ *     reads the sub-channel's data; then the sub-channel closes, the primary closes, the host
+ *     rescinds the sub-channel and the guest releases it.
  * `storvsc: ok` at the end.
  * `faults=1` (io-error) or `faults=2` (torn): after 1., the fault mode of storvsc_faults.c instead of 2.-9. */
 #include "rt.h"
@@ -556,29 +562,123 @@ static void hostile(void)
 
 /* ---- 9. sub-channels ---- */
 
+#define RESCIND_CHANNELOFFER 2
+static u8 scsi_instance[16];           /* the controller's if_instance (REQUESTOFFERS) */
+static bool sub_used;                  /* the primary was closed here, with its sub-channel */
+
+/* One vstor operation on `ch` with the request's transaction id; returns the NTSTATUS. */
+static u32 vstor_op_on(struct channel *ch, u32 conn, u32 op, u16 arg, struct reply *r, const char *what)
+{
+    u8 p[64] __attribute__((aligned(8)));
+    for (u32 i = 0; i < 8; i++)
+        ((u64 *)p)[i] = 0;
+    put32(p, 0, op);
+    put32(p, 4, 1);
+    put16(p, 12, arg);
+    u64 id = next_id++;
+    submit(ch, conn, 6, id, NULL, 0, p, 64);
+    wait_reply(ch, id, 64, r, what);
+    return r->status;
+}
+
+/* Sub-channels (reference 4.8): offered by QUERY_PROPERTIES only with 2 vCPUs (max_channel_cnt
+ * vCPUs - 1), created on request, each a channel of its own whose completions come back on its
+ * own ring and VP. */
 static void subchannels(void)
 {
-    if (!(prop_flags & 1) || max_channels == 0 || ncpus < 2) {
+    if (ncpus < 2) {
+        if ((prop_flags & 1) || max_channels != 0)
+            fail("1 vCPU: QUERY_PROPERTIES offers %u sub-channels (flags 0x%x), expected none", max_channels, prop_flags);
         st_printf(NAME ": no sub-channels offered (max_channel_cnt %u, flags 0x%x, %u vCPUs)\n", max_channels, prop_flags, ncpus);
         return;
     }
+    if (!(prop_flags & 1) || max_channels != ncpus - 1)
+        fail("%u vCPUs: QUERY_PROPERTIES max_channel_cnt %u flags 0x%x, expected %u and bit 0", ncpus, max_channels, prop_flags,
+             ncpus - 1);
     struct reply r;
+    /* More than the limit, and 10^9 cut to its u16: INVALID_PARAMETER, and no offer. */
+    if (vstor_op(OP_CREATE_SUB_CHANNELS, 64, 64, (u16)(max_channels + 1), &r, "CREATE_SUB_CHANNELS above the limit")
+        != ST_INVALID_PARAMETER)
+        fail("CREATE_SUB_CHANNELS %u: status 0x%x, expected INVALID_PARAMETER", max_channels + 1, r.status);
+    if (vstor_op(OP_CREATE_SUB_CHANNELS, 64, 64, (u16)1000000000u, &r, "CREATE_SUB_CHANNELS 10^9") != ST_INVALID_PARAMETER)
+        fail("CREATE_SUB_CHANNELS 10^9: status 0x%x, expected INVALID_PARAMETER", r.status);
+    probe("no offer after refused CREATE_SUB_CHANNELS");
+    /* One sub-channel: status 0, then its offer. */
     if (vstor_op(OP_CREATE_SUB_CHANNELS, 64, 64, 1, &r, "CREATE_SUB_CHANNELS"))
         fail("CREATE_SUB_CHANNELS 1: status 0x%x", r.status);
     u32 t = recv(0, 5 * SECOND);
-    if (t != OFFERCHANNEL || msg_len < 196 || !guid_is(msg + 8, scsi.guid) || get16(msg, 180) != 1)
-        fail("CREATE_SUB_CHANNELS: message type %u (%u bytes) sub-channel index %u, expected a sub-channel offer", t, msg_len,
-             get16(msg, 180));
+    if (t != OFFERCHANNEL || msg_len < 196)
+        fail("CREATE_SUB_CHANNELS: message type %u (%u bytes), expected an offer", t, msg_len);
+    if (!guid_is(msg + 8, scsi.guid) || !guid_is(msg + 24, scsi_instance))
+        fail("sub-channel offer: interface type or instance differs from the controller's");
+    if (get16(msg, 180) != 1)
+        fail("sub-channel offer: sub_channel_index %u, expected 1", get16(msg, 180));
     sub.relid = get32(msg, 184);
     conn_sub = get32(msg, 192);
+    if (sub.relid == scsi.relid || sub.relid == 0 || sub.relid > 2047 || conn_sub != (sub.relid | 0x2000))
+        fail("sub-channel offer: relid %u connection 0x%x (controller relid %u)", sub.relid, conn_sub, scsi.relid);
+    if (msg[188] != 0xff || (msg[189] & 1) || !(get16(msg, 190) & 1))
+        fail("sub-channel offer: monitorid 0x%x monitor_allocated %u dedicated %u", msg[188], msg[189] & 1, get16(msg, 190) & 1);
+    /* The same count again: status 0, no second offer; fewer: INVALID_PARAMETER. */
+    if (vstor_op(OP_CREATE_SUB_CHANNELS, 64, 64, 1, &r, "CREATE_SUB_CHANNELS again"))
+        fail("CREATE_SUB_CHANNELS 1 again: status 0x%x", r.status);
+    if (vstor_op(OP_CREATE_SUB_CHANNELS, 64, 64, 0, &r, "CREATE_SUB_CHANNELS 0") != ST_INVALID_PARAMETER)
+        fail("CREATE_SUB_CHANNELS 0 after 1: status 0x%x, expected INVALID_PARAMETER", r.status);
+    probe("no second sub-channel offer");
+    st_printf(NAME ": sub-channel 1 offered: relid %u connection 0x%x, the controller's GUIDs\n", sub.relid, conn_sub);
+
     sub.vp = 1;
     open_ic(&sub, ring_sub);
+    /* Write a pattern through the sub-channel, read it back there and on the primary. */
+    u64 lba = 4096 + (rand64() % 1024) * 8;
+    u32 blocks = 16;
+    fill(wbuf, lba * BLOCK, blocks * BLOCK, seed);
+    struct req q = rw(0, true, 10, lba, blocks, false, wbuf);
+    exec_on(&sub, conn_sub, &q, &r, "WRITE(10) on the sub-channel");
+    expect_good(&r, blocks * BLOCK, "WRITE(10) on the sub-channel");
+    st_printf(NAME ": wrote lun=0 lba=%llu blocks=%u seed=%llu (sub-channel)\n", lba, blocks, seed);
+    poison(rbuf, blocks * BLOCK);
+    q = rw(0, false, 16, lba, blocks, false, rbuf);
+    exec_on(&sub, conn_sub, &q, &r, "READ(16) on the sub-channel");
+    expect_good(&r, blocks * BLOCK, "READ(16) on the sub-channel");
+    compare(rbuf, lba * BLOCK, blocks * BLOCK, seed, "READ(16) on the sub-channel");
     poison(rbuf, 8 * BLOCK);
-    struct req q = rw(1, false, 10, 0, 8, false, rbuf);
-    exec_on(&sub, conn_sub, &q, &r, "READ(10) on the sub-channel");
-    expect_good(&r, 8 * BLOCK, "READ(10) on the sub-channel");
-    compare(rbuf, 0, 8 * BLOCK, RO_SEED, "READ(10) on the sub-channel");
-    st_printf(NAME ": sub-channel 1 (relid %u) open on vp 1: READ(10) ok\n", sub.relid);
+    q = rw(1, false, 10, 0, 8, false, rbuf);
+    exec_on(&sub, conn_sub, &q, &r, "READ(10) of LUN 1 on the sub-channel");
+    expect_good(&r, 8 * BLOCK, "READ(10) of LUN 1 on the sub-channel");
+    compare(rbuf, 0, 8 * BLOCK, RO_SEED, "READ(10) of LUN 1 on the sub-channel");
+    /* Not on a sub-channel: CREATE_SUB_CHANNELS and init operations get INVALID_DEVICE_STATE. */
+    if (vstor_op_on(&sub, conn_sub, OP_CREATE_SUB_CHANNELS, 1, &r, "CREATE_SUB_CHANNELS on the sub-channel") != ST_INVALID_DEVICE_STATE)
+        fail("CREATE_SUB_CHANNELS on the sub-channel: status 0x%x, expected INVALID_DEVICE_STATE", r.status);
+    if (vstor_op_on(&sub, conn_sub, OP_BEGIN_INIT, 0, &r, "BEGIN_INITIALIZATION on the sub-channel") != ST_INVALID_DEVICE_STATE)
+        fail("BEGIN_INITIALIZATION on the sub-channel: status 0x%x, expected INVALID_DEVICE_STATE", r.status);
+    /* The primary still serves, and sees the sub-channel's write. */
+    poison(rbuf, blocks * BLOCK);
+    q = rw(0, false, 10, lba, blocks, false, rbuf);
+    exec(&q, &r, "READ(10) on the primary after the sub-channel");
+    expect_good(&r, blocks * BLOCK, "READ(10) on the primary after the sub-channel");
+    compare(rbuf, lba * BLOCK, blocks * BLOCK, seed, "READ(10) on the primary after the sub-channel");
+    st_printf(NAME ": sub-channel 1 (relid %u) open on vp 1: write, read-back and a read of LUN 1 ok; the primary still serves\n",
+              sub.relid);
+
+    /* As Linux: the sub-channel closes first, then the primary; the host then rescinds the
+     * sub-channel (it goes with its primary) and the guest releases it. */
+    teardown(&sub);
+    close_channel(&scsi);
+    t = recv(0, 5 * SECOND);
+    if (t != RESCIND_CHANNELOFFER || get32(msg, 8) != sub.relid)
+        fail("after closing the primary: message type %u relid %u, expected RESCIND_CHANNELOFFER of %u", t, get32(msg, 8), sub.relid);
+    begin(RELID_RELEASED);
+    put32(out, 8, sub.relid);
+    send(1, 12, "RELID_RELEASED");
+    begin(GPADL_TEARDOWN);
+    put32(out, 8, scsi.relid);
+    put32(out, 12, scsi.gpadl);
+    send(1, 16, "GPADL_TEARDOWN");
+    expect(GPADL_TORNDOWN, 12, "the primary's GPADL_TEARDOWN");
+    scsi.gpadl = 0;
+    sub_used = true;
+    st_printf(NAME ": sub-channel closed, the primary closed, the sub-channel rescinded and released\n");
 }
 
 #include "storvsc_faults.c"
@@ -597,6 +697,8 @@ static void find_controller(void)
         if (guid_is(msg + 8, scsi.guid) && get16(msg, 180) == 0) {
             scsi.relid = get32(msg, 184);
             conn_scsi = get32(msg, 192);
+            for (u32 i = 0; i < 16; i++)
+                scsi_instance[i] = msg[24 + i];
         }
     }
     if (!scsi.relid)
@@ -653,7 +755,8 @@ void guest_main(const struct boot_info *bi)
         if (maxver >= 0x0501)
             subchannels();
     }
-    teardown(&scsi);
+    if (!sub_used)
+        teardown(&scsi);
     st_printf(NAME ": %u requests, channel closed\n", requests);
     unload(0, "UNLOAD");
     vmbus_guest_finish();

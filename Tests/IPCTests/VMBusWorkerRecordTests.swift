@@ -83,11 +83,17 @@ struct VMBusWorkerRecordTests {
         let close = ChannelControlRecord(operation: .close, relID: 4)
         #expect(try ChannelControlRecord.decode(close.encoded()) == close)
         let b = open.encoded()
-        for (at, v) in [(0, 0), (0, 4), (4, 0), (4, 2048), (16, 1), (16, 63), (20, 2), (24, 3), (24, 241), (28, 1)] as [(Int, UInt32)] {
+        for (at, v) in [(0, 0), (0, 4), (4, 0), (4, 2048), (16, 1), (16, 63), (20, 2), (24, 3), (24, 241), (28, 65)] as [(Int, UInt32)] {
             #expect(throws: WireError.self, "offset \(at) = \(v)") { try ChannelControlRecord.decode(patch(b, at: at, v)) }
         }
         #expect(throws: WireError.self) { try ChannelControlRecord.decode(patch(b, at: 36, 0x0010_0000)) }  // PFN >= 2^52
         #expect(throws: WireError.self) { try ChannelControlRecord.decode(patch(close.encoded(), at: 24, 4)) }
+        // Version 2: a sub-channel index on opens (1...64), never on a close or modify.
+        #expect(try ChannelControlRecord.decode(patch(b, at: 28, 64)).subChannelIndex == 64)
+        #expect(throws: WireError.self) { try ChannelControlRecord.decode(patch(close.encoded(), at: 28, 1)) }
+        var v1 = b
+        v1[2] = 1
+        #expect(throws: WireError.self) { try ChannelControlRecord.decode(v1) }
         for n in 0..<b.count { #expect(throws: WireError.self) { try ChannelControlRecord.decode(Array(b.prefix(n))) } }
         let answer = ChannelAnswerRecord(operation: .opened, relID: 4, status: 0xC000_0001)
         #expect(try WireMessage.decode(answer.encoded()) == .channelAnswer(answer))
@@ -96,5 +102,21 @@ struct VMBusWorkerRecordTests {
             #expect(throws: WireError.self) { try ChannelAnswerRecord.decode(patch(a, at: at, v)) }
         }
         #expect(throws: WireError.self) { try ChannelAnswerRecord.decode(patch(a, at: 0, 2)) }  // a close carries no status
+    }
+
+    @Test("a sub-channel request round-trips; relid, total (at most 64) and reserved words are checked")
+    func subChannelRequest() throws {
+        let r = SubChannelRequestRecord(relID: 4, total: 1)
+        #expect(try WireMessage.decode(r.encoded()) == .subChannelRequest(r))
+        #expect(r.encoded().count == WireHeader.size + 16)
+        #expect(try SubChannelRequestRecord.decode(patch(r.encoded(), at: 4, 64)).total == 64)
+        for (at, v) in [(0, 0), (0, 2048), (4, 65), (4, 1_000_000_000), (8, 1), (12, 1)] as [(Int, UInt32)] {
+            #expect(throws: WireError.self, "offset \(at) = \(v)") { try SubChannelRequestRecord.decode(patch(r.encoded(), at: at, v)) }
+        }
+        let b = r.encoded()
+        for n in 0..<b.count { #expect(throws: WireError.self) { try SubChannelRequestRecord.decode(Array(b.prefix(n))) } }
+        // It is not an answer, and an answer is not a request.
+        #expect(throws: WireError.self) { try ChannelAnswerRecord.decode(b) }
+        #expect(throws: WireError.self) { try SubChannelRequestRecord.decode(ChannelAnswerRecord(operation: .opened, relID: 4).encoded()) }
     }
 }

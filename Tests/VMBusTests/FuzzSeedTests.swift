@@ -10,7 +10,7 @@ import FuzzSeeds
 @Suite("Fuzz seeds: VMBus")
 struct VMBusFuzzSeedTests {
     @Test func everySeedIsThere() {
-        #expect(fuzzSeeds("vmbus-server").count == 11)
+        #expect(fuzzSeeds("vmbus-server").count == 12)
         #expect(fuzzSeeds("vmbus-ring").count == 6)
         #expect(fuzzSeeds("vmbus-ic").count == 7)
     }

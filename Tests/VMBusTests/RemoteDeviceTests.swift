@@ -22,12 +22,14 @@ struct RemoteDeviceTests {
         let log = Log()
         var pushed: [HostMessageRecord] = []
 
-        init() throws {
+        init(maxSubChannels: Int = 0) throws {
             let state = try WorkerStateRegion.create(name: "test-vmbus", kind: WorkerKind.vmbus.rawValue, slotSize: 64 << 10)
             let synic = try SynICRegion.create(vpCount: 2, ringLayout: try RecordRing.Layout(recordSize: 512, capacity: 8))
-            let device = VMBusRemoteDevice(offer: RemoteDeviceTests.scsi, owner: .storage)
+            let device = VMBusRemoteDevice(offer: RemoteDeviceTests.scsi, owner: .storage, maxSubChannels: maxSubChannels)
             let log = self.log
-            let service = VMBusService(state: state, configuration: ServiceTests.configuration,
+            var configuration = ServiceTests.configuration
+            configuration.subChannelRelIDs = VMBusWorkerCore.subChannelRelIDs(localCount: 0, remote: [device])
+            let service = VMBusService(state: state, configuration: configuration,
                                        offers: VMBusWorkerCore.offers([], remote: [device])) { log.lines.append($0) }
             let ram = UnsafeMutableRawPointer.allocate(byteCount: 4096, alignment: 4096)
             let memory = RegionGuestMemory(region: try SharedRegion(name: "test-ram", size: 4096),
@@ -102,5 +104,44 @@ struct RemoteDeviceTests {
         var ops: [ChannelControlRecord.Operation] = []
         #expect(f.device.flush { ops.append($0.operation); return true } == 2)
         #expect(ops == [.open, .close] && f.device.pending.isEmpty)
+    }
+
+    @Test("sub-channels: the device worker asks, the offers follow; a sub-channel's open goes to the same worker with its index")
+    func subChannels() throws {
+        var f = try Fixture(maxSubChannels: 2)
+        #expect(f.device.relID == 1 && f.device.subChannelRelIDs == [2, 3])
+        _ = f.send(ServiceTests.contact(.win10_v5_3), conn: 4)
+        _ = f.send(.requestOffers)
+        // Before the primary is open: nothing offered.
+        f.core.deviceRequestedSubChannels(SubChannelRequestRecord(relID: 1, total: 1), from: .storage, now: 1)
+        #expect(f.flushReplies().isEmpty)
+        let pfns = (0..<64).map { 0x100 + UInt64($0) }
+        for m in ServerFixture.gpadlMessages(relID: 1, gpadl: 0xE1E10, pfns: pfns) { _ = f.send(m) }
+        _ = f.send(ServerFixture.open(relID: 1, gpadl: 0xE1E10, vp: 0, offset: 32))
+        f.core.deviceAnswered(ChannelAnswerRecord(operation: .opened, relID: 1), from: .storage, now: 2)
+        _ = f.flushReplies()
+        // From the wrong worker, or for a relid that is not its primary: dropped.
+        f.core.deviceRequestedSubChannels(SubChannelRequestRecord(relID: 1, total: 1), from: .vmbus, now: 3)
+        f.core.deviceRequestedSubChannels(SubChannelRequestRecord(relID: 2, total: 1), from: .storage, now: 3)
+        #expect(f.flushReplies().isEmpty)
+        // 64 asked, 2 offered (the limit), at relids 2 and 3, index 1 and 2.
+        f.core.deviceRequestedSubChannels(SubChannelRequestRecord(relID: 1, total: 64), from: .storage, now: 4)
+        let offers = f.flushReplies().compactMap { if case .offerChannel(let o) = $0 { o } else { nil } }
+        #expect(offers.map(\.childRelID) == [2, 3] && offers.map(\.offer.subChannelIndex) == [1, 2])
+        #expect(offers.allSatisfy { $0.offer.interfaceInstance == RemoteDeviceTests.scsi.interfaceInstance })
+        #expect(f.log.lines.contains("relid 1: storage asked for 64 sub-channel(s); offered: 2/1 3/2"))
+        // The guest opens sub-channel 2 on VP 1: handed to the storage worker with its index.
+        for m in ServerFixture.gpadlMessages(relID: 3, gpadl: 0x33, pfns: Array(pfns.prefix(8))) { _ = f.send(m) }
+        _ = f.send(ServerFixture.open(relID: 3, gpadl: 0x33, vp: 1, offset: 4))
+        var records: [ChannelControlRecord] = []
+        f.device.flush { records.append($0); return true }
+        #expect(records.last == ChannelControlRecord(operation: .open, relID: 3, connectionID: 0x2003, targetVP: 1,
+                                                      downstreamPageOffset: 4, subChannelIndex: 2, pfns: Array(pfns.prefix(8))))
+        f.core.deviceAnswered(ChannelAnswerRecord(operation: .opened, relID: 3), from: .storage, now: 5)
+        #expect(f.flushReplies().contains { if case .openChannelResult(let r) = $0 { r.childRelID == 3 && r.status == .success } else { false } })
+        #expect(f.log.lines.contains("relid 3: sub-channel 2 of relid 1 opened, interrupts to VP 1"))
+        // Asking again changes nothing.
+        f.core.deviceRequestedSubChannels(SubChannelRequestRecord(relID: 1, total: 2), from: .storage, now: 6)
+        #expect(f.flushReplies().isEmpty)
     }
 }

@@ -118,7 +118,8 @@ func run() throws {
     // The I/O threads wake the ring thread through this worker's own doorbell.
     let doorbellFD = setup.doorbell.fd.rawValue
     do {
-        let vstor = VStorProtocol.Configuration(highestVersion: VStorProtocolVersion(rawValue: record.highestProtocolVersion))
+        let vstor = VStorProtocol.Configuration(highestVersion: VStorProtocolVersion(rawValue: record.highestProtocolVersion),
+                                                maxSubChannels: UInt16(record.maxSubChannels))
         service = try StorageService(disks: disks, vstor: vstor, map: VMBusGuestMemoryMap(regions: mapRegions),
                                      ram: record.memory.map { $0.base..<($0.base + $0.size) }, signals: signals,
                                      state: state, options: .init(ioThreads: StorageService.defaultIOThreads,
@@ -141,7 +142,20 @@ func run() throws {
     // Serve until the monitor closes the socket (run() returns: docs/toolchain.md).
     var fds = [pollfd(fd: controlFD, events: Int16(POLLIN), revents: 0),
                pollfd(fd: setup.doorbell.fd.rawValue, events: Int16(POLLIN), revents: 0)]
-    var unsent: [ChannelAnswerRecord] = []
+    // Answers and sub-channel requests, in the order they were decided (ring 1).
+    var unsent: [[UInt8]] = []
+    /// Pushes the answers, then any sub-channel requests (their answers are in the guest's ring
+    /// already), in order; what does not fit waits for the next round.
+    func flush() {
+        unsent += service.takeSubChannelRequests().map { $0.encoded() }
+        var wake = false
+        while let a = unsent.first {
+            guard case .pushed(let wasEmpty) = answers.tryPush(a) else { break }
+            wake = wake || wasEmpty
+            unsent.removeFirst()
+        }
+        if wake { try? setup.vmbusDoorbell.ring() }
+    }
     var reported = false
     var serving = true
     while serving {
@@ -157,7 +171,7 @@ func run() throws {
         _ = try? setup.doorbell.drain()
         while true {
             let result = controls.tryPop { bytes in
-                do { if let a = service.handle(try ChannelControlRecord.decode(bytes)) { unsent.append(a) } } catch {
+                do { if let a = service.handle(try ChannelControlRecord.decode(bytes)) { unsent.append(a.encoded()) } } catch {
                     say("bad channel control record: \(error)")
                 }
             }
@@ -169,15 +183,12 @@ func run() throws {
                 break
             }
         }
-        var wake = false
-        while let a = unsent.first {
-            guard case .pushed(let wasEmpty) = answers.tryPush(a.encoded()) else { break }
-            wake = wake || wasEmpty
-            unsent.removeFirst()
-        }
-        if wake { try? setup.vmbusDoorbell.ring() }
+        flush()
         service.serve()
+        // A CREATE_SUB_CHANNELS answer written in this round: its request goes out now.
+        flush()
     }
+    if !service.srbsByRelID.isEmpty { say("requests served: \(service.srbCounts)") }
     withExtendedLifetime((regions, setup, service)) {}
 }
 

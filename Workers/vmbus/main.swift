@@ -88,7 +88,14 @@ final class RemoteDeviceLink {
         _ = try? answerDoorbell.drain()
         while true {
             let result = answers.tryPop { bytes in
-                do { core.deviceAnswered(try ChannelAnswerRecord.decode(bytes), from: device.owner, now: now) } catch {
+                // Answers to opens and closes, and requests for sub-channels (docs/vmbus.md, "Sub-channels").
+                do {
+                    if bytes.count >= 2, UInt16(bytes[0]) | UInt16(bytes[1]) << 8 == WireRecordType.subChannelRequest.rawValue {
+                        core.deviceRequestedSubChannels(try SubChannelRequestRecord.decode(bytes), from: device.owner, now: now)
+                    } else {
+                        core.deviceAnswered(try ChannelAnswerRecord.decode(bytes), from: device.owner, now: now)
+                    }
+                } catch {
                     say("bad channel answer from \(device.owner): \(error)")
                 }
             }
@@ -132,7 +139,7 @@ func remoteDevice(_ message: FDPassing.Message, regions: [UInt32: SharedRegion])
     let offer = VMBusOffer(interfaceType: VMBusGUID("ba6163d9-04a1-4d29-b605-72e2ffb1dc7f") ?? .zero,
                            interfaceInstance: VMBusGUID("5356534d-0000-4000-8000-53544f524147") ?? .zero)
     return RemoteDeviceLink(
-        device: VMBusRemoteDevice(offer: offer, owner: setup.owner),
+        device: VMBusRemoteDevice(offer: offer, owner: setup.owner, maxSubChannels: Int(setup.maxSubChannels)),
         controls: try RecordRing.Producer(region: region, offset: DeviceRegion.ringOffset(0, layout: layout), layout: layout),
         answers: try RecordRing.Consumer(region: region, offset: DeviceRegion.ringOffset(1, layout: layout), layout: layout),
         deviceDoorbell: Doorbell(adopting: message.fds[0]), answerDoorbell: Doorbell(adopting: message.fds[1]))
@@ -171,7 +178,7 @@ func run() throws {
         var one: UInt64 = 1
         _ = write(sint2FDs[Int(vp)], &one, 8)
     }
-    let configuration = VMBusServer.Configuration(
+    var configuration = VMBusServer.Configuration(
         vpCount: Int(setup.vpCount), ram: setup.memory.map { $0.base..<($0.base + $0.size) })
     // The integration services read the host's wall clock (time sync) and the guest's reference
     // time (the partition's clock: guest TSC = host TSC + offset, scaled as the monitor does).
@@ -191,6 +198,7 @@ func run() throws {
     let storage = try remoteDevice(next, regions: regions)
     if storage != nil { next = try FDPassing.receive(from: controlFD, maxPayload: SeccompProgram.maxEncodedSize, maxFDs: 0) }
     let remote = storage.map { [$0.device] } ?? []
+    configuration.subChannelRelIDs = VMBusWorkerCore.subChannelRelIDs(localCount: hosted.count, remote: remote)
     // The outbound ring's producer index tells the service which saved replies its predecessor
     // pushed after its last save (docs/vmbus.md, "Restart").
     let service = VMBusService(state: state, configuration: configuration, offers: VMBusWorkerCore.offers(hosted, remote: remote),

@@ -15,7 +15,8 @@
 //    7  CLOSECHANNEL u8 relid        8  RELID_RELEASED u8 relid      9  MODIFYCHANNEL u8 relid, u8 VP
 //   10  UNLOAD u8 VP                11  openComplete: u8 relid, u8 status (bit 0 failure)
 //   12  closeComplete u8 relid      13  posted: u8 (0: all, else the oldest n)
-//   14  rescind u8 relid            15  save -> encode -> decode -> restore, continue on the copy
+//   14  rescind u8 relid (bit 7 set: instead, the device asks for u8 % 6 sub-channels of the relid)
+//   15  save -> encode -> decode -> restore, continue on the copy
 //   16  decode arbitrary bytes as a saved state: u16 length (% 2048), bytes; restore what decodes
 //   17  the current saved state with bytes flipped: u8 count, count × (u16 offset, u8 xor)
 //
@@ -23,6 +24,7 @@
 // 1 byte_offset 8, 2 byte_count one short, 3 two ranges, 4 range_buflen one word short; bits 5-7
 // n put the first PFN at 16 + 64 n. Relids and handles are small (relid % 8, handle % 8 + 0xE1E10)
 // so they collide with the server's own; the well-formed messages come from VP (u8 % 5) or VP 0.
+// Relid 1 may have three sub-channels, at relids 5, 6 and 7 (the offers take at most 1...4).
 //
 // Checked after every step: `checkInvariants()` is empty; every posted message goes to a VP that
 // exists and decodes; every device action names a channel in the matching state; a saved state
@@ -136,7 +138,7 @@ public func fuzzVMBusServer(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32
     let limits = l == 0 ? VMBusServer.Limits()
         : VMBusServer.Limits(maxOutbound: 2 + Int(l & 7), maxGPADLs: 1 + Int(l >> 3 & 3), maxGPADLWords: 8 + Int(l >> 5) * 8)
     let configuration = VMBusServer.Configuration(vpCount: vpCount, ram: [0..<ramBytes / 2, ramBytes / 2 + 4096..<ramBytes],
-                                                  limits: limits)
+                                                  limits: limits, subChannelRelIDs: [1: [5, 6, 7]])
     var h = Harness(server: VMBusServer(configuration: configuration, offers: offers), configuration: configuration)
     h.check([])
     var ops = 0
@@ -199,7 +201,12 @@ func operation(_ h: inout Harness, _ input: inout FuzzInput) {
         let out = h.server.outbound
         if let last = n == 0 ? out.last : out.prefix(n).last { h.step(.posted(throughSequence: last.sequence)) }
     case 14:
-        h.step(.rescind(relID: relid(input.u8())))
+        let b = input.u8()
+        if b & 0x80 != 0 {
+            h.step(.offerSubChannels(primaryRelID: relid(b), total: UInt16(input.u8() % 6)))
+        } else {
+            h.step(.rescind(relID: relid(b)))
+        }
     case 15:
         h.roundTrip()
     case 16:
