@@ -216,7 +216,33 @@ struct StorageWorkerTests {
                 #expect(line?.contains(" k req/s, raw ") == true && line?.contains(", ratio ") == true, "\(engine) \(w): \(text)")
                 if w.hasSuffix("qd1") { #expect(line?.contains("added latency") == true && line?.contains("(floor ") == true) }
                 if !w.hasSuffix("qd1") { #expect(line?.contains("target 0.9") == true) }
+                let cpu = lines.first { $0.hasPrefix("storage: [\(engine)] \(w): CPUs used (waiting for a CPU): raw threads ") }
+                #expect(cpu?.contains("; worker ") == true && cpu?.contains(", fake guest ") == true
+                        && cpu?.contains("; host load ") == true, "\(engine) \(w): \(text)")
             }
+        }
+    }
+
+    @Test("synthvm-bench storage --only and --repeat run just the workloads asked for, that many times; --raw-own-buffers runs")
+    func benchOnlyAndRepeat() throws {
+        let dir = try Self.scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for extra in [[], ["--raw-own-buffers"]] {
+            let p = Process()
+            p.executableURL = CommandLineTests.binary.deletingLastPathComponent().appendingPathComponent("synthvm-bench")
+            p.arguments = ["storage", "--disk", dir + "/bench.img", "--disk-mib", "16", "--scale", "0.001",
+                           "--only", "seqread,randwrite qd32", "--repeat", "2"] + extra
+            let out = Pipe()
+            p.standardOutput = out
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            #expect(p.terminationStatus == 0, "\(text)")
+            let figures = text.split(separator: "\n").filter { $0.contains(": worker ") && $0.contains(", ratio ") }
+            // Per engine: 1m seqread qd16 and 4k randwrite qd32, twice each; nothing else.
+            #expect(figures.count == 8, "\(extra): \(text)")
+            #expect(figures.allSatisfy { $0.contains("] 1m seqread qd16: ") || $0.contains("] 4k randwrite qd32: ") }, "\(text)")
         }
     }
 }
