@@ -194,20 +194,27 @@ struct StorageWorkerTests {
         #expect(text.contains("synthvm-storage: seccomp violation: syscall 41 (socket)\n"), "stderr: \(text)")
     }
 
-    @Test("synthvm-bench storage runs the real worker under a fake storvsc and prints every figure (no timing asserted)")
-    func benchPrintsItsLines() throws {
-        let dir = try Self.scratch()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+    /// Runs the synthvm-bench built next to synthvm with `arguments`: its status and stdout
+    /// (stderr, the workers' lines, dropped).
+    static func bench(_ arguments: [String]) throws -> (status: Int32, stdout: String) {
         let p = Process()
         p.executableURL = CommandLineTests.binary.deletingLastPathComponent().appendingPathComponent("synthvm-bench")
-        p.arguments = ["storage", "--disk", dir + "/bench.img", "--disk-mib", "16", "--scale", "0.001"]
+        p.arguments = arguments
         let out = Pipe()
         p.standardOutput = out
         p.standardError = FileHandle.nullDevice
         try p.run()
         let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         p.waitUntilExit()
-        #expect(p.terminationStatus == 0, "\(text)")
+        return (p.terminationStatus, text)
+    }
+
+    @Test("synthvm-bench storage runs the real worker under a fake storvsc and prints every figure (no timing asserted)")
+    func benchPrintsItsLines() throws {
+        let dir = try Self.scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (status, text) = try Self.bench(["storage", "--disk", dir + "/bench.img", "--disk-mib", "16", "--scale", "0.001"])
+        #expect(status == 0, "\(text)")
         let lines = text.split(separator: "\n").map(String.init)
         #expect(lines.contains { $0.hasPrefix("storage: IPC floor (eventfd wake + eventfd signal back, round trip): ") && $0.hasSuffix(" µs") })
         for engine in ["nowait+pool", "pool"] {
@@ -228,17 +235,9 @@ struct StorageWorkerTests {
         let dir = try Self.scratch()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         for extra in [[], ["--raw-own-buffers"]] {
-            let p = Process()
-            p.executableURL = CommandLineTests.binary.deletingLastPathComponent().appendingPathComponent("synthvm-bench")
-            p.arguments = ["storage", "--disk", dir + "/bench.img", "--disk-mib", "16", "--scale", "0.001",
-                           "--only", "seqread,randwrite qd32", "--repeat", "2"] + extra
-            let out = Pipe()
-            p.standardOutput = out
-            p.standardError = FileHandle.nullDevice
-            try p.run()
-            let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            p.waitUntilExit()
-            #expect(p.terminationStatus == 0, "\(text)")
+            let (status, text) = try Self.bench(["storage", "--disk", dir + "/bench.img", "--disk-mib", "16", "--scale", "0.001",
+                                                 "--only", "seqread,randwrite qd32", "--repeat", "2"] + extra)
+            #expect(status == 0, "\(text)")
             let figures = text.split(separator: "\n").filter { $0.contains(": worker ") && $0.contains(", ratio ") }
             // Per engine: 1m seqread qd16 and 4k randwrite qd32, twice each; nothing else.
             #expect(figures.count == 8, "\(extra): \(text)")
