@@ -26,6 +26,18 @@ struct StorageBenchmark {
     let diskBytes: Int
     let scale: Double
     let jail: Bool
+    /// Only the workloads whose name contains one of these comma-separated texts (`--only`, e.g.
+    /// "seqread" or "randwrite qd32,seqread"), in the usual order; nil: all.
+    var only: String? = nil
+    /// Each workload measured this many times in a row (`--repeat`), raw then worker each time.
+    var repeats = 1
+    /// The method before the rotation (`--raw-own-buffers`): each raw thread reads into its own
+    /// buffer every time; kept to show the difference (docs/storage.md, "1 MiB reads").
+    var rawOwnBuffers = false
+    /// A diagnostic (`--raw-into-guest-ram`): the raw side reads and writes the fake guest's own
+    /// data slots in the guest-RAM memfd, the very pages the worker copies to, from the bench
+    /// process: tells the cost of those pages from the cost of the worker's process.
+    var rawIntoGuestRAM = false
 
     static let relID: UInt32 = 4
     static let ringPages = 32
@@ -45,7 +57,7 @@ struct StorageBenchmark {
 
     func workloads() -> [Workload] {
         func n(_ x: Int) -> Int { max(8, Int(Double(x) * scale)) }
-        return [
+        let all: [Workload] = [
             .init(name: "4k randread qd1", write: false, blockBytes: 4096, queueDepth: 1, sequential: false, requests: n(20000)),
             .init(name: "4k randwrite qd1", write: true, blockBytes: 4096, queueDepth: 1, sequential: false, requests: n(20000)),
             .init(name: "4k randread qd32", write: false, blockBytes: 4096, queueDepth: 32, sequential: false, requests: n(100_000)),
@@ -55,6 +67,9 @@ struct StorageBenchmark {
             .init(name: "1m seqwrite qd\(Self.seqDepth)", write: true, blockBytes: 1 << 20, queueDepth: Self.seqDepth,
                   sequential: true, requests: n(2048)),
         ]
+        guard let only else { return all }
+        let texts = only.split(separator: ",").map(String.init)
+        return all.filter { w in texts.contains { w.name.contains($0) } }
     }
 
     func runAndPrint() throws {
@@ -73,20 +88,33 @@ struct StorageBenchmark {
 
         print("storage: file \(diskPath) \(diskBytes >> 20) MiB, page-cached, cache=writeback; "
               + "the synthvm-storage worker process (\(jail ? "jailed" : "not jailed"), filtered, \(4) I/O threads)")
+        print("storage: raw side: QD threads, " + (rawOwnBuffers
+            ? "each reading into its own buffer every time (--raw-own-buffers, the method before the rotation)"
+            : "taking QD buffers in turn, as the fake guest's slots are (--raw-own-buffers: each its own)")
+            + (rawIntoGuestRAM ? "; the buffers are the fake guest's own slots in guest RAM (--raw-into-guest-ram)" : ""))
         for poolOnly in [false, true] {
             let worker = try Guest(diskFD: fd, diskBytes: diskBytes, jail: jail, poolOnly: poolOnly)
             defer { _ = worker.harness.stop() }
             try worker.handshake()
             let engine = poolOnly ? "pool only" : "RWF_NOWAIT on the ring thread, then the pool"
             print("storage: engine: \(engine)")
-            for w in workloads() { try measure(w, worker: worker, fd: fd, floor: floor, tag: poolOnly ? "pool" : "nowait+pool") }
+            for w in workloads() {
+                for _ in 0..<repeats { try measure(w, worker: worker, fd: fd, floor: floor, tag: poolOnly ? "pool" : "nowait+pool") }
+            }
             print("storage: \(engine): guest interrupts \(worker.interrupts), doorbell rings \(worker.doorbells)")
         }
     }
 
     func measure(_ w: Workload, worker: Guest, fd: Int32, floor: Double, tag: String) throws {
-            let raw = try Self.raw(fd: fd, w, diskBytes: diskBytes)
+            let rawCPU = CPUTime()
+            let workerPID = worker.harness.link.process.pid
+            let idleBefore = CPUTime.process(workerPID)
+            let raw = try Self.raw(fd: fd, w, diskBytes: diskBytes, cpu: rawCPU, ownBuffers: rawOwnBuffers,
+                                   into: rawIntoGuestRAM ? worker.slots(w) : nil)
+            let workerBefore = CPUTime.process(workerPID), guestBefore = CPUTime.thread()
+            let idleWorker = workerBefore - idleBefore
             let ours = try worker.run(w, diskBytes: diskBytes)
+            let workerCPU = CPUTime.process(workerPID) - workerBefore, guestCPU = CPUTime.thread() - guestBefore
             let ratio = raw / ours
             var line = "storage: [\(tag)] \(w.name): worker \(format2(Double(w.requests) / ours * 1e9 / 1000)) k req/s, "
                 + "raw \(format2(Double(w.requests) / raw * 1e9 / 1000)) k req/s, ratio \(format2(ratio))"
@@ -100,6 +128,25 @@ struct StorageBenchmark {
             }
             if w.queueDepth >= 32 || w.blockBytes >= 1 << 20 { line += ratio >= 0.9 ? "; target 0.9 met" : "; target 0.9 NOT met" }
             print(line)
+            // Where the time went on this shared host: CPU time and run-queue wait (schedstat),
+            // per side, as a share of that side's wall time (1.00 = one CPU for the whole run).
+            func share(_ ns: UInt64, _ wall: Double) -> String { format2(Double(ns) / wall) }
+            print("storage: [\(tag)] \(w.name): CPUs used (waiting for a CPU): raw threads \(share(rawCPU.run, raw)) "
+                  + "(\(share(rawCPU.wait, raw))); worker \(share(workerCPU.run, ours)) (\(share(workerCPU.wait, ours))), "
+                  + "fake guest \(share(guestCPU.run, ours)) (\(share(guestCPU.wait, ours))); "
+                  + "the idle worker during the raw run \(share(idleWorker.run, raw)); host load \(loadAverage())")
+            // The same CPU time per request: what each side costs whatever share of the CPUs the
+            // scheduler gave it, so the comparison that survives a noisy host.
+            func perRequest(_ ns: UInt64) -> Double { Double(ns) / Double(w.requests) }
+            let cpuRatio = perRequest(rawCPU.run) / max(1, perRequest(workerCPU.run &+ guestCPU.run))
+            var cpuLine = "storage: [\(tag)] \(w.name): CPU per request: raw \(format2(perRequest(rawCPU.run) / 1000)) µs, "
+                + "worker \(format2(perRequest(workerCPU.run) / 1000)) µs + fake guest \(format2(perRequest(guestCPU.run) / 1000)) µs; "
+                + "CPU ratio \(format2(cpuRatio)) (raw / worker and fake guest)"
+            if w.blockBytes >= 1 << 20 {
+                func gibPerCPUSecond(_ ns: UInt64) -> String { format2(Double(w.requests * w.blockBytes) / Double(max(1, ns)) * 1e9 / Double(1 << 30)) }
+                cpuLine += " (\(gibPerCPUSecond(workerCPU.run &+ guestCPU.run)) vs \(gibPerCPUSecond(rawCPU.run)) GiB per CPU-second)"
+            }
+            print(cpuLine)
     }
 
     // MARK: the floor
@@ -141,15 +188,29 @@ struct StorageBenchmark {
 
     // MARK: raw pread/pwrite
 
-    /// Nanoseconds for `w.requests` preads or pwrites on `queueDepth` threads, each with its own
-    /// buffer in a memfd mapping (shared memory like guest RAM: the same kind of destination
-    /// pages the worker copies to, so the ratio is about SynthVM, not about memory types).
-    static func raw(fd: Int32, _ w: Workload, diskBytes: Int) throws -> Double {
-        let buffers = try SharedRegion(name: "bench-raw-buffers", size: w.queueDepth * w.blockBytes)
+    /// Nanoseconds for `w.requests` preads or pwrites on `queueDepth` threads, into `queueDepth`
+    /// buffers in a memfd mapping (shared memory like guest RAM: the same kind of destination
+    /// pages the worker copies to), taken in turn (`BufferRotation`) as the fake guest's slots are.
+    ///
+    /// The turn matters for 1 MiB: a thread that reads into its own buffer every time, back to
+    /// back for its whole time slice, copies into memory already in the CPU's cache, while the
+    /// worker copies into `queueDepth` guest buffers in rotation (16 MiB at QD16, the size of this
+    /// host's L3): the kernel's copy then costs about 1.5x the CPU per byte (docs/storage.md,
+    /// "1 MiB reads"). Both sides now rotate over the same amount of memory.
+    static func raw(fd: Int32, _ w: Workload, diskBytes: Int, cpu: CPUTime, ownBuffers: Bool = false,
+                    into guestSlots: UnsafeMutableRawPointer? = nil) throws -> Double {
+        let buffers = guestSlots == nil ? try SharedRegion(name: "bench-raw-buffers", size: w.queueDepth * w.blockBytes) : nil
+        let base = guestSlots ?? buffers!.pointer(at: 0, count: buffers!.size)!
+        // Allocated and mapped before the clock starts, as the guest's pages are.
+        base.initializeMemory(as: UInt8.self, repeating: 0x5A, count: w.queueDepth * w.blockBytes)
+        let rotation = BufferRotation(count: w.queueDepth, ownBuffers: ownBuffers)
         final class Ctx {
-            let fd: Int32, w: Workload, diskBytes: Int, index: Int, count: Int, buffer: UnsafeMutableRawPointer
-            init(fd: Int32, w: Workload, diskBytes: Int, index: Int, count: Int, buffer: UnsafeMutableRawPointer) {
-                self.fd = fd; self.w = w; self.diskBytes = diskBytes; self.index = index; self.count = count; self.buffer = buffer
+            let fd: Int32, w: Workload, diskBytes: Int, index: Int, count: Int, base: UnsafeMutableRawPointer, cpu: CPUTime
+            let rotation: BufferRotation
+            init(fd: Int32, w: Workload, diskBytes: Int, index: Int, count: Int, base: UnsafeMutableRawPointer, cpu: CPUTime,
+                 rotation: BufferRotation) {
+                self.fd = fd; self.w = w; self.diskBytes = diskBytes; self.index = index; self.count = count; self.base = base
+                self.cpu = cpu; self.rotation = rotation
             }
         }
         defer { withExtendedLifetime(buffers) {} }
@@ -158,12 +219,12 @@ struct StorageBenchmark {
         for q in 0..<w.queueDepth {
             let count = w.requests / w.queueDepth + (q < w.requests % w.queueDepth ? 1 : 0)
             var tid = pthread_t()
-            let ctx = Unmanaged.passRetained(Ctx(fd: fd, w: w, diskBytes: diskBytes, index: q, count: count,
-                                                 buffer: buffers.pointer(at: q * w.blockBytes, count: w.blockBytes)!)).toOpaque()
+            let ctx = Unmanaged.passRetained(Ctx(fd: fd, w: w, diskBytes: diskBytes, index: q, count: count, base: base, cpu: cpu,
+                                                 rotation: rotation)).toOpaque()
             pthread_create(&tid, nil, { p in
                 let c = Unmanaged<Ctx>.fromOpaque(p!).takeRetainedValue()
-                let buffer = c.buffer
-                buffer.initializeMemory(as: UInt8.self, repeating: 0x5A, count: c.w.blockBytes)
+                let before = CPUTime.thread()
+                defer { c.cpu.add(CPUTime.thread() - before) }
                 var rng = UInt64(c.index + 1) &* 0x9E37_79B9_7F4A_7C15
                 let blocks = c.diskBytes / c.w.blockBytes
                 for k in 0..<c.count {
@@ -175,7 +236,10 @@ struct StorageBenchmark {
                         block = Int(rng >> 33) % blocks
                     }
                     let off = off_t(block * c.w.blockBytes)
+                    let slot = c.rotation.take(thread: c.index)
+                    let buffer = c.base + slot * c.w.blockBytes
                     _ = c.w.write ? pwrite(c.fd, buffer, c.w.blockBytes, off) : pread(c.fd, buffer, c.w.blockBytes, off)
+                    c.rotation.put(slot, thread: c.index)
                 }
                 return nil
             }, ctx)
@@ -185,6 +249,28 @@ struct StorageBenchmark {
         return Double(nowNanoseconds() - start)
     }
 
+    /// The raw side's buffers, each taken by one request at a time, in turn: request n gets buffer
+    /// n mod count unless that one is still in use (then the next), as the fake guest reuses the
+    /// slot of the oldest completion. With as many buffers as threads one is always free.
+    final class BufferRotation: @unchecked Sendable {
+        let next = ManagedAtomic<Int>(0)
+        let busy: [ManagedAtomic<Bool>]
+        /// Thread q always takes buffer q (`--raw-own-buffers`).
+        let ownBuffers: Bool
+        init(count: Int, ownBuffers: Bool) {
+            busy = (0..<count).map { _ in ManagedAtomic(false) }
+            self.ownBuffers = ownBuffers
+        }
+        func take(thread: Int) -> Int {
+            if ownBuffers { return thread }
+            while true {
+                let i = next.loadThenWrappingIncrement(ordering: .relaxed) % busy.count
+                if busy[i].compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged { return i }
+            }
+        }
+        func put(_ i: Int, thread: Int) { if !ownBuffers { busy[i].store(false, ordering: .releasing) } }
+    }
+
     // MARK: the fake guest
 
     final class Guest {
@@ -192,6 +278,8 @@ struct StorageBenchmark {
         let toHost: VMBusRingProducer<VMBusPagedRingMemory>
         let fromHost: VMBusRingConsumer<VMBusPagedRingMemory>
         let sief: UnsafeAtomic<UInt8>
+        /// Guest RAM as the bench maps it.
+        let ramBase: UnsafeMutableRawPointer
         var interrupts = 0
         var doorbells = 0
 
@@ -201,12 +289,16 @@ struct StorageBenchmark {
                                                arguments: poolOnly ? [WorkerCommandLine.benchStoragePoolOnlyArgument] : [])
             let ram = harness.ram
             let host = ram.pointer(at: 0, count: ram.size)!
+            ramBase = host
             let map = VMBusGuestMemoryMap(regions: [.init(gpa: 0..<UInt64(ram.size), host: host)])
             let n = StorageBenchmark.ringPages
             toHost = try VMBusRingProducer(memory: try VMBusPagedRingMemory(map: map, pfns: ArraySlice((0..<n).map { UInt64($0) })))
             fromHost = try VMBusRingConsumer(memory: try VMBusPagedRingMemory(map: map, pfns: ArraySlice((n..<(2 * n)).map { UInt64($0) })))
             // SIEF slot of SINT2, the byte with bit relid 4.
             sief = try ram.atomic(UInt8.self, at: ram.size - 4096 + 2 * 256)
+            // The data buffers exist before the guest reads into them (as the raw side's do).
+            let buffers = StorageBenchmark.bufferBase * 4096
+            (host + buffers).initializeMemory(as: UInt8.self, repeating: 0, count: ram.size - 4096 - buffers)
             let answer = try harness.open(ChannelControlRecord(operation: .open, relID: StorageBenchmark.relID, connectionID: 0x2004,
                                                                targetVP: 0, downstreamPageOffset: UInt32(n),
                                                                pfns: (0..<(2 * n)).map { UInt64($0) }))
@@ -261,6 +353,11 @@ struct StorageBenchmark {
         }
 
         func put32(_ p: inout [UInt8], _ at: Int, _ v: UInt32) { for i in 0..<4 { p[at + i] = UInt8(truncatingIfNeeded: v >> (8 * i)) } }
+
+        /// Where slot 0's buffer starts for `w`; slot q's is `w.blockBytes` further each (`run`'s `pfns`).
+        func slots(_ w: Workload) -> UnsafeMutableRawPointer {
+            ramBase + (StorageBenchmark.bufferBase + (w.blockBytes == 4096 ? 0 : 32)) * 4096
+        }
 
         /// Nanoseconds for the workload through the worker.
         func run(_ w: Workload, diskBytes: Int) throws -> Double {
@@ -327,4 +424,55 @@ struct StorageBenchmark {
             return Double(nowNanoseconds() - start)
         }
     }
+}
+
+/// Nanoseconds on a CPU and waiting on a run queue for one (/proc/.../schedstat: the first two
+/// fields), summed over threads; the raw side's threads add theirs under the lock.
+final class CPUTime: @unchecked Sendable {
+    var run: UInt64 = 0
+    var wait: UInt64 = 0
+    let lock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    init(run: UInt64 = 0, wait: UInt64 = 0) {
+        self.run = run; self.wait = wait
+        pthread_mutex_init(lock, nil)
+    }
+    deinit { pthread_mutex_destroy(lock); lock.deallocate() }
+    func add(_ t: CPUTime) { pthread_mutex_lock(lock); run &+= t.run; wait &+= t.wait; pthread_mutex_unlock(lock) }
+    static func - (a: CPUTime, b: CPUTime) -> CPUTime { CPUTime(run: a.run &- b.run, wait: a.wait &- b.wait) }
+
+    /// The calling thread's.
+    static func thread() -> CPUTime { read("/proc/thread-self/schedstat") ?? CPUTime() }
+
+    /// Every thread of process `pid` (its threads live as long as it does: the worker's do).
+    static func process(_ pid: pid_t) -> CPUTime {
+        let sum = CPUTime()
+        guard let dir = opendir("/proc/\(pid)/task") else { return sum }
+        defer { closedir(dir) }
+        while let e = readdir(dir) {
+            let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard name.first?.isNumber == true, let t = read("/proc/\(pid)/task/\(name)/schedstat") else { continue }
+            sum.run &+= t.run
+            sum.wait &+= t.wait
+        }
+        return sum
+    }
+
+    static func read(_ path: String) -> CPUTime? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 128)
+        let n = Glibc.read(fd, &buffer, buffer.count)
+        guard n > 0 else { return nil }
+        let fields = buffer[..<n].split(separator: UInt8(ascii: " ")).map { UInt64(String(decoding: $0, as: UTF8.self)
+            .filter(\.isNumber)) ?? 0 }
+        guard fields.count >= 2 else { return nil }
+        return CPUTime(run: fields[0], wait: fields[1])
+    }
+}
+
+/// The 1-minute load average, for the record next to the figures.
+func loadAverage() -> String {
+    var l = [Double](repeating: 0, count: 3)
+    return getloadavg(&l, 3) == 3 ? format2(l[0]) : "?"
 }

@@ -198,9 +198,44 @@ struct StorageWorkerTests {
     func benchPrintsItsLines() throws {
         let dir = try Self.scratch()
         defer { try? FileManager.default.removeItem(atPath: dir) }
+        let lines = try Self.bench(["--disk", dir + "/bench.img", "--disk-mib", "16", "--scale", "0.001"])
+        #expect(lines.contains { $0.hasPrefix("storage: IPC floor (eventfd wake + eventfd signal back, round trip): ") && $0.hasSuffix(" µs") })
+        #expect(lines.contains { $0.hasPrefix("storage: raw side: QD threads, taking QD buffers in turn") })
+        for engine in ["nowait+pool", "pool"] {
+            for w in ["4k randread qd1", "4k randwrite qd1", "4k randread qd32", "4k randwrite qd32", "1m seqread qd16", "1m seqwrite qd16"] {
+                let text = lines.joined(separator: "\n")
+                let line = lines.first { $0.hasPrefix("storage: [\(engine)] \(w): worker ") }
+                #expect(line?.contains(" k req/s, raw ") == true && line?.contains(", ratio ") == true, "\(engine) \(w): \(text)")
+                if w.hasSuffix("qd1") { #expect(line?.contains("added latency") == true && line?.contains("(floor ") == true) }
+                if !w.hasSuffix("qd1") { #expect(line?.contains("target 0.9") == true) }
+                Self.expectCPULines(lines, engine: engine, workload: w)
+            }
+        }
+    }
+
+    @Test("synthvm-bench storage --only --repeat --raw-own-buffers --raw-into-guest-ram: those workloads, that many times, the method said")
+    func benchOptions() throws {
+        let dir = try Self.scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let lines = try Self.bench(["--disk", dir + "/bench.img", "--disk-mib", "16", "--scale", "0.001", "--only", "seqread,randread qd1",
+                                    "--repeat", "2", "--raw-own-buffers", "--raw-into-guest-ram"])
+        #expect(lines.contains { $0.hasPrefix("storage: raw side: QD threads, each reading into its own buffer every time (--raw-own-buffers")
+            && $0.contains("(--raw-into-guest-ram)") })
+        let figures = lines.filter { $0.hasPrefix("storage: [") && $0.contains(": worker ") }
+        for engine in ["nowait+pool", "pool"] {
+            for w in ["4k randread qd1", "1m seqread qd16"] {
+                #expect(figures.filter { $0.hasPrefix("storage: [\(engine)] \(w): worker ") }.count == 2, "\(engine) \(w): \(lines)")
+                Self.expectCPULines(lines, engine: engine, workload: w)
+            }
+        }
+        #expect(figures.count == 8, "\(figures)")
+    }
+
+    /// The bench's output lines (stdout; the worker's lines on stderr are not read).
+    static func bench(_ arguments: [String]) throws -> [String] {
         let p = Process()
         p.executableURL = CommandLineTests.binary.deletingLastPathComponent().appendingPathComponent("synthvm-bench")
-        p.arguments = ["storage", "--disk", dir + "/bench.img", "--disk-mib", "16", "--scale", "0.001"]
+        p.arguments = ["storage"] + arguments
         let out = Pipe()
         p.standardOutput = out
         p.standardError = FileHandle.nullDevice
@@ -208,15 +243,18 @@ struct StorageWorkerTests {
         let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         p.waitUntilExit()
         #expect(p.terminationStatus == 0, "\(text)")
-        let lines = text.split(separator: "\n").map(String.init)
-        #expect(lines.contains { $0.hasPrefix("storage: IPC floor (eventfd wake + eventfd signal back, round trip): ") && $0.hasSuffix(" µs") })
-        for engine in ["nowait+pool", "pool"] {
-            for w in ["4k randread qd1", "4k randwrite qd1", "4k randread qd32", "4k randwrite qd32", "1m seqread qd16", "1m seqwrite qd16"] {
-                let line = lines.first { $0.hasPrefix("storage: [\(engine)] \(w): worker ") }
-                #expect(line?.contains(" k req/s, raw ") == true && line?.contains(", ratio ") == true, "\(engine) \(w): \(text)")
-                if w.hasSuffix("qd1") { #expect(line?.contains("added latency") == true && line?.contains("(floor ") == true) }
-                if !w.hasSuffix("qd1") { #expect(line?.contains("target 0.9") == true) }
-            }
-        }
+        return text.split(separator: "\n").map(String.init)
+    }
+
+    /// The per-side CPU lines after a workload's figure: shares of the CPUs, then CPU per request.
+    static func expectCPULines(_ lines: [String], engine: String, workload w: String) {
+        let used = lines.first { $0.hasPrefix("storage: [\(engine)] \(w): CPUs used (waiting for a CPU): raw threads ") }
+        #expect(used?.contains("; worker ") == true && used?.contains(", fake guest ") == true
+            && used?.contains("the idle worker during the raw run ") == true && used?.contains("; host load ") == true,
+            "\(engine) \(w): \(String(describing: used))")
+        let perRequest = lines.first { $0.hasPrefix("storage: [\(engine)] \(w): CPU per request: raw ") }
+        #expect(perRequest?.contains(" µs, worker ") == true && perRequest?.contains(" µs + fake guest ") == true
+            && perRequest?.contains("; CPU ratio ") == true, "\(engine) \(w): \(String(describing: perRequest))")
+        if w.hasPrefix("1m") { #expect(perRequest?.hasSuffix(" GiB per CPU-second)") == true, "\(String(describing: perRequest))") }
     }
 }
