@@ -12,7 +12,9 @@ import VMBus
 /// size and queue depth, in the same run:
 ///
 /// - 4 KiB random read and write at QD1 and QD32, 1 MiB sequential read and write at QD16:
-///   throughput ratio worker / raw (targets >= 0.9 at QD32 and for 1 MiB);
+///   throughput ratio worker / raw (targets >= 0.9 at QD32 and for 1 MiB), then each side's
+///   CPUs and CPU time per request (schedstat) and their ratio, which a shared host's scheduler
+///   does not move as it moves the throughput ratio;
 /// - at QD1 the latency added per request in µs, next to the IPC floor measured here: an
 ///   eventfd wake of another thread plus an eventfd signal back (the doorbell and the SINT2
 ///   irqfd of a real request), as a round trip.
@@ -192,11 +194,12 @@ struct StorageBenchmark {
     /// buffers in a memfd mapping (shared memory like guest RAM: the same kind of destination
     /// pages the worker copies to), taken in turn (`BufferRotation`) as the fake guest's slots are.
     ///
-    /// The turn matters for 1 MiB: a thread that reads into its own buffer every time, back to
-    /// back for its whole time slice, copies into memory already in the CPU's cache, while the
-    /// worker copies into `queueDepth` guest buffers in rotation (16 MiB at QD16, the size of this
-    /// host's L3): the kernel's copy then costs about 1.5x the CPU per byte (docs/storage.md,
-    /// "1 MiB reads"). Both sides now rotate over the same amount of memory.
+    /// The turn models the guest: a thread that reads into its own buffer every time, back to back
+    /// for its whole time slice, copies into memory already in the CPU's cache, while the worker
+    /// copies into `queueDepth` guest buffers in rotation (16 MiB at QD16, the size of this host's
+    /// L3); both sides now rotate over the same amount of memory. Measured, it makes the raw
+    /// side's 1 MiB read about 6% dearer in CPU, not the 1.5x once supposed (docs/storage.md,
+    /// "1 MiB reads"); `ownBuffers` is the old method.
     static func raw(fd: Int32, _ w: Workload, diskBytes: Int, cpu: CPUTime, ownBuffers: Bool = false,
                     into guestSlots: UnsafeMutableRawPointer? = nil) throws -> Double {
         let buffers = guestSlots == nil ? try SharedRegion(name: "bench-raw-buffers", size: w.queueDepth * w.blockBytes) : nil
