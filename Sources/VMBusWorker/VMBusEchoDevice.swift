@@ -53,6 +53,7 @@ public final class VMBusEchoDevice: VMBusChannelDevice {
         floor = channel.open.userData.first == Self.floorMode
         corruption = nil
         journal = nil
+        moreToRead = false
         return .success
     }
 
@@ -94,6 +95,31 @@ public final class VMBusEchoDevice: VMBusChannelDevice {
             channel.interruptGuest()
             return
         }
+        // The guest signals only when it finds the ring empty (read_index at its old
+        // write_index), and the reads of a batch are committed after its echoes (for a
+        // restart, above): a guest quick to answer an echo publishes its next packet while
+        // read_index is still behind, and sends no signal. So after committing, look again; a
+        // guest that keeps writing gets 64 passes, then the rest waits for the worker's next
+        // pass (`deadline`), so other channels are served in between.
+        moreToRead = false
+        for _ in 0..<64 {
+            guard echoBatch(channel) else { return }
+            switch channel.inbound.enableInterrupts() {
+            case .readAgain: continue
+            case .corrupted(let why): cut(why)
+            case .sleep, .cutOff: break
+            }
+            return
+        }
+        moreToRead = true
+    }
+
+    /// The guest published more than `serve` took in its passes: serve again without a signal.
+    var moreToRead = false
+
+    /// Echoes what the guest-to-host ring holds, then journals, publishes the echoes and commits
+    /// the reads. False when a test's step hook stopped it (as a kill would) or a ring was cut off.
+    func echoBatch(_ channel: VMBusChannel) -> Bool {
         reading: while true {
             switch channel.inbound.next() {
             case .packet(let p):
@@ -121,18 +147,19 @@ public final class VMBusEchoDevice: VMBusChannelDevice {
         if channel.inbound.cursorIndex != channel.inbound.publishedIndex {
             journal = (channel.inbound.cursorIndex, channel.outbound.cursorIndex)
             channel.saveState()
-            if stepHook?(.saved) == false { return }
+            if stepHook?(.saved) == false { return false }
         }
         switch channel.outbound.commit() {
         case .signal: channel.interruptGuest()
         case .corrupted(let why): cut(why)
         case .noSignal, .cutOff: break
         }
-        if stepHook?(.echoesPublished) == false { return }
+        if stepHook?(.echoesPublished) == false { return false }
         switch channel.inbound.commit() {
         case .corrupted(let why): cut(why)
         case .signal, .noSignal, .cutOff: break
         }
+        return corruption == nil
     }
 
     /// Tests: called at the crash points of a batch; answering false stops `serve` there, as a
@@ -146,7 +173,8 @@ public final class VMBusEchoDevice: VMBusChannelDevice {
         log("echo device: relid \(channel?.relID ?? 0): ring cut off: \(why)")
     }
 
-    public var deadline: UInt64? { nil }
+    /// Due at once when `serve` left packets in the ring; otherwise only signals wake it.
+    public var deadline: UInt64? { moreToRead ? 0 : nil }
 
     public func close() { channel = nil }
 }

@@ -194,16 +194,32 @@ struct StorageWorkerTests {
         #expect(text.contains("synthvm-storage: seccomp violation: syscall 41 (socket)\n"), "stderr: \(text)")
     }
 
+    /// Runs the synthvm-bench built next to synthvm with `arguments`: its status and stdout
+    /// (stderr, the workers' lines, dropped).
+    static func bench(_ arguments: [String]) throws -> (status: Int32, stdout: String) {
+        let p = Process()
+        p.executableURL = CommandLineTests.binary.deletingLastPathComponent().appendingPathComponent("synthvm-bench")
+        p.arguments = arguments
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        return (p.terminationStatus, text)
+    }
+
     @Test("synthvm-bench storage runs the real worker under a fake storvsc and prints every figure (no timing asserted)")
     func benchPrintsItsLines() throws {
         let dir = try Self.scratch()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let lines = try Self.bench(["--disk", dir + "/bench.img", "--disk-mib", "16", "--scale", "0.001"])
+        let (status, text) = try Self.bench(["storage", "--disk", dir + "/bench.img", "--disk-mib", "16", "--scale", "0.001"])
+        #expect(status == 0, "\(text)")
+        let lines = text.split(separator: "\n").map(String.init)
         #expect(lines.contains { $0.hasPrefix("storage: IPC floor (eventfd wake + eventfd signal back, round trip): ") && $0.hasSuffix(" µs") })
         #expect(lines.contains { $0.hasPrefix("storage: raw side: QD threads, taking QD buffers in turn") })
         for engine in ["nowait+pool", "pool"] {
             for w in ["4k randread qd1", "4k randwrite qd1", "4k randread qd32", "4k randwrite qd32", "1m seqread qd16", "1m seqwrite qd16"] {
-                let text = lines.joined(separator: "\n")
                 let line = lines.first { $0.hasPrefix("storage: [\(engine)] \(w): worker ") }
                 #expect(line?.contains(" k req/s, raw ") == true && line?.contains(", ratio ") == true, "\(engine) \(w): \(text)")
                 if w.hasSuffix("qd1") { #expect(line?.contains("added latency") == true && line?.contains("(floor ") == true) }
@@ -213,37 +229,33 @@ struct StorageWorkerTests {
         }
     }
 
-    @Test("synthvm-bench storage --only --repeat --raw-own-buffers --raw-into-guest-ram: those workloads, that many times, the method said")
-    func benchOptions() throws {
+    @Test("synthvm-bench storage --only and --repeat run just the workloads asked for, that many times; --raw-own-buffers runs")
+    func benchOnlyAndRepeat() throws {
         let dir = try Self.scratch()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let lines = try Self.bench(["--disk", dir + "/bench.img", "--disk-mib", "16", "--scale", "0.001", "--only", "seqread,randread qd1",
-                                    "--repeat", "2", "--raw-own-buffers", "--raw-into-guest-ram"])
-        #expect(lines.contains { $0.hasPrefix("storage: raw side: QD threads, each reading into its own buffer every time (--raw-own-buffers")
-            && $0.contains("(--raw-into-guest-ram)") })
-        let figures = lines.filter { $0.hasPrefix("storage: [") && $0.contains(": worker ") }
-        for engine in ["nowait+pool", "pool"] {
-            for w in ["4k randread qd1", "1m seqread qd16"] {
-                #expect(figures.filter { $0.hasPrefix("storage: [\(engine)] \(w): worker ") }.count == 2, "\(engine) \(w): \(lines)")
-                Self.expectCPULines(lines, engine: engine, workload: w)
-            }
+        for extra in [[], ["--raw-own-buffers"]] {
+            let (status, text) = try Self.bench(["storage", "--disk", dir + "/bench.img", "--disk-mib", "16", "--scale", "0.001",
+                                                 "--only", "seqread,randwrite qd32", "--repeat", "2"] + extra)
+            #expect(status == 0, "\(text)")
+            let figures = text.split(separator: "\n").filter { $0.contains(": worker ") && $0.contains(", ratio ") }
+            // Per engine: 1m seqread qd16 and 4k randwrite qd32, twice each; nothing else.
+            #expect(figures.count == 8, "\(extra): \(text)")
+            #expect(figures.allSatisfy { $0.contains("] 1m seqread qd16: ") || $0.contains("] 4k randwrite qd32: ") }, "\(text)")
         }
-        #expect(figures.count == 8, "\(figures)")
     }
-
-    /// The bench's output lines (stdout; the worker's lines on stderr are not read).
-    static func bench(_ arguments: [String]) throws -> [String] {
-        let p = Process()
-        p.executableURL = CommandLineTests.binary.deletingLastPathComponent().appendingPathComponent("synthvm-bench")
-        p.arguments = ["storage"] + arguments
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        #expect(p.terminationStatus == 0, "\(text)")
-        return text.split(separator: "\n").map(String.init)
+    @Test("synthvm-bench storage --raw-own-buffers --raw-into-guest-ram: the method said, every CPU line printed (no timing asserted)")
+    func benchRawMethods() throws {
+        let dir = try Self.scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (status, text) = try Self.bench(["storage", "--disk", dir + "/bench.img", "--disk-mib", "16", "--scale", "0.001",
+                                             "--only", "seqread,randread qd1", "--raw-own-buffers", "--raw-into-guest-ram"])
+        #expect(status == 0, "\(text)")
+        let lines = text.split(separator: "\n").map(String.init)
+        #expect(lines.contains { $0.hasPrefix("storage: raw side: QD threads, each reading into its own buffer every time (--raw-own-buffers")
+            && $0.contains("(--raw-into-guest-ram)") }, "\(text)")
+        for engine in ["nowait+pool", "pool"] {
+            for w in ["4k randread qd1", "1m seqread qd16"] { Self.expectCPULines(lines, engine: engine, workload: w) }
+        }
     }
 
     /// The per-side CPU lines after a workload's figure: shares of the CPUs, then CPU per request.

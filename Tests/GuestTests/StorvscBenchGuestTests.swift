@@ -13,17 +13,11 @@ struct StorvscBenchGuestTests {
         try GuestHarness.requireKVM()
         let dir = try StorageWorkerTests.scratch()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let p = Process()
-        p.executableURL = CommandLineTests.binary.deletingLastPathComponent().appendingPathComponent("synthvm-bench")
-        p.arguments = ["storvsc", "--synthvm", CommandLineTests.binary.path, "--guest", try GuestHarness.guestPath("storvscbench"),
-                       "--disk", dir + "/bench.img", "--disk-mib", "8", "--scale", "0.01", "--depth", "4"]
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        #expect(p.terminationStatus == 0, "\(text)")
+        let (status, text) = try StorageWorkerTests.bench(["storvsc", "--synthvm", CommandLineTests.binary.path,
+                                                           "--guest", try GuestHarness.guestPath("storvscbench"),
+                                                           "--disk", dir + "/bench.img", "--disk-mib", "8", "--scale", "0.01",
+                                                           "--depth", "4"])
+        #expect(status == 0, "\(text)")
         let lines = text.split(separator: "\n").map(String.init)
         #expect(lines.first?.contains("storvsc: the guest-level figure, for the record") == true, "\(text)")
         #expect(lines.contains { $0.contains("about 1 us an instruction") }, "\(text)")

@@ -298,21 +298,6 @@ static void find_offers(void)
         fail("no echo device offered (run the VMBus worker with --test-echo-device)");
 }
 
-static void scsi_init(void)
-{
-    struct reply r;
-    open_ic(&scsi, ring_scsi);
-    if (vstor_op(OP_BEGIN_INIT, 64, 64, 0, &r, "BEGIN_INITIALIZATION"))
-        fail("BEGIN_INITIALIZATION: status 0x%x", r.status);
-    srb_size = 0x34;
-    if (vstor_op(OP_QUERY_VERSION, 64, 12 + srb_size, 0x0602, &r, "QUERY_PROTOCOL_VERSION"))
-        fail("QUERY_PROTOCOL_VERSION 0x0602: status 0x%x", r.status);
-    if (vstor_op(OP_QUERY_PROPERTIES, 64, 12 + srb_size, 0, &r, "QUERY_PROPERTIES"))
-        fail("QUERY_PROPERTIES: status 0x%x", r.status);
-    if (vstor_op(OP_END_INIT, 64, 12 + srb_size, 0, &r, "END_INITIALIZATION"))
-        fail("END_INITIALIZATION: status 0x%x", r.status);
-}
-
 void guest_main(const struct boot_info *bi)
 {
     st_init(NAME);
@@ -338,7 +323,7 @@ void guest_main(const struct boot_info *bi)
         fail("VMBus 5.3 refused");
     find_offers();
     open_mode(&echo, ring_echo, 0);
-    scsi_init();
+    scsi_open_0602();
     testdev(CTL_MSG_CREATE, MSG_CONN, 0, MSG_SINT);
     testdev(CTL_EVT_CREATE, EVT_CONN, 0, EVT_SINT);
     st_printf(NAME ": per=%llu echoes=%llu writes=%llu slots=%u of %u blocks from lba %u seed=%llu batches=%llu\n", per, necho,

@@ -1,4 +1,4 @@
-/* The storvsc guest side shared by storvsc.c and soak.c: the disk pattern, vstor packets on the
+/* The storvsc guest side shared by storvsc.c, soak.c and storvscbench.c: the disk pattern, vstor packets on the
  * SCSI controller's channel, SRBs and their completions. Declarations in storvsc_guest.h. */
 #include "storvsc_guest.h"
 #include "hyperv.h"
@@ -256,4 +256,38 @@ struct req rw(u8 lun, bool write, u32 kind, u64 lba, u32 blocks, bool fua, u8 *b
     if (fua)
         q.cdb[1] |= 0x08;
     return q;
+}
+
+void scsi_find_controller(void)
+{
+    begin(REQUESTOFFERS);
+    send(1, 8, "REQUESTOFFERS");
+    for (;;) {
+        u32 t = recv(0, 5 * SECOND);
+        if (t == ALLOFFERS_DELIVERED)
+            break;
+        if (t != OFFERCHANNEL || msg_len < 196)
+            fail("REQUESTOFFERS: message type %u of %u bytes", t, msg_len);
+        if (guid_is(msg + 8, scsi.guid) && get16(msg, 180) == 0) {
+            scsi.relid = get32(msg, 184);
+            conn_scsi = get32(msg, 192);
+        }
+    }
+    if (!scsi.relid)
+        fail("no SCSI controller offered (run with --disk)");
+}
+
+void scsi_open_0602(void)
+{
+    struct reply r;
+    open_ic(&scsi, ring_scsi);
+    if (vstor_op(OP_BEGIN_INIT, 64, 64, 0, &r, "BEGIN_INITIALIZATION"))
+        fail("BEGIN_INITIALIZATION: status 0x%x", r.status);
+    srb_size = 0x34;
+    if (vstor_op(OP_QUERY_VERSION, 64, 12 + srb_size, 0x0602, &r, "QUERY_PROTOCOL_VERSION"))
+        fail("QUERY_PROTOCOL_VERSION 0x0602: status 0x%x", r.status);
+    if (vstor_op(OP_QUERY_PROPERTIES, 64, 12 + srb_size, 0, &r, "QUERY_PROPERTIES"))
+        fail("QUERY_PROPERTIES: status 0x%x", r.status);
+    if (vstor_op(OP_END_INIT, 64, 12 + srb_size, 0, &r, "END_INITIALIZATION"))
+        fail("END_INITIALIZATION: status 0x%x", r.status);
 }

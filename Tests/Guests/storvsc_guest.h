@@ -1,5 +1,5 @@
 /* The storvsc guest side shared by the freestanding guests that drive the storage worker's SCSI
- * controller (storvsc.c, soak.c): the vstor and SRB constants (Linux drivers/scsi/storvsc_drv.c;
+ * controller (storvsc.c, soak.c, storvscbench.c): the vstor and SRB constants (Linux drivers/scsi/storvsc_drv.c;
  * ../shared/reference/vmbus-storvsc.md section 4), the disk pattern, the primary channel's state
  * and one-request-at-a-time helpers (storvsc_guest.c). Needs vmbus_guest.h; failures are
  * fail(...) ("<st_name>: FAIL ..."). */
@@ -106,5 +106,11 @@ struct req data_req(u8 lun, u8 data_in, u8 *buf, u32 len);
 void inquiry(u8 path, u8 target, u8 lun, u8 page, u8 *buf, u32 len, struct reply *r, const char *what);
 /* READ/WRITE with the CDB of `kind` (6, 10, 12, 16). */
 struct req rw(u8 lun, bool write, u32 kind, u64 lba, u32 blocks, bool fua, u8 *buf);
+/* REQUESTOFFERS: the SCSI controller's relid and connection into scsi and conn_scsi (fails
+ * without one). */
+void scsi_find_controller(void);
+/* Opens the SCSI channel and runs Linux's init handshake at protocol 0x0602 (fails on any
+ * status but success). */
+void scsi_open_0602(void);
 
 #endif

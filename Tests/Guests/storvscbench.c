@@ -285,40 +285,6 @@ static void name_qd(char *dst, const char *prefix, u32 d)
     dst[n] = 0;
 }
 
-static void find_controller(void)
-{
-    begin(REQUESTOFFERS);
-    send(1, 8, "REQUESTOFFERS");
-    for (;;) {
-        u32 t = recv(0, 5 * SECOND);
-        if (t == ALLOFFERS_DELIVERED)
-            break;
-        if (t != OFFERCHANNEL || msg_len < 196)
-            fail("REQUESTOFFERS: message type %u of %u bytes", t, msg_len);
-        if (guid_is(msg + 8, scsi.guid) && get16(msg, 180) == 0) {
-            scsi.relid = get32(msg, 184);
-            conn_scsi = get32(msg, 192);
-        }
-    }
-    if (!scsi.relid)
-        fail("no SCSI controller offered (run with --disk)");
-}
-
-static void scsi_init(void)
-{
-    struct reply r;
-    open_ic(&scsi, ring_scsi);
-    if (vstor_op(OP_BEGIN_INIT, 64, 64, 0, &r, "BEGIN_INITIALIZATION"))
-        fail("BEGIN_INITIALIZATION: status 0x%x", r.status);
-    srb_size = 0x34;
-    if (vstor_op(OP_QUERY_VERSION, 64, 12 + srb_size, 0x0602, &r, "QUERY_PROTOCOL_VERSION"))
-        fail("QUERY_PROTOCOL_VERSION 0x0602: status 0x%x", r.status);
-    if (vstor_op(OP_QUERY_PROPERTIES, 64, 12 + srb_size, 0, &r, "QUERY_PROPERTIES"))
-        fail("QUERY_PROPERTIES: status 0x%x", r.status);
-    if (vstor_op(OP_END_INIT, 64, 12 + srb_size, 0, &r, "END_INITIALIZATION"))
-        fail("END_INITIALIZATION: status 0x%x", r.status);
-}
-
 /* READ CAPACITY (10): the disk's size in bytes. */
 static u64 capacity(void)
 {
@@ -371,8 +337,8 @@ void guest_main(const struct boot_info *bi)
     u32 state, conn_id;
     if (!contact(4, 0x50003, 0, &state, &conn_id))
         fail("VMBus 5.3 refused");
-    find_controller();
-    scsi_init();
+    scsi_find_controller();
+    scsi_open_0602();
     page_lists();
     u64 bytes = capacity();
     quarter = bytes / 4 / LARGE * LARGE;

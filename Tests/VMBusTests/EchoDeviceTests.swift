@@ -182,6 +182,62 @@ struct EchoDeviceTests {
         #expect(echo.echoed == 1)
     }
 
+    @Test("a packet the guest publishes while the device has echoed but not yet committed its reads is served without a signal (the guest saw a ring not yet empty and did not signal)")
+    func packetBetweenEchoAndReadCommitIsServed() throws {
+        let f = try Fixture()
+        defer { f.ram.deallocate() }
+        try f.connect()
+        #expect(f.open(mode: 0) == .success)
+        #expect(f.guestOut.tryWrite(type: .dataInBand, transactionID: 1, payload: [UInt8](repeating: 1, count: 16)) == .written)
+        #expect(f.guestOut.commit() == .signal)
+        var guestSignalled: Bool?
+        f.echo.stepHook = { step in
+            // The guest takes echo 1 as soon as it is published and sends the next packet before
+            // the device commits its read of packet 1: by the ring rules (read_index still behind
+            // the old write_index) it does not signal.
+            if step == .echoesPublished, guestSignalled == nil {
+                _ = f.guestIn.next()
+                _ = f.guestIn.commit()
+                _ = f.guestOut.tryWrite(type: .dataInBand, transactionID: 2, payload: [UInt8](repeating: 2, count: 16))
+                guestSignalled = f.guestOut.commit() == .signal
+            }
+            return true
+        }
+        f.echo.serve(now: 2)
+        #expect(guestSignalled == false)
+        // No signal will come for packet 2: this serve must have echoed it.
+        guard case .packet(let p) = f.guestIn.next() else {
+            Issue.record("packet 2 was not echoed: the device waits for a signal the guest will not send")
+            return
+        }
+        #expect(p.descriptor.transactionID == 2)
+        #expect(f.echo.echoed == 2)
+        #expect(f.echo.deadline == nil)
+        // A guest that never stops writing: 64 passes, then the device is due again at once
+        // (served on the worker's next pass without a signal) rather than holding the loop.
+        _ = f.guestIn.commit()
+        var written = 2
+        f.echo.stepHook = { step in
+            if step == .echoesPublished {
+                while case .packet = f.guestIn.next() {}
+                _ = f.guestIn.commit()
+                written += 1
+                _ = f.guestOut.tryWrite(type: .dataInBand, transactionID: UInt64(written), payload: [UInt8](repeating: 3, count: 16))
+                _ = f.guestOut.commit()
+            }
+            return true
+        }
+        _ = f.guestOut.tryWrite(type: .dataInBand, transactionID: 3, payload: [UInt8](repeating: 3, count: 16))
+        written = 3
+        _ = f.guestOut.commit()
+        f.echo.serve(now: 3)
+        #expect(f.echo.echoed == 2 + 64, "\(f.echo.echoed)")
+        #expect(f.echo.deadline == 0)
+        f.echo.stepHook = nil
+        f.echo.serve(now: 4)
+        #expect(f.echo.echoed == written && f.echo.deadline == nil, "\(f.echo.echoed) of \(written)")
+    }
+
     @Test("a corrupt guest-to-host ring cuts the channel off with one line; the control path still answers")
     func corruption() throws {
         let f = try Fixture()
