@@ -12,7 +12,9 @@ import VMBus
 /// size and queue depth, in the same run:
 ///
 /// - 4 KiB random read and write at QD1 and QD32, 1 MiB sequential read and write at QD16:
-///   throughput ratio worker / raw (targets >= 0.9 at QD32 and for 1 MiB);
+///   throughput ratio worker / raw (targets >= 0.9 at QD32 and for 1 MiB), then each side's
+///   CPUs and CPU time per request (schedstat) and their ratio, which a shared host's scheduler
+///   does not move as it moves the throughput ratio;
 /// - at QD1 the latency added per request in µs, next to the IPC floor measured here: an
 ///   eventfd wake of another thread plus an eventfd signal back (the doorbell and the SINT2
 ///   irqfd of a real request), as a round trip.
@@ -34,6 +36,10 @@ struct StorageBenchmark {
     /// The method before the rotation (`--raw-own-buffers`): each raw thread reads into its own
     /// buffer every time; kept to show the difference (docs/storage.md, "1 MiB reads").
     var rawOwnBuffers = false
+    /// A diagnostic (`--raw-into-guest-ram`): the raw side reads and writes the fake guest's own
+    /// data slots in the guest-RAM memfd, the very pages the worker copies to, from the bench
+    /// process: tells the cost of those pages from the cost of the worker's process.
+    var rawIntoGuestRAM = false
 
     static let relID: UInt32 = 4
     static let ringPages = 32
@@ -84,6 +90,10 @@ struct StorageBenchmark {
 
         print("storage: file \(diskPath) \(diskBytes >> 20) MiB, page-cached, cache=writeback; "
               + "the synthvm-storage worker process (\(jail ? "jailed" : "not jailed"), filtered, \(4) I/O threads)")
+        print("storage: raw side: QD threads, " + (rawOwnBuffers
+            ? "each reading into its own buffer every time (--raw-own-buffers, the method before the rotation)"
+            : "taking QD buffers in turn, as the fake guest's slots are (--raw-own-buffers: each its own)")
+            + (rawIntoGuestRAM ? "; the buffers are the fake guest's own slots in guest RAM (--raw-into-guest-ram)" : ""))
         for poolOnly in [false, true] {
             let worker = try Guest(diskFD: fd, diskBytes: diskBytes, jail: jail, poolOnly: poolOnly)
             defer { _ = worker.harness.stop() }
@@ -99,9 +109,12 @@ struct StorageBenchmark {
 
     func measure(_ w: Workload, worker: Guest, fd: Int32, floor: Double, tag: String) throws {
             let rawCPU = CPUTime()
-            let raw = try Self.raw(fd: fd, w, diskBytes: diskBytes, cpu: rawCPU, ownBuffers: rawOwnBuffers)
             let workerPID = worker.harness.link.process.pid
+            let idleBefore = CPUTime.process(workerPID)
+            let raw = try Self.raw(fd: fd, w, diskBytes: diskBytes, cpu: rawCPU, ownBuffers: rawOwnBuffers,
+                                   into: rawIntoGuestRAM ? worker.slots(w) : nil)
             let workerBefore = CPUTime.process(workerPID), guestBefore = CPUTime.thread()
+            let idleWorker = workerBefore - idleBefore
             let ours = try worker.run(w, diskBytes: diskBytes)
             let workerCPU = CPUTime.process(workerPID) - workerBefore, guestCPU = CPUTime.thread() - guestBefore
             let ratio = raw / ours
@@ -122,7 +135,20 @@ struct StorageBenchmark {
             func share(_ ns: UInt64, _ wall: Double) -> String { format2(Double(ns) / wall) }
             print("storage: [\(tag)] \(w.name): CPUs used (waiting for a CPU): raw threads \(share(rawCPU.run, raw)) "
                   + "(\(share(rawCPU.wait, raw))); worker \(share(workerCPU.run, ours)) (\(share(workerCPU.wait, ours))), "
-                  + "fake guest \(share(guestCPU.run, ours)) (\(share(guestCPU.wait, ours))); host load \(loadAverage())")
+                  + "fake guest \(share(guestCPU.run, ours)) (\(share(guestCPU.wait, ours))); "
+                  + "the idle worker during the raw run \(share(idleWorker.run, raw)); host load \(loadAverage())")
+            // The same CPU time per request: what each side costs whatever share of the CPUs the
+            // scheduler gave it, so the comparison that survives a noisy host.
+            func perRequest(_ ns: UInt64) -> Double { Double(ns) / Double(w.requests) }
+            let cpuRatio = perRequest(rawCPU.run) / max(1, perRequest(workerCPU.run &+ guestCPU.run))
+            var cpuLine = "storage: [\(tag)] \(w.name): CPU per request: raw \(format2(perRequest(rawCPU.run) / 1000)) µs, "
+                + "worker \(format2(perRequest(workerCPU.run) / 1000)) µs + fake guest \(format2(perRequest(guestCPU.run) / 1000)) µs; "
+                + "CPU ratio \(format2(cpuRatio)) (raw / worker and fake guest)"
+            if w.blockBytes >= 1 << 20 {
+                func gibPerCPUSecond(_ ns: UInt64) -> String { format2(Double(w.requests * w.blockBytes) / Double(max(1, ns)) * 1e9 / Double(1 << 30)) }
+                cpuLine += " (\(gibPerCPUSecond(workerCPU.run &+ guestCPU.run)) vs \(gibPerCPUSecond(rawCPU.run)) GiB per CPU-second)"
+            }
+            print(cpuLine)
     }
 
     // MARK: the floor
@@ -168,16 +194,18 @@ struct StorageBenchmark {
     /// buffers in a memfd mapping (shared memory like guest RAM: the same kind of destination
     /// pages the worker copies to), taken in turn (`BufferRotation`) as the fake guest's slots are.
     ///
-    /// Why the turn: the worker copies into `queueDepth` guest buffers in rotation (16 MiB at
-    /// QD16, the size of this host's L3), and a raw thread that reads into its own buffer every
-    /// time copies into memory the CPU may still hold. Both sides now rotate over the same
-    /// amount of memory. Measured, it was not what kept 1 MiB reads at 0.55 (the raw side lost
-    /// about 5% to it: docs/storage.md, "1 MiB reads"); `--raw-own-buffers` keeps the old way.
-    static func raw(fd: Int32, _ w: Workload, diskBytes: Int, cpu: CPUTime, ownBuffers: Bool = false) throws -> Double {
-        let buffers = try SharedRegion(name: "bench-raw-buffers", size: w.queueDepth * w.blockBytes)
-        let base = buffers.pointer(at: 0, count: buffers.size)!
+    /// The turn models the guest: a thread that reads into its own buffer every time, back to back
+    /// for its whole time slice, copies into memory already in the CPU's cache, while the worker
+    /// copies into `queueDepth` guest buffers in rotation (16 MiB at QD16, the size of this host's
+    /// L3); both sides now rotate over the same amount of memory. Measured, it makes the raw
+    /// side's 1 MiB read about 6% dearer in CPU, not the 1.5x once supposed (docs/storage.md,
+    /// "1 MiB reads"); `ownBuffers` is the old method.
+    static func raw(fd: Int32, _ w: Workload, diskBytes: Int, cpu: CPUTime, ownBuffers: Bool = false,
+                    into guestSlots: UnsafeMutableRawPointer? = nil) throws -> Double {
+        let buffers = guestSlots == nil ? try SharedRegion(name: "bench-raw-buffers", size: w.queueDepth * w.blockBytes) : nil
+        let base = guestSlots ?? buffers!.pointer(at: 0, count: buffers!.size)!
         // Allocated and mapped before the clock starts, as the guest's pages are.
-        base.initializeMemory(as: UInt8.self, repeating: 0x5A, count: buffers.size)
+        base.initializeMemory(as: UInt8.self, repeating: 0x5A, count: w.queueDepth * w.blockBytes)
         let rotation = BufferRotation(count: w.queueDepth, ownBuffers: ownBuffers)
         final class Ctx {
             let fd: Int32, w: Workload, diskBytes: Int, index: Int, count: Int, base: UnsafeMutableRawPointer, cpu: CPUTime
@@ -253,6 +281,8 @@ struct StorageBenchmark {
         let toHost: VMBusRingProducer<VMBusPagedRingMemory>
         let fromHost: VMBusRingConsumer<VMBusPagedRingMemory>
         let sief: UnsafeAtomic<UInt8>
+        /// Guest RAM as the bench maps it.
+        let ramBase: UnsafeMutableRawPointer
         var interrupts = 0
         var doorbells = 0
 
@@ -262,6 +292,7 @@ struct StorageBenchmark {
                                                arguments: poolOnly ? [WorkerCommandLine.benchStoragePoolOnlyArgument] : [])
             let ram = harness.ram
             let host = ram.pointer(at: 0, count: ram.size)!
+            ramBase = host
             let map = VMBusGuestMemoryMap(regions: [.init(gpa: 0..<UInt64(ram.size), host: host)])
             let n = StorageBenchmark.ringPages
             toHost = try VMBusRingProducer(memory: try VMBusPagedRingMemory(map: map, pfns: ArraySlice((0..<n).map { UInt64($0) })))
@@ -325,6 +356,11 @@ struct StorageBenchmark {
         }
 
         func put32(_ p: inout [UInt8], _ at: Int, _ v: UInt32) { for i in 0..<4 { p[at + i] = UInt8(truncatingIfNeeded: v >> (8 * i)) } }
+
+        /// Where slot 0's buffer starts for `w`; slot q's is `w.blockBytes` further each (`run`'s `pfns`).
+        func slots(_ w: Workload) -> UnsafeMutableRawPointer {
+            ramBase + (StorageBenchmark.bufferBase + (w.blockBytes == 4096 ? 0 : 32)) * 4096
+        }
 
         /// Nanoseconds for the workload through the worker.
         func run(_ w: Workload, diskBytes: Int) throws -> Double {

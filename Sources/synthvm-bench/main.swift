@@ -12,7 +12,7 @@ import Monitor
 //        synthvm-bench footprint [--synthvm PATH]
 //        synthvm-bench hostile [--synthvm PATH] [--guest PATH] [--seeds N] [--first-seed N] [--ops N]
 //        synthvm-bench faults [--synthvm PATH] [--guest soak.elf] [--kills N] [--workers a,b] [--seed N]
-//        synthvm-bench storage [--disk PATH] [--disk-mib N] [--scale X] [--no-jail] [--only TEXT] [--repeat N] [--raw-own-buffers]
+//        synthvm-bench storage [--disk PATH] [--disk-mib N] [--scale X] [--no-jail] [--only TEXT] [--repeat N] [--raw-own-buffers] [--raw-into-guest-ram]
 //        synthvm-bench storvsc [--synthvm PATH] [--guest storvscbench.elf] [--disk PATH] [--disk-mib N] [--scale X] [--depth N]
 // The bench guest is Tests/Guests/bench.c; by default it is built with Tests/Guests/build.sh.
 
@@ -25,7 +25,7 @@ func usage() -> Never {
     print("       synthvm-bench footprint [--synthvm PATH]")
     print("       synthvm-bench hostile [--synthvm PATH] [--guest hostile.elf] [--seeds N] [--first-seed N] [--ops N]")
     print("       synthvm-bench faults [--synthvm PATH] [--guest soak.elf] [--kills N] [--workers synic-router,vmbus,storage] [--seed N]")
-    print("       synthvm-bench storage [--disk PATH] [--disk-mib N] [--scale X] [--no-jail] [--only TEXT] [--repeat N] [--raw-own-buffers]")
+    print("       synthvm-bench storage [--disk PATH] [--disk-mib N] [--scale X] [--no-jail] [--only TEXT] [--repeat N] [--raw-own-buffers] [--raw-into-guest-ram]")
     print("       synthvm-bench storvsc [--synthvm PATH] [--guest storvscbench.elf] [--disk PATH] [--disk-mib N] [--scale X] [--depth N]")
     exit(64)
 }
@@ -40,12 +40,13 @@ var args = Array(CommandLine.arguments.dropFirst())
 if args.first == "storage" {
     // The real storage worker against raw pread/pwrite (StorageBenchmark.swift); no guest, no KVM.
     var disk = packageRoot + "/.build/bench-disk.img", mib = 256, scale = 1.0, jail = true, only: String?, repeats = 1
-    var rawOwnBuffers = false
+    var rawOwnBuffers = false, rawIntoGuestRAM = false
     args.removeFirst()
     while let flag = args.first {
         args.removeFirst()
         if flag == "--no-jail" { jail = false; continue }
         if flag == "--raw-own-buffers" { rawOwnBuffers = true; continue }
+        if flag == "--raw-into-guest-ram" { rawIntoGuestRAM = true; continue }
         guard let value = args.first else { usage() }
         args.removeFirst()
         switch flag {
@@ -60,7 +61,7 @@ if args.first == "storage" {
     guard mib >= 8, mib <= 1 << 20, scale > 0, repeats >= 1 else { usage() }
     mkdir(packageRoot + "/.build", 0o755)
     do { try StorageBenchmark(diskPath: disk, diskBytes: mib << 20, scale: scale, jail: jail, only: only,
-                                 repeats: repeats, rawOwnBuffers: rawOwnBuffers).runAndPrint() } catch {
+                                 repeats: repeats, rawOwnBuffers: rawOwnBuffers, rawIntoGuestRAM: rawIntoGuestRAM).runAndPrint() } catch {
         print("synthvm-bench: \(error)")
         exit(70)
     }

@@ -217,15 +217,14 @@ struct StorageWorkerTests {
         #expect(status == 0, "\(text)")
         let lines = text.split(separator: "\n").map(String.init)
         #expect(lines.contains { $0.hasPrefix("storage: IPC floor (eventfd wake + eventfd signal back, round trip): ") && $0.hasSuffix(" µs") })
+        #expect(lines.contains { $0.hasPrefix("storage: raw side: QD threads, taking QD buffers in turn") })
         for engine in ["nowait+pool", "pool"] {
             for w in ["4k randread qd1", "4k randwrite qd1", "4k randread qd32", "4k randwrite qd32", "1m seqread qd16", "1m seqwrite qd16"] {
                 let line = lines.first { $0.hasPrefix("storage: [\(engine)] \(w): worker ") }
                 #expect(line?.contains(" k req/s, raw ") == true && line?.contains(", ratio ") == true, "\(engine) \(w): \(text)")
                 if w.hasSuffix("qd1") { #expect(line?.contains("added latency") == true && line?.contains("(floor ") == true) }
                 if !w.hasSuffix("qd1") { #expect(line?.contains("target 0.9") == true) }
-                let cpu = lines.first { $0.hasPrefix("storage: [\(engine)] \(w): CPUs used (waiting for a CPU): raw threads ") }
-                #expect(cpu?.contains("; worker ") == true && cpu?.contains(", fake guest ") == true
-                        && cpu?.contains("; host load ") == true, "\(engine) \(w): \(text)")
+                Self.expectCPULines(lines, engine: engine, workload: w)
             }
         }
     }
@@ -243,5 +242,31 @@ struct StorageWorkerTests {
             #expect(figures.count == 8, "\(extra): \(text)")
             #expect(figures.allSatisfy { $0.contains("] 1m seqread qd16: ") || $0.contains("] 4k randwrite qd32: ") }, "\(text)")
         }
+    }
+    @Test("synthvm-bench storage --raw-own-buffers --raw-into-guest-ram: the method said, every CPU line printed (no timing asserted)")
+    func benchRawMethods() throws {
+        let dir = try Self.scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (status, text) = try Self.bench(["storage", "--disk", dir + "/bench.img", "--disk-mib", "16", "--scale", "0.001",
+                                             "--only", "seqread,randread qd1", "--raw-own-buffers", "--raw-into-guest-ram"])
+        #expect(status == 0, "\(text)")
+        let lines = text.split(separator: "\n").map(String.init)
+        #expect(lines.contains { $0.hasPrefix("storage: raw side: QD threads, each reading into its own buffer every time (--raw-own-buffers")
+            && $0.contains("(--raw-into-guest-ram)") }, "\(text)")
+        for engine in ["nowait+pool", "pool"] {
+            for w in ["4k randread qd1", "1m seqread qd16"] { Self.expectCPULines(lines, engine: engine, workload: w) }
+        }
+    }
+
+    /// The per-side CPU lines after a workload's figure: shares of the CPUs, then CPU per request.
+    static func expectCPULines(_ lines: [String], engine: String, workload w: String) {
+        let used = lines.first { $0.hasPrefix("storage: [\(engine)] \(w): CPUs used (waiting for a CPU): raw threads ") }
+        #expect(used?.contains("; worker ") == true && used?.contains(", fake guest ") == true
+            && used?.contains("the idle worker during the raw run ") == true && used?.contains("; host load ") == true,
+            "\(engine) \(w): \(String(describing: used))")
+        let perRequest = lines.first { $0.hasPrefix("storage: [\(engine)] \(w): CPU per request: raw ") }
+        #expect(perRequest?.contains(" µs, worker ") == true && perRequest?.contains(" µs + fake guest ") == true
+            && perRequest?.contains("; CPU ratio ") == true, "\(engine) \(w): \(String(describing: perRequest))")
+        if w.hasPrefix("1m") { #expect(perRequest?.hasSuffix(" GiB per CPU-second)") == true, "\(String(describing: perRequest))") }
     }
 }
