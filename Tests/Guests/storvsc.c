@@ -569,16 +569,7 @@ static bool sub_used;                  /* the primary was closed here, with its 
 /* One vstor operation on `ch` with the request's transaction id; returns the NTSTATUS. */
 static u32 vstor_op_on(struct channel *ch, u32 conn, u32 op, u16 arg, struct reply *r, const char *what)
 {
-    u8 p[64] __attribute__((aligned(8)));
-    for (u32 i = 0; i < 8; i++)
-        ((u64 *)p)[i] = 0;
-    put32(p, 0, op);
-    put32(p, 4, 1);
-    put16(p, 12, arg);
-    u64 id = next_id++;
-    submit(ch, conn, 6, id, NULL, 0, p, 64);
-    wait_reply(ch, id, 64, r, what);
-    return r->status;
+    return vstor_op_id(ch, conn, next_id++, op, 64, 64, arg, r, what);
 }
 
 /* Sub-channels (reference 4.8): offered by QUERY_PROPERTIES only with 2 vCPUs (max_channel_cnt

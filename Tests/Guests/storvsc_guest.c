@@ -105,8 +105,9 @@ void wait_reply(struct channel *ch, u64 id, u32 want_len, struct reply *r, const
     requests++;
 }
 
-/* One vstor operation on the primary channel (init steps); returns the NTSTATUS. */
-u32 vstor_op(u32 op, u32 size, u32 want_len, u16 arg, struct reply *r, const char *what)
+/* One vstor operation on `ch` with transaction id `id`; returns the NTSTATUS. */
+u32 vstor_op_id(struct channel *ch, u32 conn, u64 id, u32 op, u32 size, u32 want_len, u16 arg, struct reply *r,
+                const char *what)
 {
     u8 p[64] __attribute__((aligned(8)));
     for (u32 i = 0; i < 8; i++)
@@ -114,9 +115,15 @@ u32 vstor_op(u32 op, u32 size, u32 want_len, u16 arg, struct reply *r, const cha
     put32(p, 0, op);
     put32(p, 4, 1);
     put16(p, 12, arg);
-    submit(&scsi, conn_scsi, 6, INIT_ID, NULL, 0, p, size);
-    wait_reply(&scsi, INIT_ID, want_len, r, what);
+    submit(ch, conn, 6, id, NULL, 0, p, size);
+    wait_reply(ch, id, want_len, r, what);
     return r->status;
+}
+
+/* One vstor operation on the primary channel (init steps); returns the NTSTATUS. */
+u32 vstor_op(u32 op, u32 size, u32 want_len, u16 arg, struct reply *r, const char *what)
+{
+    return vstor_op_id(&scsi, conn_scsi, INIT_ID, op, size, want_len, arg, r, what);
 }
 
 void srb_packet(u8 *p, const struct req *q)

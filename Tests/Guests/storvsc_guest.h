@@ -93,6 +93,10 @@ void submit(struct channel *ch, u32 conn, u16 type, u64 id, const u64 *ext, u32 
 /* Waits for the completion with transaction id `id` (the only one outstanding) and checks its
  * framing and its interrupt. */
 void wait_reply(struct channel *ch, u64 id, u32 want_len, struct reply *r, const char *what);
+/* One vstor operation on `ch` with transaction id `id` (a request of `size` bytes, a reply of
+ * `want_len`); returns the NTSTATUS. */
+u32 vstor_op_id(struct channel *ch, u32 conn, u64 id, u32 op, u32 size, u32 want_len, u16 arg, struct reply *r,
+                const char *what);
 /* One vstor operation on the primary channel (init steps); returns the NTSTATUS. */
 u32 vstor_op(u32 op, u32 size, u32 want_len, u16 arg, struct reply *r, const char *what);
 void srb_packet(u8 *p, const struct req *q);
