@@ -125,10 +125,9 @@ struct FaultSoak {
     }
 
     /// soak.c's pattern: the 8 bytes at disk offset `off` written by batch `batch`.
+    /// (storvsc_guest.h's `pattern` with the batch folded into the seed.)
     static func pattern(_ off: UInt64, batch: UInt64, seed: UInt64) -> UInt64 {
-        let s = seed ^ (batch &* 0x9E37_79B9_7F4A_7C15)
-        let x = (off ^ s) &* 0x9E37_79B9_7F4A_7C15
-        return x ^ (x >> 29)
+        StorvscGuestBenchmark.pattern(off, seed ^ (batch &* 0x9E37_79B9_7F4A_7C15))
     }
 
     /// The image checked from the host: every block of every slot holds the pattern of the last
