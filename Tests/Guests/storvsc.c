@@ -563,7 +563,6 @@ static void hostile(void)
 /* ---- 9. sub-channels ---- */
 
 #define RESCIND_CHANNELOFFER 2
-static u8 scsi_instance[16];           /* the controller's if_instance (REQUESTOFFERS) */
 static bool sub_used;                  /* the primary was closed here, with its sub-channel */
 
 /* One vstor operation on `ch` with the request's transaction id; returns the NTSTATUS. */
@@ -677,23 +676,7 @@ static void subchannels(void)
 /* REQUESTOFFERS: the SCSI controller's relid and connection. */
 static void find_controller(void)
 {
-    begin(REQUESTOFFERS);
-    send(1, 8, "REQUESTOFFERS");
-    for (;;) {
-        u32 t = recv(0, 5 * SECOND);
-        if (t == ALLOFFERS_DELIVERED)
-            break;
-        if (t != OFFERCHANNEL || msg_len < 196)
-            fail("REQUESTOFFERS: message type %u of %u bytes", t, msg_len);
-        if (guid_is(msg + 8, scsi.guid) && get16(msg, 180) == 0) {
-            scsi.relid = get32(msg, 184);
-            conn_scsi = get32(msg, 192);
-            for (u32 i = 0; i < 16; i++)
-                scsi_instance[i] = msg[24 + i];
-        }
-    }
-    if (!scsi.relid)
-        fail("no SCSI controller offered (run with --disk)");
+    scsi_find_controller();
     st_printf(NAME ": SCSI controller offered: relid %u connection 0x%x\n", scsi.relid, conn_scsi);
 }
 

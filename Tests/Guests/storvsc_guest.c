@@ -6,6 +6,7 @@
 
 struct channel scsi = {"scsi", {0xd9, 0x63, 0x61, 0xba, 0xa1, 0x04, 0x29, 0x4d, 0xb6, 0x05, 0x72, 0xe2, 0xff, 0xb1, 0xdc, 0x7f}};
 u8 ring_scsi[RING_PAGES * 4096] __attribute__((aligned(4096)));
+u8 scsi_instance[16];
 u32 conn_scsi;
 u64 next_id = 1;
 u32 srb_size = 0x34;
@@ -278,6 +279,8 @@ void scsi_find_controller(void)
         if (guid_is(msg + 8, scsi.guid) && get16(msg, 180) == 0) {
             scsi.relid = get32(msg, 184);
             conn_scsi = get32(msg, 192);
+            for (u32 i = 0; i < 16; i++)
+                scsi_instance[i] = msg[24 + i];
         }
     }
     if (!scsi.relid)

@@ -77,6 +77,7 @@ static inline void pbe64(u8 *p, u64 v) { pbe32(p, (u32)(v >> 32)); pbe32(p + 4, 
 extern struct channel scsi;
 extern u8 ring_scsi[RING_PAGES * 4096];
 extern u32 conn_scsi;
+extern u8 scsi_instance[16];           /* the controller's if_instance (scsi_find_controller) */
 extern u64 next_id;
 extern u32 srb_size;        /* of the session */
 extern u32 max_transfer;    /* QUERY_PROPERTIES and VPD B0 */
@@ -110,8 +111,8 @@ struct req data_req(u8 lun, u8 data_in, u8 *buf, u32 len);
 void inquiry(u8 path, u8 target, u8 lun, u8 page, u8 *buf, u32 len, struct reply *r, const char *what);
 /* READ/WRITE with the CDB of `kind` (6, 10, 12, 16). */
 struct req rw(u8 lun, bool write, u32 kind, u64 lba, u32 blocks, bool fua, u8 *buf);
-/* REQUESTOFFERS: the SCSI controller's relid and connection into scsi and conn_scsi (fails
- * without one). */
+/* REQUESTOFFERS: the SCSI controller's relid and connection into scsi and conn_scsi, its
+ * if_instance into scsi_instance (fails without one). */
 void scsi_find_controller(void);
 /* Opens the SCSI channel and runs Linux's init handshake at protocol 0x0602 (fails on any
  * status but success). */
